@@ -1,0 +1,1 @@
+"""Roost MQTT broker."""

@@ -1,0 +1,205 @@
+"""`python -m broker`: the standalone Roost MQTT broker (no database)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from broker.config import BrokerConfig, Listener
+from broker.engine.broker import Broker
+from broker.engine.interfaces import AllowAll, Authenticator, CertificateAuthenticator
+from broker.engine.store import FileStore
+from broker.net.listener import Server
+
+logger = logging.getLogger("broker")
+
+
+def _listener(value: str) -> Listener:
+    tls = False
+    if value.startswith("tls://"):
+        tls = True
+        value = value[len("tls://"):]
+    elif value.startswith("mqtt://") or value.startswith("tcp://"):
+        value = value.split("://", 1)[1]
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT or tls://HOST:PORT, got {value!r}")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an empty host means every address
+    if not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {port}")
+    return Listener(host, int(port), tls)
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        number = kind(value)
+        if number < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+        return number
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = BrokerConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m broker",
+        description="Roost MQTT broker (MQTT 3.1, 3.1.1 and 5.0), standalone: no database. "
+        "Refuses to start unless --anonymous is given or every client must present a "
+        "certificate signed by --tls-ca.",
+    )
+    p.add_argument("--bind", action="append", type=_listener, metavar="[tls://]HOST:PORT",
+                   help="listen here; repeatable; tls:// for a TLS listener "
+                   "(default 127.0.0.1:1883)")
+    p.add_argument("--anonymous", action="store_true",
+                   help="accept every client and allow every topic (development, tests)")
+    p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain for TLS listeners")
+    p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    p.add_argument("--tls-ca", metavar="PEM",
+                   help="CA bundle; TLS clients must present a certificate it signed")
+    p.add_argument("--persist", metavar="DIR",
+                   help="keep retained messages and persistent sessions in DIR across restarts")
+    p.add_argument("--autosave-interval", type=_positive(float), metavar="SECONDS",
+                   default=defaults.autosave_interval,
+                   help="with --persist, also save this often (0: only at shutdown; "
+                   "default %(default)s)")
+    p.add_argument("--max-packet-size", type=_positive(int), metavar="BYTES",
+                   default=defaults.max_packet_size,
+                   help="largest packet accepted from a client (default %(default)s)")
+    p.add_argument("--max-queued-messages", type=_positive(int), metavar="N",
+                   default=defaults.max_queued_messages,
+                   help="QoS 1/2 messages queued per session; newer ones are dropped when "
+                   "full (default %(default)s)")
+    p.add_argument("--max-queued-bytes", type=_positive(int), metavar="BYTES",
+                   default=defaults.max_queued_bytes,
+                   help="bytes queued per session, 0 for no limit (default %(default)s)")
+    p.add_argument("--max-inflight", type=_positive(int), metavar="N",
+                   default=defaults.max_inflight,
+                   help="unacknowledged QoS 1/2 messages per direction per client; also the "
+                   "MQTT 5 receive maximum (default %(default)s)")
+    p.add_argument("--max-qos", type=int, choices=(0, 1, 2), default=defaults.max_qos,
+                   help="highest QoS accepted and granted (default %(default)s)")
+    p.add_argument("--max-keepalive", type=_positive(int), metavar="SECONDS",
+                   default=defaults.max_keepalive,
+                   help="cap on client keep alive, told to MQTT 5 clients (0: no cap)")
+    p.add_argument("--connect-timeout", type=_positive(float), metavar="SECONDS",
+                   default=defaults.connect_timeout,
+                   help="time allowed from accept to a processed CONNECT, TLS handshake "
+                   "included (default %(default)s)")
+    p.add_argument("--max-connections", type=_positive(int), metavar="N",
+                   default=defaults.max_connections,
+                   help="connections accepted at once, 0 for no limit")
+    p.add_argument("--max-write-buffer", type=_positive(int), metavar="BYTES",
+                   default=defaults.max_write_buffer,
+                   help="bytes buffered for a slow client before its QoS 0 messages are "
+                   "dropped; at four times this it is disconnected (default %(default)s)")
+    p.add_argument("--write-stall-timeout", type=_positive(float), metavar="SECONDS",
+                   default=defaults.write_stall_timeout,
+                   help="disconnect a client that reads nothing for this long while "
+                   "messages wait for it (default %(default)s)")
+    p.add_argument("--topic-alias-maximum", type=_positive(int), metavar="N",
+                   default=defaults.topic_alias_maximum,
+                   help="topic aliases an MQTT 5 client may use (default %(default)s)")
+    p.add_argument("--sys-interval", type=_positive(float), metavar="SECONDS",
+                   default=defaults.sys_interval,
+                   help="seconds between $SYS/broker/# updates, 0 to disable "
+                   "(default %(default)s)")
+    p.add_argument("--log-level", default="INFO",
+                   choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> BrokerConfig:
+    return BrokerConfig(
+        listeners=args.bind or [Listener("127.0.0.1", 1883)],
+        max_packet_size=int(args.max_packet_size),
+        max_queued_messages=int(args.max_queued_messages),
+        max_queued_bytes=int(args.max_queued_bytes),
+        max_inflight=max(1, min(int(args.max_inflight), 65535)),
+        max_qos=args.max_qos,
+        max_keepalive=min(int(args.max_keepalive), 65535),
+        connect_timeout=args.connect_timeout,
+        max_connections=int(args.max_connections),
+        max_write_buffer=int(args.max_write_buffer),
+        write_stall_timeout=args.write_stall_timeout,
+        topic_alias_maximum=min(int(args.topic_alias_maximum), 65535),
+        sys_interval=args.sys_interval,
+        persist_dir=args.persist,
+        autosave_interval=args.autosave_interval,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_ca=args.tls_ca,
+        anonymous=args.anonymous,
+    )
+
+
+def check_secure(config: BrokerConfig) -> str | None:
+    """Why this configuration must not start, or None."""
+    has_tls = any(listener.tls for listener in config.listeners)
+    if has_tls and not (config.tls_cert and config.tls_key):
+        return "a tls:// listener needs --tls-cert and --tls-key"
+    if config.anonymous:
+        return None
+    if not config.tls_ca:
+        return ("refusing to start without authentication: pass --anonymous for an open "
+                "broker, or --tls-ca with tls:// listeners to require client certificates")
+    if not has_tls or any(not listener.tls for listener in config.listeners):
+        return "without --anonymous every listener must be tls:// (client certificates)"
+    return None
+
+
+async def serve(config: BrokerConfig) -> int:
+    loop = asyncio.get_running_loop()
+    authenticator: Authenticator = AllowAll() if config.anonymous else CertificateAuthenticator()
+    store = FileStore(config.persist_dir) if config.persist_dir else None
+    broker = Broker(config, loop, authenticator, AllowAll(), store)
+    broker.start()
+    server = Server(config, broker)
+    try:
+        await server.start()
+    except (OSError, ValueError) as error:
+        logger.error("cannot listen: %s", error)
+        broker.stop()
+        return 1
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("shutting down")
+    await server.shutdown()
+    logger.info("stopped")
+    return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = config_from_args(args)
+    problem = check_secure(config)
+    if problem:
+        parser.error(problem)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(serve(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

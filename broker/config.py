@@ -1,0 +1,65 @@
+"""Broker settings shared by the engine, the network layer and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Listener:
+    """One socket to listen on; `tls` listeners use the TLS settings of `BrokerConfig`."""
+
+    host: str
+    port: int
+    tls: bool = False
+    name: str = ""
+
+    def url(self, port: int | None = None) -> str:
+        scheme = "mqtts" if self.tls else "mqtt"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port if port is None else port}"
+
+
+@dataclass(slots=True)
+class BrokerConfig:
+    """Limits and features; the defaults follow Mosquitto 2.0 where it has one."""
+
+    listeners: list[Listener] = field(default_factory=list)
+    max_packet_size: int = 1 << 20
+    """Largest packet accepted from a client (MQTT 5 clients are told in CONNACK)."""
+    max_queued_messages: int = 1000
+    """Per offline or backlogged session; further messages are dropped."""
+    max_queued_bytes: int = 0
+    """Per session, payload plus topic bytes; 0 means no byte limit."""
+    max_inflight: int = 100
+    """QoS 1/2 messages in flight to one client, and our MQTT 5 receive maximum."""
+    max_qos: int = 2
+    retain_available: bool = True
+    max_keepalive: int = 0
+    """Cap on the client's keep alive in seconds (0: no cap); MQTT 5 clients are told."""
+    connect_timeout: float = 10.0
+    """Seconds from TCP accept until CONNECT is processed, TLS handshake included."""
+    max_connections: int = 0
+    """0: unlimited."""
+    topic_alias_maximum: int = 10
+    max_topic_length: int = 65535
+    max_topic_levels: int = 128
+    max_retained: int = 1_000_000
+    sys_interval: float = 10.0
+    """Seconds between $SYS refreshes; 0 disables $SYS topics."""
+    persist_dir: str | None = None
+    autosave_interval: float = 300.0
+    write_high_water: int = 64 * 1024
+    """Buffered bytes at which a connection counts as backlogged (publishers to it pause)."""
+    max_write_buffer: int = 4 * 1024 * 1024
+    """Above this, QoS 0 messages to the connection are dropped; at 4x it is disconnected."""
+    write_stall_timeout: float = 30.0
+    """A connection backlogged this long without draining is disconnected."""
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    anonymous: bool = False
+    shutdown_grace: float = 5.0
+    client_id_prefix: str = "roost-"
+    response_information: str = "response/"
+    """Prefix of the response information returned on request (MQTT 5); "" sends none."""

@@ -1,0 +1,1 @@
+"""The broker engine: sessions, routing, retained messages, wills; no sockets, no Django."""

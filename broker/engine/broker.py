@@ -1,0 +1,394 @@
+"""The broker core: sessions by client id, routing, retained messages, wills and timers."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from broker.config import BrokerConfig
+from broker.engine import wills
+from broker.engine.connection import Connection
+from broker.engine.interfaces import (
+    AllowAll,
+    Authenticator,
+    Authorizer,
+    EventHooks,
+    Principal,
+    Store,
+)
+from broker.engine.message import Message
+from broker.engine.queues import Outgoing
+from broker.engine.retained import RetainedStore
+from broker.engine.session import NEVER_EXPIRES, Session, Subscribed
+from broker.engine.states import AUTHENTICATING, CONNECTED, NEW
+from broker.engine.topics import SubOptions, SubscriptionTrie
+from broker.mqtt.reason_codes import ReasonCode
+
+logger = logging.getLogger(__name__)
+
+TICK = 0.5
+ONLINE_QUEUE_FACTOR = 8
+"""How far past the offline limit a connected, paused-on client's queue may grow."""
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """Time and timers; an asyncio event loop is one."""
+
+    def time(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Any: ...
+
+
+class Stats:
+    """Counters for $SYS; plain attributes, bumped on the hot path."""
+
+    __slots__ = ("messages_received", "messages_sent", "bytes_received", "bytes_sent",
+                 "dropped", "denied", "clients_total", "started_at")
+
+    def __init__(self, now: float) -> None:
+        self.messages_received = 0
+        self.messages_sent = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.dropped = 0
+        self.denied = 0
+        self.clients_total = 0
+        self.started_at = now
+
+
+class Broker:
+    """All connections and sessions of one broker process."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        scheduler: Scheduler,
+        authenticator: Authenticator | None = None,
+        authorizer: Authorizer | None = None,
+        store: Store | None = None,
+        hooks: EventHooks | None = None,
+    ) -> None:
+        allow_all = AllowAll()
+        self.config = config
+        self.scheduler = scheduler
+        self.now = scheduler.time
+        self.authenticator: Authenticator = authenticator or allow_all
+        self.authorizer: Authorizer = authorizer or allow_all
+        # Allow-all needs no per-message authorizer call at all.
+        self.allow_all = isinstance(self.authorizer, AllowAll)
+        self.store = store
+        self.hooks = hooks or EventHooks()
+        self.sessions: dict[tuple[str, str], Session] = {}
+        self.connections: set[Connection] = set()
+        self.trie = SubscriptionTrie()
+        self.retained = RetainedStore(config.max_retained)
+        self.stats = Stats(self.now())
+        # Queue lengths at which publishers to a connected client pause, and resume.
+        self.queue_high = max(1, config.max_queued_messages // 2)
+        self.queue_low = config.max_queued_messages // 4
+        self.online_queue_count = config.max_queued_messages * ONLINE_QUEUE_FACTOR
+        self.online_queue_bytes = config.max_queued_bytes * ONLINE_QUEUE_FACTOR
+        self._timers: dict[str, Any] = {}
+        self._stopped = False
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load persisted state and start the periodic work."""
+        if self.store is not None:
+            from broker.engine.store import restore
+
+            restore(self, self.store.load())
+        self._timers["tick"] = self.scheduler.call_later(TICK, self._tick)
+        if self.config.sys_interval > 0:
+            self._sys_tick()
+        if self.store is not None and self.config.autosave_interval > 0:
+            self._timers["autosave"] = self.scheduler.call_later(
+                self.config.autosave_interval, self._autosave
+            )
+
+    def _sys_tick(self) -> None:
+        if self._stopped:
+            return
+        from broker.engine.sys_topics import publish_sys
+
+        publish_sys(self)
+        self._timers["sys"] = self.scheduler.call_later(self.config.sys_interval, self._sys_tick)
+
+    def stop(self) -> None:
+        """Stop timers and save state; connections are closed by the network layer."""
+        self._stopped = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self.save()
+
+    def save(self) -> None:
+        if self.store is None:
+            return
+        from broker.engine.store import snapshot
+
+        self.store.save(snapshot(self))
+
+    def _autosave(self) -> None:
+        if self._stopped:
+            return
+        try:
+            self.save()
+        except OSError:
+            logger.exception("autosave failed")
+        self._timers["autosave"] = self.scheduler.call_later(
+            self.config.autosave_interval, self._autosave
+        )
+
+    def _tick(self) -> None:
+        if self._stopped:
+            return
+        now = self.now()
+        config = self.config
+        hard_limit = 4 * config.max_write_buffer
+        for conn in list(self.connections):
+            state = conn.state
+            if state == CONNECTED:
+                keep_alive = conn.keep_alive
+                # 1.5 times the keep alive without a packet ends the connection [MQTT-3.1.2-24].
+                if keep_alive and not conn.blocked_on and now - conn.last_rx > 1.5 * keep_alive:
+                    conn.disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT)
+                    continue
+            elif state in (NEW, AUTHENTICATING) and now - conn.opened_at > config.connect_timeout:
+                # A client that has not finished CONNECT in time (half open, trickling).
+                conn.abort(ReasonCode.MAXIMUM_CONNECT_TIME)
+                continue
+            stall = config.write_stall_timeout
+            if (
+                (conn.backlogged and (now - conn.backlog_since > stall
+                                      or conn.link.buffered() > hard_limit))
+                # Publishers waiting on a client that does not catch up must not wait forever.
+                or (conn.waiters and now - conn.blocking_since > stall)
+            ):
+                conn.abort(ReasonCode.QUOTA_EXCEEDED)
+        self._timers["tick"] = self.scheduler.call_later(TICK, self._tick)
+
+    # ---- sessions ----------------------------------------------------------------
+
+    def new_client_id(self) -> str:
+        while True:
+            client_id = self.config.client_id_prefix + secrets.token_hex(8)
+            if ("", client_id) not in self.sessions:
+                return client_id
+
+    def attach(
+        self, conn: Connection, client_id: str, principal: Principal, clean_start: bool,
+        expiry: int,
+    ) -> tuple[Session, bool]:
+        """Bind a connection to its session; returns (session, session present)."""
+        key = (principal.mountpoint, client_id)
+        session = self.sessions.get(key)
+        if session is not None and session.conn is not None:
+            # Takeover: the old connection gets 0x8E and is closed [MQTT-3.1.4-3].
+            session.conn.disconnect(ReasonCode.SESSION_TAKEN_OVER)
+            session = self.sessions.get(key)
+        if session is not None:
+            if session.expiry_handle is not None:
+                session.expiry_handle.cancel()
+                session.expiry_handle = None
+            if clean_start:
+                self.end_session(session)
+                session = None
+            elif session.will_handle is not None:
+                # Back within the will delay: the will is not sent (section 3.1.3.2.2).
+                session.will_handle.cancel()
+                session.will_handle = None
+                session.will = None
+        present = session is not None
+        if session is None:
+            session = Session(client_id, principal.mountpoint, principal)
+            self.sessions[key] = session
+        session.principal = principal
+        session.conn = conn
+        session.expiry_interval = expiry
+        session.protocol_level = conn.level
+        session.will = conn.will
+        return session, present
+
+    def connected(self, conn: Connection) -> None:
+        self.stats.clients_total += 1
+        hooks = self.hooks.connected
+        if hooks:
+            info = conn.info()
+            for hook in hooks:
+                _call_hook(hook, info)
+
+    def detach(self, conn: Connection, reason: int, publish_will: bool) -> None:
+        """A connected client is gone; decide the fate of its will and session."""
+        session = conn.session
+        if session is None or session.conn is not conn:
+            return
+        session.conn = None
+        session.disconnected_at = self.now()
+        will = session.will
+        session.will = None
+        if will is not None and publish_will:
+            delay = wills.delay_of(will)
+            if delay and session.expiry_interval:
+                session.will = will
+                session.will_handle = self.scheduler.call_later(
+                    delay, self._will_due, session
+                )
+            else:
+                wills.publish_will(self, session, will)
+        if session.expiry_interval == 0:
+            self.end_session(session)
+        elif session.expiry_interval != NEVER_EXPIRES:
+            session.expiry_handle = self.scheduler.call_later(
+                session.expiry_interval, self.expire, session
+            )
+        hooks = self.hooks.disconnected
+        if hooks:
+            info = conn.info()
+            for hook in hooks:
+                _call_hook(hook, info, reason)
+
+    def _will_due(self, session: Session) -> None:
+        session.will_handle = None
+        will = session.will
+        session.will = None
+        if will is not None:
+            wills.publish_will(self, session, will)
+
+    def expire(self, session: Session) -> None:
+        session.expiry_handle = None
+        if session.conn is None and self.sessions.get(session.key) is session:
+            self.end_session(session)
+
+    def end_session(self, session: Session) -> None:
+        """Discard a session; a will still waiting for its delay goes now [MQTT-3.1.3-9]."""
+        for handle in (session.will_handle, session.expiry_handle):
+            if handle is not None:
+                handle.cancel()
+        session.will_handle = session.expiry_handle = None
+        will = session.will
+        session.will = None
+        if will is not None and session.conn is None:
+            wills.publish_will(self, session, will)
+        for topic_filter in list(session.subscriptions):
+            self.unsubscribe(session, topic_filter)
+        if session.queue is not None:
+            session.queue.clear()
+        session.inflight = None
+        session.qos2_in = None
+        if self.sessions.get(session.key) is session:
+            del self.sessions[session.key]
+
+    # ---- subscriptions -----------------------------------------------------------
+
+    def subscribe(
+        self, session: Session, topic_filter: str, group: str | None, mounted: str,
+        opts: SubOptions,
+    ) -> bool:
+        """Add or replace a subscription; True when it did not exist [MQTT-3.8.4-3]."""
+        existing = session.subscriptions.get(topic_filter)
+        session.subscriptions[topic_filter] = Subscribed(opts, group, mounted)
+        if group is None:
+            self.trie.add(mounted, session, opts)
+        else:
+            self.trie.add_shared(group, mounted, session, opts)
+        return existing is None
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool:
+        entry = session.subscriptions.pop(topic_filter, None)
+        if entry is None:
+            return False
+        if entry.group is None:
+            self.trie.remove(entry.mounted, session)
+        else:
+            self.trie.remove_shared(entry.group, entry.mounted, session)
+        return True
+
+    # ---- routing -----------------------------------------------------------------
+
+    def publish(self, message: Message, origin: Connection | None = None) -> None:
+        """Route one accepted message to every matching subscription."""
+        if message.retain:
+            self.retained.set(message)
+        routes, groups = self.trie.match(message.topic)
+        sender = message.origin
+        msg_qos = message.qos
+        retain = message.retain
+        for route in routes:
+            session = route.session
+            if session is sender:
+                qos = route.local_qos
+                if qos < 0:
+                    continue  # no-local [MQTT-3.8.3-3]
+                keep_retain = route.local_rap
+                sub_ids = route.local_sub_ids
+            else:
+                qos = route.qos
+                keep_retain = route.rap
+                sub_ids = route.sub_ids
+            if route.filtered and not self._deliverable(session, message):
+                continue
+            if qos > msg_qos:
+                qos = msg_qos
+            conn = session.conn
+            if conn is None:
+                if qos and session.persistent:
+                    self._enqueue(session, Outgoing(message, qos, retain and keep_retain,
+                                                    sub_ids))
+                continue
+            # Forwarded messages keep RETAIN only with retain-as-published [MQTT-3.3.1-12].
+            conn.send_publish(message, qos, retain and keep_retain, sub_ids)
+            if origin is not None and origin is not conn and conn.congested():
+                origin.block_on(conn)
+        for group in groups:
+            picked = group.pick()
+            if picked is None:
+                continue
+            session, opts = picked
+            if opts.filtered and not self._deliverable(session, message):
+                continue
+            qos = min(opts.qos, msg_qos)
+            sub_ids = (opts.sub_id,) if opts.sub_id is not None else ()
+            conn = session.conn
+            if conn is None:
+                if qos:
+                    self._enqueue(session, Outgoing(message, qos, False, sub_ids))
+                continue
+            conn.send_publish(message, qos, retain and opts.retain_as_published, sub_ids)
+            if origin is not None and origin is not conn and conn.congested():
+                origin.block_on(conn)
+        hooks = self.hooks.published
+        if hooks:
+            principal = sender.principal if sender is not None else None
+            for hook in hooks:
+                _call_hook(hook, principal, message)
+        # The sender matters only for no-local while routing; a retained or queued message
+        # must not keep its session alive.
+        message.origin = None
+        if retain:
+            message.drop_forms()
+
+    def _enqueue(self, session: Session, out: Outgoing) -> None:
+        config = self.config
+        if not session.enqueue(out, config.max_queued_messages, config.max_queued_bytes):
+            self.stats.dropped += 1
+
+    def _deliverable(self, session: Session, message: Message) -> bool:
+        principal = session.principal
+        topic = message.topic[len(principal.mountpoint):]
+        return self.authorizer.allow_delivery(principal, topic, message.qos)
+
+
+def _call_hook(hook: Callable[..., None], *args: Any) -> None:
+    """Run a platform hook; its failure is logged, never the client's problem."""
+    try:
+        hook(*args)
+    except Exception:
+        logger.exception("event hook %r failed", hook)

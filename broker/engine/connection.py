@@ -1,0 +1,630 @@
+"""One client connection's MQTT state machine, without I/O.
+
+The network layer hands bytes to `data_received` and implements `Link` for what goes
+back; tests join a Connection to an in-memory Link. Everything that spans sessions
+(routing, retained messages, takeover) is the Broker's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from broker.engine.handshake import handle_connect
+from broker.engine.interfaces import Action, ClientInfo, Decision, Principal
+from broker.engine.message import Message, message_from_properties
+from broker.engine.queues import Outgoing
+from broker.engine.states import AUTHENTICATING, CLOSED, CONNECTED, NEW
+from broker.engine.subscribing import handle_subscribe, handle_unsubscribe
+from broker.mqtt.encoder import encode, encode_publish, publish_packet_id_offset
+from broker.mqtt.errors import ProtocolError
+from broker.mqtt.packets import (
+    Connack,
+    Connect,
+    Disconnect,
+    Packet,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Subscribe,
+    Unsubscribe,
+)
+from broker.mqtt.reason_codes import (
+    CONNACK_REASONS,
+    DISCONNECT_REASONS,
+    ReasonCode,
+    connack_code_311,
+)
+
+if TYPE_CHECKING:
+    from broker.engine.broker import Broker
+    from broker.engine.session import Session
+    from broker.mqtt.decoder import StreamDecoder
+    from broker.mqtt.packets import Will
+
+
+class Link(Protocol):
+    """The transport side of a connection, implemented by `broker.net.protocol`."""
+
+    listener: str
+    remote_address: tuple[str, int] | None
+    peer_certificates: tuple[bytes, ...]
+
+    def write(self, data: bytes | bytearray) -> None:
+        """Queue bytes; they may be sent later in the same event-loop iteration."""
+
+    def close(self) -> None:
+        """Send what is queued, then close."""
+
+    def abort(self) -> None:
+        """Close now, dropping what is queued."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def buffered(self) -> int:
+        """Bytes written but not yet accepted by the kernel."""
+        ...
+
+
+logger = logging.getLogger(__name__)
+
+_PINGRESP = b"\xd0\x00"
+
+
+def _ack(first: int, packet_id: int) -> bytes:
+    return bytes((first, 2, packet_id >> 8, packet_id & 0xFF))
+
+
+class Connection:
+    """Protocol state of one network connection."""
+
+    __slots__ = (
+        "broker", "link", "decoder", "state", "level", "v5", "session", "principal",
+        "client_id", "keep_alive", "last_rx", "max_out", "alias_in", "alias_out",
+        "alias_out_max", "send_quota", "held", "backlogged", "backlog_since", "blocked_on",
+        "waiters", "blocking_since", "will", "strip", "clean_start", "opened_at",
+        "__weakref__",
+    )
+
+    def __init__(self, broker: Broker, link: Link, decoder: StreamDecoder) -> None:
+        self.broker = broker
+        self.link = link
+        self.decoder = decoder
+        self.state = NEW
+        self.level = 4
+        self.v5 = False
+        self.session: Session | None = None
+        self.principal: Principal | None = None
+        self.client_id = ""
+        self.keep_alive = 0
+        self.opened_at = self.last_rx = broker.now()
+        self.max_out = 0xFFFFFFFF
+        self.alias_in: dict[int, str] | None = None
+        self.alias_out: dict[str, int] | None = None
+        self.alias_out_max = 0
+        self.send_quota = broker.config.max_inflight
+        self.held: list[Packet] | None = None
+        self.backlogged = False
+        self.backlog_since = 0.0
+        self.blocked_on: set[Connection] | None = None
+        self.waiters: set[Connection] | None = None
+        self.blocking_since = 0.0
+        self.will: Will | None = None
+        self.strip = 0
+        self.clean_start = True
+        broker.connections.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.client_id!r} state={self.state}>"
+
+    # ---- input -------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == CLOSED:
+            return
+        broker = self.broker
+        self.last_rx = broker.now()
+        broker.stats.bytes_received += len(data)
+        try:
+            try:
+                packets = self.decoder.feed(data)
+            except ProtocolError as error:
+                self.handle_packets(getattr(error, "packets", None) or [])
+                if self.state != CLOSED:
+                    self.protocol_error(error.reason_code)
+                return
+            self.handle_packets(packets)
+        except Exception:
+            # A bug (ours or a plugged-in authorizer's) costs this connection, not the broker.
+            logger.exception("closing %r after an internal error", self)
+            if self.state != CLOSED:
+                self.disconnect(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+
+    def handle_packets(self, packets: list[Packet]) -> None:
+        handlers = _HANDLERS
+        for i, packet in enumerate(packets):
+            state = self.state
+            if state == CLOSED:
+                return
+            if state == AUTHENTICATING:
+                held = self.held
+                if held is None:
+                    held = self.held = []
+                held.extend(packets[i:])
+                return
+            handlers[packet.packet_type](self, packet)
+
+    def connection_lost(self) -> None:
+        """The transport closed under us: an ungraceful end unless we closed it first."""
+        if self.state != CLOSED:
+            self._finish(ReasonCode.UNSPECIFIED_ERROR, publish_will=True)
+
+    # ---- errors and closing ------------------------------------------------------
+
+    def protocol_error(self, code: int) -> None:
+        """Answer bad input with the right code for the client's version, then close.
+
+        Before CONNACK an MQTT 5 client gets a CONNACK with the reason code, a 3.1.1
+        client one only for the return codes 3.1.1 defines; after CONNACK an MQTT 5
+        client gets a DISCONNECT [MQTT-4.13.1-1], a 3.1.1 client just the close.
+        """
+        if self.state in (NEW, AUTHENTICATING):
+            level = self.decoder.protocol_level
+            if level is None:
+                # Unknown protocol: answer in 3.1.1 with return code 1 [MQTT-3.1.2-2].
+                self.link.write(encode(Connack(False, 0x84), 4))
+            elif level >= 5:
+                if code not in CONNACK_REASONS:
+                    code = ReasonCode.UNSPECIFIED_ERROR
+                self.link.write(encode(Connack(False, code), 5))
+            elif connack_code_311(code) in (1, 2):
+                self.link.write(encode(Connack(False, code), level))
+            self._finish(code, publish_will=False)
+            return
+        self.disconnect(code)
+
+    def refuse(self, code: int) -> None:
+        """Refuse a well-formed CONNECT: a CONNACK with the reason in either version.
+
+        MQTT 3.1.1 has six return codes; the rest map to the nearest one (5, not
+        authorized, for most) so the client does not retry blindly.
+        """
+        if self.state not in (NEW, AUTHENTICATING):
+            return
+        level = self.level if self.level >= 5 else 4
+        if code not in CONNACK_REASONS:
+            code = ReasonCode.UNSPECIFIED_ERROR
+        self.link.write(encode(Connack(False, code), level))
+        self._finish(code, publish_will=False)
+
+    def disconnect(self, code: int, publish_will: bool = True) -> None:
+        """Close from our side, telling an MQTT 5 client why."""
+        if self.state == CLOSED:
+            return
+        if self.v5 and self.state == CONNECTED:
+            if code not in DISCONNECT_REASONS:
+                code = ReasonCode.UNSPECIFIED_ERROR
+            self.link.write(encode(Disconnect(code), 5))
+        self._finish(code, publish_will)
+
+    def abort(self, reason: int) -> None:
+        """Drop the connection without a word (its peer is not reading or not talking)."""
+        if self.state != CLOSED:
+            self._finish(reason, publish_will=True, abort=True)
+
+    def _finish(self, reason: int, publish_will: bool, abort: bool = False) -> None:
+        was_connected = self.state == CONNECTED
+        self.state = CLOSED
+        if abort:
+            self.link.abort()
+        else:
+            self.link.close()
+        broker = self.broker
+        broker.connections.discard(self)
+        self.release_waiters()
+        blocked = self.blocked_on
+        if blocked:
+            for other in blocked:
+                if other.waiters:
+                    other.waiters.discard(self)
+            blocked.clear()
+        if was_connected:
+            broker.detach(self, reason, publish_will)
+
+    # ---- backpressure ------------------------------------------------------------
+
+    def set_backlogged(self, backlogged: bool) -> None:
+        """Called by the transport when its write buffer passes or falls below the mark."""
+        self.backlogged = backlogged
+        if backlogged:
+            self.backlog_since = self.broker.now()
+        else:
+            self.release_waiters()
+
+    def release_waiters(self) -> None:
+        waiters = self.waiters
+        if not waiters:
+            return
+        self.waiters = None
+        now = self.broker.now()
+        for waiter in waiters:
+            blocked = waiter.blocked_on
+            if blocked is not None:
+                blocked.discard(self)
+                if not blocked and waiter.state != CLOSED:
+                    # Paused time is not the client's silence.
+                    waiter.last_rx = now
+                    waiter.link.resume_reading()
+
+    def block_on(self, subscriber: Connection) -> None:
+        """Pause reading from this publisher until `subscriber` drains."""
+        blocked = self.blocked_on
+        if blocked is None:
+            blocked = self.blocked_on = set()
+        elif subscriber in blocked:
+            return
+        if not blocked:
+            self.link.pause_reading()
+        blocked.add(subscriber)
+        waiters = subscriber.waiters
+        if waiters is None:
+            waiters = subscriber.waiters = set()
+        if not waiters:
+            subscriber.blocking_since = self.broker.now()
+        waiters.add(self)
+
+    def congested(self) -> bool:
+        """Whether publishers to this client should wait: its write buffer is over the
+        high-water mark, or its session queue is half full (so QoS 1/2 messages for a
+        client that is connected but behind wait in the publishers' sockets instead of
+        overflowing its queue)."""
+        if self.backlogged:
+            return True
+        session = self.session
+        queue = session.queue if session is not None else None
+        return queue is not None and len(queue.items) >= self.broker.queue_high
+
+    # ---- CONNECT -----------------------------------------------------------------
+
+    def _on_connect(self, packet: Connect) -> None:
+        handle_connect(self, packet)
+
+    def info(self) -> ClientInfo:
+        assert self.principal is not None
+        return ClientInfo(
+            client_id=self.client_id, principal=self.principal, protocol_level=self.level,
+            listener=self.link.listener, remote_address=self.link.remote_address,
+            clean_start=self.clean_start, keep_alive=self.keep_alive,
+        )
+
+    # ---- PUBLISH in --------------------------------------------------------------
+
+    def _on_publish(self, packet: Publish) -> None:
+        broker = self.broker
+        topic = packet.topic
+        props = packet.properties
+        if props is not None and props.topic_alias is not None:
+            alias = props.topic_alias
+            if alias > broker.config.topic_alias_maximum:
+                self.disconnect(ReasonCode.TOPIC_ALIAS_INVALID)  # [MQTT-3.3.2-9]
+                return
+            aliases = self.alias_in
+            if aliases is None:
+                aliases = self.alias_in = {}
+            if topic:
+                aliases[alias] = topic
+            else:
+                known = aliases.get(alias)
+                if known is None:
+                    self.disconnect(ReasonCode.PROTOCOL_ERROR)  # section 3.3.4
+                    return
+                topic = known
+        qos = packet.qos
+        config = broker.config
+        if qos > config.max_qos:
+            self.disconnect(ReasonCode.QOS_NOT_SUPPORTED)  # [MQTT-3.2.2-11]
+            return
+        if packet.retain and not config.retain_available:
+            self.disconnect(ReasonCode.RETAIN_NOT_SUPPORTED)  # [MQTT-3.2.2-14]
+            return
+        length = len(topic)
+        if length > config.max_topic_length or (
+            # A topic with fewer characters than the level limit cannot exceed it.
+            length >= config.max_topic_levels and topic.count("/") >= config.max_topic_levels
+        ):
+            self.disconnect(ReasonCode.TOPIC_NAME_INVALID)
+            return
+        session = self.session
+        assert session is not None
+        packet_id = packet.packet_id or 0
+        if qos == 2:
+            received = session.qos2_in
+            if received is None:
+                received = session.qos2_in = set()
+            elif packet_id in received:
+                # A resend of a message we already own: acknowledge, never route it twice.
+                self.link.write(_ack(0x50, packet_id))
+                return
+            if len(received) >= config.max_inflight:
+                self.disconnect(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)  # [MQTT-3.3.4-9]
+                return
+        principal = self.principal
+        assert principal is not None
+        if not broker.allow_all:
+            decision = broker.authorizer.authorize(
+                principal, Action.PUBLISH, topic, qos, packet.retain
+            )
+            if decision is not Decision.ALLOW:
+                broker.stats.denied += 1
+                if qos == 1:
+                    self.link.write(self._reply(Puback(packet_id, ReasonCode.NOT_AUTHORIZED)))
+                elif qos == 2:
+                    self.link.write(self._reply(Pubrec(packet_id, ReasonCode.NOT_AUTHORIZED)))
+                return
+        if self.strip:
+            topic = principal.mountpoint + topic
+        if props is None:
+            message = Message(topic, packet.payload, qos, packet.retain, None, None, session)
+        else:
+            message = message_from_properties(
+                topic, packet.payload, qos, packet.retain, props, broker.now(), session
+            )
+        broker.stats.messages_received += 1
+        broker.publish(message, self)
+        if qos == 1:
+            self.link.write(_ack(0x40, packet_id))
+        elif qos == 2:
+            assert session.qos2_in is not None
+            session.qos2_in.add(packet_id)
+            self.link.write(_ack(0x50, packet_id))
+
+    def _reply(self, packet: Packet) -> bytes:
+        return encode(packet, self.level)
+
+    def _on_pubrel(self, packet: Pubrel) -> None:
+        session = self.session
+        assert session is not None
+        received = session.qos2_in
+        if received is not None and packet.packet_id in received:
+            received.discard(packet.packet_id)
+            self.link.write(_ack(0x70, packet.packet_id))
+        elif self.v5:
+            self.link.write(
+                self._reply(Pubcomp(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
+            )
+        else:
+            self.link.write(_ack(0x70, packet.packet_id))
+
+    # ---- PUBLISH out -------------------------------------------------------------
+
+    def send_publish(
+        self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...]
+    ) -> None:
+        """Deliver one message at `qos`, or queue it behind earlier ones."""
+        broker = self.broker
+        if qos == 0:
+            if self.backlogged and self.link.buffered() > broker.config.max_write_buffer:
+                broker.stats.dropped += 1
+                return
+            if self.alias_out_max:
+                data = self._aliased(message, 0, retain, sub_ids)
+            else:
+                data = message.form(self.v5, 0, retain, self.strip, sub_ids,
+                                    broker.now() if message.expiry_at is not None else 0.0)
+            if data is None:
+                return
+            if len(data) > self.max_out:
+                broker.stats.dropped += 1  # [MQTT-3.1.2-25]
+                return
+            self.link.write(data)
+            broker.stats.messages_sent += 1
+            return
+        session = self.session
+        assert session is not None
+        out = Outgoing(message, qos, retain, sub_ids)
+        queue = session.queue
+        inflight = session.inflight
+        if (queue is not None and queue.items) or (
+            inflight is not None and len(inflight) >= self.send_quota
+        ):
+            # A connected client's queue may grow past the offline limit while the
+            # publishers feeding it are paused: what they had already sent still arrives.
+            if not session.enqueue(out, broker.online_queue_count, broker.online_queue_bytes):
+                broker.stats.dropped += 1
+            return
+        self._send_new(out)
+
+    def _send_new(self, out: Outgoing) -> None:
+        session = self.session
+        assert session is not None
+        inflight = session.inflight
+        if inflight is None:
+            inflight = session.inflight = {}
+        broker = self.broker
+        message = out.message
+        if self.alias_out_max:
+            data = self._aliased(message, out.qos, out.retain, out.sub_ids)
+        else:
+            data = message.form(self.v5, out.qos, out.retain, self.strip, out.sub_ids,
+                                broker.now() if message.expiry_at is not None else 0.0)
+        if data is None:
+            return  # Expired while queued [MQTT-3.3.2-5].
+        if len(data) > self.max_out:
+            broker.stats.dropped += 1  # Discarded as if delivered [MQTT-3.1.2-25].
+            return
+        pid = session.next_packet_id()
+        out.packet_id = pid
+        inflight[pid] = out
+        buf = bytearray(data)
+        offset = publish_packet_id_offset(data)
+        buf[offset] = pid >> 8
+        buf[offset + 1] = pid & 0xFF
+        self.link.write(buf)
+        broker.stats.messages_sent += 1
+
+    def _aliased(
+        self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...]
+    ) -> bytes | None:
+        """Encode for a client that accepts topic aliases: the topic goes once per alias."""
+        now = self.broker.now()
+        remaining = message.remaining(now)
+        if remaining == 0:
+            return None
+        topic = message.topic[len(self.principal.mountpoint) if self.principal else 0:]
+        aliases = self.alias_out
+        if aliases is None:
+            aliases = self.alias_out = {}
+        alias = aliases.get(topic)
+        topic_bytes = b""
+        if alias is None:
+            topic_bytes = topic.encode("utf-8")
+            if len(aliases) < self.alias_out_max:
+                alias = aliases[topic] = len(aliases) + 1
+        props = message.outgoing_properties(sub_ids, remaining, alias)
+        return encode_publish(topic_bytes, message.payload, qos, retain, False, 0, props, 5)
+
+    def resume(self) -> None:
+        """Resend what was in flight on a resumed session, then drain its queue.
+
+        Unacknowledged PUBLISH packets go again with DUP set and PUBRELs are repeated, in
+        their original order [MQTT-4.4.0-1].
+        """
+        session = self.session
+        assert session is not None
+        inflight = session.inflight
+        if inflight:
+            now = self.broker.now()
+            for pid, out in list(inflight.items()):
+                if out.released:
+                    self.link.write(_ack(0x62, pid))
+                    continue
+                data = out.message.form(self.v5, out.qos, out.retain, self.strip,
+                                        out.sub_ids, now)
+                if data is None:
+                    # Expired after it was sent: resend anyway, with no time left.
+                    data = out.message.form(self.v5, out.qos, out.retain, self.strip,
+                                            out.sub_ids, out.message.expiry_at or now)
+                    if data is None:
+                        del inflight[pid]
+                        continue
+                buf = bytearray(data)
+                buf[0] |= 0x08  # DUP [MQTT-3.3.1-1]
+                offset = publish_packet_id_offset(data)
+                buf[offset] = pid >> 8
+                buf[offset + 1] = pid & 0xFF
+                self.link.write(buf)
+        self.pump()
+
+    def pump(self) -> None:
+        """Move queued messages into free in-flight slots."""
+        session = self.session
+        if session is None or self.state != CONNECTED:
+            return
+        queue = session.queue
+        if not queue:
+            return
+        broker = self.broker
+        now = broker.now()
+        quota = self.send_quota
+        while queue and session.inflight_count() < quota:
+            out = queue.pop(now)
+            if out is None:
+                break
+            self._send_new(out)
+        if self.waiters and not self.backlogged and len(queue.items) <= broker.queue_low:
+            self.release_waiters()
+
+    def _on_puback(self, packet: Puback) -> None:
+        session = self.session
+        assert session is not None
+        inflight = session.inflight
+        if inflight is not None:
+            out = inflight.get(packet.packet_id)
+            if out is not None and out.qos == 1:
+                del inflight[packet.packet_id]
+                queue = session.queue
+                if queue is not None and queue.items:
+                    self.pump()
+
+    def _on_pubrec(self, packet: Pubrec) -> None:
+        session = self.session
+        assert session is not None
+        inflight = session.inflight
+        out = inflight.get(packet.packet_id) if inflight is not None else None
+        if out is None or out.qos != 2:
+            if self.v5:
+                self.link.write(
+                    self._reply(Pubrel(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
+                )
+            else:
+                self.link.write(_ack(0x62, packet.packet_id))
+            return
+        if packet.reason_code >= 0x80:
+            # A refusing PUBREC ends the exchange (section 4.3.3); the slot is free again.
+            assert inflight is not None
+            del inflight[packet.packet_id]
+            self.pump()
+            return
+        out.released = True
+        self.link.write(_ack(0x62, packet.packet_id))
+
+    def _on_pubcomp(self, packet: Pubcomp) -> None:
+        session = self.session
+        assert session is not None
+        inflight = session.inflight
+        if inflight is not None:
+            out = inflight.get(packet.packet_id)
+            if out is not None and out.qos == 2:
+                del inflight[packet.packet_id]
+                queue = session.queue
+                if queue is not None and queue.items:
+                    self.pump()
+
+    # ---- the rest ----------------------------------------------------------------
+
+    def _on_subscribe(self, packet: Subscribe) -> None:
+        handle_subscribe(self, packet)
+
+    def _on_unsubscribe(self, packet: Unsubscribe) -> None:
+        handle_unsubscribe(self, packet)
+
+    def _on_pingreq(self, packet: Packet) -> None:
+        self.link.write(_PINGRESP)
+
+    def _on_disconnect(self, packet: Disconnect) -> None:
+        session = self.session
+        assert session is not None
+        props = packet.properties
+        if props is not None and props.session_expiry_interval is not None:
+            if session.expiry_interval == 0 and props.session_expiry_interval != 0:
+                self.disconnect(ReasonCode.PROTOCOL_ERROR)  # [MQTT-3.14.2-2]
+                return
+            session.expiry_interval = props.session_expiry_interval
+        # A normal DISCONNECT discards the will [MQTT-3.1.2-10]; 0x04 asks for it.
+        publish_will = self.v5 and packet.reason_code == ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
+        self._finish(packet.reason_code, publish_will)
+
+    def _on_auth(self, packet: Packet) -> None:
+        self.disconnect(ReasonCode.PROTOCOL_ERROR)
+
+    def _on_unexpected(self, packet: Packet) -> None:
+        self.protocol_error(ReasonCode.PROTOCOL_ERROR)
+
+
+_HANDLERS: list[Callable[[Connection, Any], None]] = [Connection._on_unexpected] * 16
+_HANDLERS[1] = Connection._on_connect
+_HANDLERS[3] = Connection._on_publish
+_HANDLERS[4] = Connection._on_puback
+_HANDLERS[5] = Connection._on_pubrec
+_HANDLERS[6] = Connection._on_pubrel
+_HANDLERS[7] = Connection._on_pubcomp
+_HANDLERS[8] = Connection._on_subscribe
+_HANDLERS[10] = Connection._on_unsubscribe
+_HANDLERS[12] = Connection._on_pingreq
+_HANDLERS[14] = Connection._on_disconnect
+_HANDLERS[15] = Connection._on_auth

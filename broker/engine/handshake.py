@@ -1,0 +1,156 @@
+"""CONNECT handling: authentication, session attach and the CONNACK."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from broker.engine.interfaces import ConnectionFacts, Principal
+from broker.engine.session import NEVER_EXPIRES
+from broker.engine.states import AUTHENTICATING, CLOSED, CONNECTED, NEW
+from broker.mqtt.encoder import encode
+from broker.mqtt.packets import Connack, Connect
+from broker.mqtt.properties import Properties
+from broker.mqtt.reason_codes import ReasonCode
+
+if TYPE_CHECKING:
+    from broker.engine.connection import Connection
+
+logger = logging.getLogger(__name__)
+
+
+
+def handle_connect(conn: Connection, packet: Connect) -> None:
+    """Authenticate a CONNECT (possibly asynchronously), then accept or refuse it."""
+    level = packet.protocol_level
+    conn.level = level
+    conn.v5 = v5 = level >= 5
+    props = packet.properties
+    if v5 and props is not None and props.authentication_method is not None:
+        # Enhanced authentication (AUTH exchanges) is not offered.
+        conn.refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)
+        return
+    broker = conn.broker
+    client_id = packet.client_id
+    assigned = None
+    if not client_id:
+        client_id = broker.new_client_id()
+        if v5:
+            assigned = client_id  # [MQTT-3.2.2-16]
+    conn.client_id = client_id
+    link = conn.link
+    facts = ConnectionFacts(
+        client_id=client_id, username=packet.username, password=packet.password,
+        protocol_level=level, peer_certificates=link.peer_certificates,
+        listener=link.listener, remote_address=link.remote_address,
+    )
+    result = broker.authenticator.authenticate(facts)
+    if inspect.isawaitable(result):
+        conn.state = AUTHENTICATING
+        link.pause_reading()
+        task = asyncio.ensure_future(_resolve(result))
+
+        def done(t: asyncio.Future[Principal | int]) -> None:
+            if t.cancelled():
+                conn.abort(ReasonCode.SERVER_SHUTTING_DOWN)
+                return
+            _authenticated(conn, packet, assigned, t.result(), resumed=True)
+
+        task.add_done_callback(done)
+        return
+    _authenticated(conn, packet, assigned, result, resumed=False)
+
+def _authenticated(
+    conn: Connection, packet: Connect, assigned: str | None, result: Principal | int, resumed: bool
+) -> None:
+    if conn.state == CLOSED:
+        return
+    conn.state = NEW
+    if not isinstance(result, Principal):
+        conn.refuse(int(result) if result else ReasonCode.NOT_AUTHORIZED)
+        return
+    _accept(conn, packet, assigned, result)
+    if resumed:
+        conn.link.resume_reading()
+        held = conn.held
+        conn.held = None
+        if held:
+            conn.handle_packets(held)
+
+def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: Principal) -> None:
+    broker = conn.broker
+    config = broker.config
+    v5 = conn.v5
+    will = packet.will
+    if will is not None:
+        if will.qos > config.max_qos:
+            conn.refuse(ReasonCode.QOS_NOT_SUPPORTED)  # [MQTT-3.2.2-12]
+            return
+        if will.retain and not config.retain_available:
+            conn.refuse(ReasonCode.RETAIN_NOT_SUPPORTED)  # [MQTT-3.2.2-13]
+            return
+    conn.principal = principal
+    mountpoint = principal.mountpoint
+    conn.strip = len(mountpoint.encode("utf-8"))
+    keep_alive = packet.keep_alive
+    server_keep_alive = None
+    cap = config.max_keepalive
+    if v5 and cap and (keep_alive == 0 or keep_alive > cap):
+        keep_alive = server_keep_alive = cap  # [MQTT-3.2.2-21]
+    conn.keep_alive = keep_alive
+    props = packet.properties
+    request_info = False
+    if v5:
+        expiry = 0
+        if props is not None:
+            if props.session_expiry_interval is not None:
+                expiry = props.session_expiry_interval
+            if props.receive_maximum is not None:
+                conn.send_quota = min(props.receive_maximum, config.max_inflight)
+            if props.maximum_packet_size is not None:
+                conn.max_out = props.maximum_packet_size
+            if props.topic_alias_maximum:
+                conn.alias_out_max = props.topic_alias_maximum
+            # Request problem information needs nothing: Roost sends no reason strings or
+            # user properties on packets where the client could turn them off.
+            request_info = props.request_response_information == 1
+    else:
+        expiry = 0 if packet.clean_start else NEVER_EXPIRES
+    conn.clean_start = packet.clean_start
+    conn.will = will
+    session, present = broker.attach(conn, conn.client_id, principal, packet.clean_start,
+                                     expiry)
+    conn.session = session
+    conn.state = CONNECTED
+    ack_props = None
+    if v5:
+        ack_props = Properties(
+            receive_maximum=config.max_inflight,
+            maximum_qos=config.max_qos if config.max_qos < 2 else None,
+            retain_available=None if config.retain_available else 0,
+            maximum_packet_size=config.max_packet_size,
+            topic_alias_maximum=config.topic_alias_maximum or None,
+            assigned_client_identifier=assigned,
+            server_keep_alive=server_keep_alive,
+            wildcard_subscription_available=1,
+            subscription_identifier_available=1,
+            shared_subscription_available=1,
+        )
+        if request_info and config.response_information:
+            ack_props.response_information = config.response_information + conn.client_id
+    # Session present is 0 whenever the session is new [MQTT-3.2.2-2] [MQTT-3.2.2-3].
+    conn.link.write(encode(Connack(present, 0, ack_props), conn.level))
+    broker.connected(conn)
+    conn.resume()
+
+
+async def _resolve(result: Awaitable[Principal | int]) -> Principal | int:
+    try:
+        return await result
+    except Exception:
+        # An authenticator that fails must not leave the client hanging or let it in.
+        logger.exception("authenticator failed")
+        return ReasonCode.SERVER_UNAVAILABLE

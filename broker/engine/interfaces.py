@@ -1,0 +1,174 @@
+"""The seams through which the platform plugs into the broker engine.
+
+Everything here is small and typed on purpose: the Django integration implements
+`Authenticator`, `Authorizer` and `Store`, subscribes to `EventHooks`, and drives the
+running broker through `broker.engine.admin.Admin`. Topics handed to the authorizer and
+the hooks are the client's own view, without the principal's mountpoint.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from broker.engine.message import Message
+    from broker.engine.store import Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a connection authenticated as.
+
+    `mountpoint` is a topic prefix (e.g. "t/acme/") the engine puts in front of every topic
+    the client uses and strips from every topic it receives, so tenants never share a topic
+    space. It is "" for the standalone broker.
+    """
+
+    name: str
+    mountpoint: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFacts:
+    """What is known about a connection when its CONNECT arrives."""
+
+    client_id: str
+    username: str | None
+    password: bytes | None
+    protocol_level: int
+    peer_certificates: tuple[bytes, ...]
+    """The peer's certificate chain, DER encoded, leaf first; empty without client TLS."""
+    listener: str
+    remote_address: tuple[str, int] | None
+
+
+class Authenticator(Protocol):
+    """Turns connection facts into a Principal, or an MQTT 5 CONNACK reason code to refuse.
+
+    May return an awaitable; the engine holds the connection's later packets until it
+    resolves. Refusal codes are mapped to MQTT 3.1.1 return codes for older clients.
+    """
+
+    def authenticate(
+        self, facts: ConnectionFacts
+    ) -> Principal | int | Awaitable[Principal | int]: ...
+
+
+class Action(enum.Enum):
+    PUBLISH = "publish"
+    SUBSCRIBE = "subscribe"
+
+
+class Decision(enum.Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+    ALLOW_FILTERED = "allow_filtered"
+    """Subscriptions only: accept the filter but ask `allow_delivery` for each message."""
+
+
+class Authorizer(Protocol):
+    """Decides what a principal may publish and subscribe to; must not block."""
+
+    def authorize(
+        self, principal: Principal, action: Action, topic: str, qos: int, retain: bool
+    ) -> Decision: ...
+
+    def allow_delivery(self, principal: Principal, topic: str, qos: int) -> bool:
+        """Per-message check for subscriptions granted with ALLOW_FILTERED."""
+        ...
+
+
+class Store(Protocol):
+    """Durable home of retained messages and persistent sessions.
+
+    The engine calls `load` once at start and `save` with a full snapshot periodically and
+    at shutdown; implementations may diff snapshots to write only what changed.
+    """
+
+    def load(self) -> Snapshot: ...
+
+    def save(self, snapshot: Snapshot) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """A connection as reported to hooks and by the admin API."""
+
+    client_id: str
+    principal: Principal
+    protocol_level: int
+    listener: str
+    remote_address: tuple[str, int] | None
+    clean_start: bool
+    keep_alive: int
+
+
+ConnectedHook = Callable[[ClientInfo], None]
+DisconnectedHook = Callable[[ClientInfo, int], None]
+PublishedHook = Callable[["Principal | None", "Message"], None]
+
+
+class EventHooks:
+    """Lists of callbacks the engine calls synchronously; keep them quick.
+
+    `published` runs for every accepted PUBLISH, after routing; leave it empty when no one
+    needs it, the engine then skips the call entirely.
+    """
+
+    __slots__ = ("connected", "disconnected", "published")
+
+    def __init__(self) -> None:
+        self.connected: list[ConnectedHook] = []
+        self.disconnected: list[DisconnectedHook] = []
+        self.published: list[PublishedHook] = []
+
+
+class AllowAll:
+    """Authenticator and Authorizer of the standalone `--anonymous` broker."""
+
+    __slots__ = ()
+
+    def authenticate(self, facts: ConnectionFacts) -> Principal | int:
+        return Principal(name=facts.username or facts.client_id)
+
+    def authorize(
+        self, principal: Principal, action: Action, topic: str, qos: int, retain: bool
+    ) -> Decision:
+        return Decision.ALLOW
+
+    def allow_delivery(self, principal: Principal, topic: str, qos: int) -> bool:
+        return True
+
+
+class CertificateAuthenticator:
+    """Accepts any client whose certificate the TLS layer verified against the CA file.
+
+    Used by the standalone broker without `--anonymous`: the TLS listener has already
+    refused clients without a valid chain, and plain listeners are refused here.
+    """
+
+    __slots__ = ()
+
+    def authenticate(self, facts: ConnectionFacts) -> Principal | int:
+        if not facts.peer_certificates:
+            return 0x87  # NOT_AUTHORIZED
+        return Principal(name=certificate_common_name(facts.peer_certificates[0])
+                         or facts.client_id)
+
+
+def certificate_common_name(der: bytes) -> str | None:
+    """The subject common name of a DER certificate, if it has one."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(
+        NameOID.COMMON_NAME
+    )
+    if not names:
+        return None
+    value = names[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")

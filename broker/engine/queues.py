@@ -1,0 +1,82 @@
+"""Per-session queues of QoS 1/2 messages waiting for a connection or a free in-flight slot.
+
+Drop policy: a full queue refuses the *new* message (the oldest ones keep their place, as
+in Mosquitto) and counts it in `dropped`; messages whose expiry passes while queued are
+discarded when they reach the head [MQTT-3.3.2-5].
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broker.engine.message import Message
+
+
+class Outgoing:
+    """One message on its way to one session: queued (packet_id 0) or in flight."""
+
+    __slots__ = ("message", "qos", "retain", "sub_ids", "packet_id", "released")
+
+    def __init__(
+        self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...]
+    ) -> None:
+        self.message = message
+        self.qos = qos
+        self.retain = retain
+        self.sub_ids = sub_ids
+        self.packet_id = 0
+        # QoS 2 only: PUBREC received and PUBREL sent, waiting for PUBCOMP.
+        self.released = False
+
+
+class MessageQueue:
+    """A FIFO bounded by message count and payload bytes."""
+
+    __slots__ = ("items", "bytes", "max_count", "max_bytes", "dropped")
+
+    def __init__(self, max_count: int, max_bytes: int) -> None:
+        # Public so the hot path can test emptiness without a method call.
+        self.items: deque[Outgoing] = deque()
+        self.bytes = 0
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Outgoing]:
+        return iter(self.items)
+
+    def push(
+        self, item: Outgoing, max_count: int | None = None, max_bytes: int | None = None
+    ) -> bool:
+        """Append unless the queue is full (by this call's limits, or its own)."""
+        size = item.message.size()
+        if max_count is None:
+            max_count = self.max_count
+        if max_bytes is None:
+            max_bytes = self.max_bytes
+        if len(self.items) >= max_count or (max_bytes and self.bytes + size > max_bytes):
+            self.dropped += 1
+            return False
+        self.items.append(item)
+        self.bytes += size
+        return True
+
+    def pop(self, now: float) -> Outgoing | None:
+        """The next message still alive, or None when the queue is empty."""
+        items = self.items
+        while items:
+            item = items.popleft()
+            self.bytes -= item.message.size()
+            if item.message.expiry_at is None or item.message.expiry_at > now:
+                return item
+        return None
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.bytes = 0

@@ -1,0 +1,132 @@
+"""Retained messages, kept in a topic tree so a wildcard subscribe walks only what matches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broker.engine.message import Message
+
+
+class _Node:
+    __slots__ = ("children", "message")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.message: Message | None = None
+
+
+class RetainedStore:
+    """One retained message per topic name [MQTT-3.3.1-5]."""
+
+    __slots__ = ("_root", "count", "max_count")
+
+    def __init__(self, max_count: int = 1_000_000) -> None:
+        self._root = _Node()
+        self.count = 0
+        self.max_count = max_count
+
+    def set(self, message: Message) -> bool:
+        """Store or replace; an empty payload clears instead [MQTT-3.3.1-6] [MQTT-3.3.1-7].
+
+        Returns False when a new topic would pass `max_count` (the message is then only
+        delivered, not retained).
+        """
+        if not message.payload:
+            self.clear(message.topic)
+            return True
+        node = self._root
+        for level in message.topic.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                child = node.children[level] = _Node()
+            node = child
+        if node.message is None:
+            if self.count >= self.max_count:
+                self._prune(message.topic)
+                return False
+            self.count += 1
+        node.message = message
+        return True
+
+    def get(self, topic: str) -> Message | None:
+        node = self._root
+        for level in topic.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                return None
+            node = child
+        return node.message
+
+    def clear(self, topic: str) -> bool:
+        node = self._root
+        for level in topic.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                return False
+            node = child
+        if node.message is None:
+            return False
+        node.message = None
+        self.count -= 1
+        self._prune(topic)
+        return True
+
+    def _prune(self, topic: str) -> None:
+        levels = topic.split("/")
+        path = [self._root]
+        for level in levels:
+            child = path[-1].children.get(level)
+            if child is None:
+                return
+            path.append(child)
+        for i in range(len(levels), 0, -1):
+            node = path[i]
+            if node.children or node.message is not None:
+                return
+            del path[i - 1].children[levels[i - 1]]
+
+    def match(self, topic_filter: str) -> list[Message]:
+        """Retained messages whose topic the filter matches."""
+        out: list[Message] = []
+        self._walk(self._root, topic_filter.split("/"), 0, out)
+        return out
+
+    def _walk(self, node: _Node, levels: list[str], i: int, out: list[Message]) -> None:
+        if i == len(levels):
+            if node.message is not None:
+                out.append(node.message)
+            return
+        level = levels[i]
+        if level == "#":
+            # The parent level itself matches too ("a/#" matches "a") [MQTT-4.7.1-2].
+            if node.message is not None and i > 0:
+                out.append(node.message)
+            for name, child in node.children.items():
+                if i == 0 and name.startswith("$"):
+                    continue  # [MQTT-4.7.2-1]
+                self._subtree(child, out)
+            return
+        if level == "+":
+            for name, child in node.children.items():
+                if i == 0 and name.startswith("$"):
+                    continue  # [MQTT-4.7.2-1]
+                self._walk(child, levels, i + 1, out)
+            return
+        exact = node.children.get(level)
+        if exact is not None:
+            self._walk(exact, levels, i + 1, out)
+
+    def _subtree(self, node: _Node, out: list[Message]) -> None:
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            if current.message is not None:
+                out.append(current.message)
+            stack.extend(current.children.values())
+
+    def __iter__(self) -> Iterator[Message]:
+        out: list[Message] = []
+        self._subtree(self._root, out)
+        return iter(out)

@@ -1,0 +1,3 @@
+"""Connection states, shared by the connection and its CONNECT handling."""
+
+NEW, AUTHENTICATING, CONNECTED, CLOSED = range(4)

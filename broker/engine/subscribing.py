@@ -1,0 +1,102 @@
+"""SUBSCRIBE and UNSUBSCRIBE handling for one connection."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from broker.engine.interfaces import Action, Decision
+from broker.engine.topics import SubOptions
+from broker.mqtt.encoder import encode
+from broker.mqtt.errors import ProtocolError
+from broker.mqtt.packets import Suback, Subscribe, Unsuback, Unsubscribe
+from broker.mqtt.reason_codes import ReasonCode
+from broker.mqtt.topics import parse_shared, validate_topic_filter
+
+if TYPE_CHECKING:
+    from broker.engine.connection import Connection
+    from broker.engine.message import Message
+
+
+def handle_subscribe(conn: Connection, packet: Subscribe) -> None:
+    broker = conn.broker
+    config = broker.config
+    session = conn.session
+    principal = conn.principal
+    assert session is not None and principal is not None
+    mountpoint = principal.mountpoint
+    props = packet.properties
+    sub_id = None
+    if props is not None and props.subscription_identifiers:
+        sub_id = props.subscription_identifiers[0]
+    codes: list[int] = []
+    retained: list[tuple[str, SubOptions]] = []
+    for sub in packet.subscriptions:
+        topic_filter = sub.topic_filter
+        try:
+            validate_topic_filter(topic_filter)
+            shared = parse_shared(topic_filter)
+        except ProtocolError as error:
+            codes.append(error.reason_code)
+            continue
+        inner = topic_filter if shared is None else shared[1]
+        if shared is not None and sub.no_local:
+            conn.disconnect(ReasonCode.PROTOCOL_ERROR)  # [MQTT-3.8.3-4]
+            return
+        if len(inner) > config.max_topic_length or inner.count("/") >= config.max_topic_levels:
+            codes.append(ReasonCode.TOPIC_FILTER_INVALID)
+            continue
+        filtered = False
+        if not broker.allow_all:
+            decision = broker.authorizer.authorize(
+                principal, Action.SUBSCRIBE, topic_filter, sub.qos, False
+            )
+            if decision is Decision.DENY:
+                broker.stats.denied += 1
+                codes.append(ReasonCode.NOT_AUTHORIZED)
+                continue
+            filtered = decision is Decision.ALLOW_FILTERED
+        qos = min(sub.qos, config.max_qos)  # [MQTT-3.2.2-10] downgrade to what we offer
+        opts = SubOptions(qos, sub.no_local, sub.retain_as_published, sub.retain_handling,
+                          sub_id, filtered)
+        mounted = mountpoint + inner
+        new = broker.subscribe(session, topic_filter, shared[0] if shared else None, mounted,
+                               opts)
+        codes.append(qos)
+        # Shared subscriptions never get retained messages (section 4.8.2); retain
+        # handling 1 sends them only for a new subscription, 2 never (section 3.3.1.3).
+        if shared is None and (sub.retain_handling == 0 or (sub.retain_handling == 1 and new)):
+            retained.append((mounted, opts))
+    # The SUBACK goes before any retained message it causes [MQTT-3.8.4-1].
+    conn.link.write(encode(Suback(packet.packet_id, codes), conn.level))
+    if retained and broker.retained.count:
+        now = broker.now()
+        for mounted, opts in retained:
+            for message in broker.retained.match(mounted):
+                if message.expiry_at is not None and message.expiry_at <= now:
+                    broker.retained.clear(message.topic)
+                    continue
+                _deliver_retained(conn, message, opts)
+
+
+def _deliver_retained(conn: Connection, message: Message, opts: SubOptions) -> None:
+    if opts.filtered and conn.principal is not None:
+        topic = message.topic[len(conn.principal.mountpoint):]
+        if not conn.broker.authorizer.allow_delivery(conn.principal, topic, message.qos):
+            return
+    qos = min(message.qos, opts.qos)
+    sub_ids = (opts.sub_id,) if opts.sub_id is not None else ()
+    # Retained messages sent because of a subscription carry RETAIN 1 [MQTT-3.3.1-8].
+    conn.send_publish(message, qos, True, sub_ids)
+
+
+def handle_unsubscribe(conn: Connection, packet: Unsubscribe) -> None:
+    broker = conn.broker
+    session = conn.session
+    assert session is not None
+    codes: list[int] = []
+    for topic_filter in packet.topic_filters:
+        if broker.unsubscribe(session, topic_filter):
+            codes.append(ReasonCode.SUCCESS)
+        else:
+            codes.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
+    conn.link.write(encode(Unsuback(packet.packet_id, codes), conn.level))

@@ -1,0 +1,42 @@
+"""Will messages: when they are due and how they are published."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from broker.engine.interfaces import Action, Decision
+from broker.engine.message import message_from_properties
+
+if TYPE_CHECKING:
+    from broker.engine.broker import Broker
+    from broker.engine.session import Session
+    from broker.mqtt.packets import Will
+
+
+def delay_of(will: Will) -> int:
+    """The will delay interval in seconds (MQTT 5; 0 otherwise)."""
+    props = will.properties
+    if props is None or props.will_delay_interval is None:
+        return 0
+    return props.will_delay_interval
+
+
+def publish_will(broker: Broker, session: Session, will: Will) -> None:
+    """Publish a will as its client would have, authorization included.
+
+    The will is checked when it is sent rather than at CONNECT, so rights revoked while
+    the client was connected apply to it too.
+    """
+    principal = session.principal
+    if not broker.allow_all:
+        decision = broker.authorizer.authorize(
+            principal, Action.PUBLISH, will.topic, will.qos, will.retain
+        )
+        if decision is not Decision.ALLOW:
+            broker.stats.denied += 1
+            return
+    message = message_from_properties(
+        principal.mountpoint + will.topic, will.payload, will.qos, will.retain,
+        will.properties, broker.now(), session,
+    )
+    broker.publish(message, None)

@@ -1,0 +1,172 @@
+"""Authentication by certificate and authorization by compiled ACLs, from memory only."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from acl.compiler import DecisionCache, Matcher, compile_rules
+from acl.loading import TenantRules
+from acl.rules import Principal as AclPrincipal
+from broker.engine.interfaces import Action, ConnectionFacts, Decision, Principal
+
+from .bridge import verify_principal
+from .identities import Authenticated, DeviceIdentity, IdentityIndex, Refusal, TenantInfo
+
+log = logging.getLogger("roost.broker.auth")
+
+NOT_AUTHORIZED = 0x87
+BAD_USER_NAME_OR_PASSWORD = 0x86
+BRIDGE_LISTENER = "bridge"
+
+
+def acl_principal_of(tenant: TenantInfo, device: DeviceIdentity) -> AclPrincipal:
+    return AclPrincipal.for_device(tenant.slug, device.name, device.groups, device.attributes)
+
+
+class PlatformAuthority:
+    """The broker's Authenticator and Authorizer for devices on the mTLS listener.
+
+    A connection's principal carries its decision cache in `attributes["acl"]`; a session
+    restored from storage gets one on first use. `refusals` and `denials` feed the metrics.
+    """
+
+    def __init__(self, identities: IdentityIndex, rules: dict[str, TenantRules]) -> None:
+        self.identities = identities
+        self.rules = rules
+        self.refusals: Counter[str] = Counter()
+        self.denials: Counter[str] = Counter()
+        self._matchers: dict[tuple[str, str], Matcher] = {}
+
+    # Authenticator ---------------------------------------------------------------------------
+
+    def authenticate(self, facts: ConnectionFacts) -> Principal | int:
+        if facts.listener == BRIDGE_LISTENER:
+            return self._authenticate_bridge(facts)
+        leaf = facts.peer_certificates[0] if facts.peer_certificates else None
+        result = self.identities.authenticate(leaf, facts.client_id, facts.username)
+        if isinstance(result, Refusal):
+            self.refusals[result.why] += 1
+            log.info("refused %r from %s: %s", facts.client_id, _address(facts), result.why)
+            return result.reason_code
+        return self.principal_for(result)
+
+    def principal_for(self, auth: Authenticated) -> Principal:
+        acl = acl_principal_of(auth.tenant, auth.device)
+        return Principal(
+            name=auth.device.name,
+            mountpoint=auth.tenant.mountpoint,
+            attributes={
+                "acl": DecisionCache(self.matcher_for(acl)),
+                "device_id": auth.device.id,
+                "tenant_id": auth.tenant.id,
+                "fingerprint": auth.certificate.fingerprint,
+                "serial": auth.certificate.serial,
+            },
+        )
+
+    def _authenticate_bridge(self, facts: ConnectionFacts) -> Principal | int:
+        signed = verify_principal(facts.password.decode("utf-8", "replace")) if facts.password else None
+        if signed is None:
+            self.refusals["bad bridge token"] += 1
+            return BAD_USER_NAME_OR_PASSWORD
+        tenant = next((t for t in self.identities.tenants.values() if t.slug == signed.tenant), None)
+        if tenant is None or not tenant.enabled:
+            self.refusals["bridge tenant unavailable"] += 1
+            return NOT_AUTHORIZED
+        acl = AclPrincipal.for_role(tenant.slug, signed.role)
+        return Principal(
+            name=facts.client_id,
+            mountpoint=tenant.mountpoint,
+            attributes={"acl": DecisionCache(self.matcher_for(acl)), "acl_principal": acl,
+                        "tenant_id": tenant.id, "user_id": signed.user_id, "username": signed.username},
+        )
+
+    # Authorizer ------------------------------------------------------------------------------
+
+    def authorize(self, principal: Principal, action: Action, topic: str, qos: int, retain: bool) -> Decision:
+        cache = self._cache(principal)
+        if cache is None:
+            self.denials["unknown principal"] += 1
+            return Decision.DENY
+        if action is Action.PUBLISH:
+            if cache.publish(topic, qos, retain).allowed:
+                return Decision.ALLOW
+            self.denials["publish"] += 1
+            return Decision.DENY
+        decision = cache.subscribe(topic, qos)
+        if not decision.allowed:
+            self.denials["subscribe"] += 1
+            return Decision.DENY
+        return Decision.ALLOW_FILTERED if decision.partial else Decision.ALLOW
+
+    def granted_qos(self, principal: Principal, topic_filter: str, qos: int) -> int:
+        """The QoS a subscription gets: the request, capped by the rules' maximum QoS."""
+        cache = self._cache(principal)
+        if cache is None:
+            return qos
+        decision = cache.subscribe(topic_filter, qos)
+        return qos if decision.qos is None else min(qos, decision.qos)
+
+    def allow_delivery(self, principal: Principal, topic: str, qos: int) -> bool:
+        cache = self._cache(principal)
+        return cache is not None and cache.deliverable(topic)
+
+    # Rules -------------------------------------------------------------------------------------
+
+    def matcher_for(self, acl: AclPrincipal) -> Matcher:
+        key = (acl.tenant, acl.label)
+        rules = self.rules.get(acl.tenant)
+        version = rules.version if rules else -1
+        matcher = self._matchers.get(key)
+        if matcher is None or matcher.version != version or matcher.principal != acl:
+            matcher = compile_rules(acl, rules.rules if rules else (), version)
+            self._matchers[key] = matcher
+        return matcher
+
+    def replace_rules(self, tenant: str, rules: TenantRules | None) -> None:
+        if rules is None:
+            self.rules.pop(tenant, None)
+        else:
+            self.rules[tenant] = rules
+        for key in [k for k in self._matchers if k[0] == tenant]:
+            del self._matchers[key]
+
+    def rebind(self, principal: Principal) -> bool:
+        """Recompile a live principal's matcher from current rules and identity; False if gone."""
+        attributes = principal.attributes
+        fixed = attributes.get("acl_principal")
+        if isinstance(fixed, AclPrincipal):
+            acl = fixed
+        else:
+            identity = self._identity(principal)
+            if identity is None:
+                attributes.pop("acl", None)
+                return False
+            acl = acl_principal_of(*identity)
+        matcher = self.matcher_for(acl)
+        cache = attributes.get("acl")
+        if isinstance(cache, DecisionCache):
+            cache.rebind(matcher)
+        else:
+            attributes["acl"] = DecisionCache(matcher)
+        return True
+
+    def _cache(self, principal: Principal) -> DecisionCache | None:
+        cache = principal.attributes.get("acl")
+        if cache is None and self.rebind(principal):
+            cache = principal.attributes.get("acl")
+        return cache  # type: ignore[no-any-return]
+
+    def _identity(self, principal: Principal) -> tuple[TenantInfo, DeviceIdentity] | None:
+        tenant = self.identities.tenant_by_mountpoint.get(principal.mountpoint)
+        if tenant is None:
+            return None
+        device = self.identities.device_by_name.get((tenant.id, principal.name))
+        if device is None:
+            return None
+        return tenant, device
+
+
+def _address(facts: ConnectionFacts) -> str:
+    return f"{facts.remote_address[0]}:{facts.remote_address[1]}" if facts.remote_address else "?"

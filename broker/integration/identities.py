@@ -1,0 +1,186 @@
+"""The broker's in-memory picture of who may connect: tenants, devices and certificates.
+
+Loaded once at start and kept current from the change feed, so authenticating a connection
+costs a dictionary lookup by certificate fingerprint and never a database query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from devices.models import Device, DeviceGroup, Tenant
+from pki.models import Certificate, CertificateStatus
+
+# MQTT 5 CONNACK reason codes used here (mapped to 3.1.1 return codes by the engine).
+CLIENT_IDENTIFIER_NOT_VALID = 0x85
+BAD_USER_NAME_OR_PASSWORD = 0x86
+NOT_AUTHORIZED = 0x87
+
+
+@dataclass(frozen=True, slots=True)
+class TenantInfo:
+    id: int
+    slug: str
+    enabled: bool
+
+    @property
+    def mountpoint(self) -> str:
+        return mountpoint_for(self.slug)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    id: int
+    tenant_id: int
+    name: str
+    enabled: bool
+    groups: tuple[str, ...]
+    """The device's group first, then its ancestors."""
+    attributes: dict[str, Any] = field(compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CertRecord:
+    fingerprint: str
+    serial: str
+    tenant_id: int
+    device_id: int | None
+    status: str
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason_code: int
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    tenant: TenantInfo
+    device: DeviceIdentity
+    certificate: CertRecord
+
+
+def mountpoint_for(slug: str) -> str:
+    # Slugs cannot contain "/", "+", "#" or "$", so a mountpoint is always exactly one level.
+    return f"{slug}/"
+
+
+def fingerprint_of(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
+
+
+class IdentityIndex:
+    def __init__(self) -> None:
+        self.tenants: dict[int, TenantInfo] = {}
+        self.tenant_by_mountpoint: dict[str, TenantInfo] = {}
+        self.devices: dict[int, DeviceIdentity] = {}
+        self.device_by_name: dict[tuple[int, str], DeviceIdentity] = {}
+        self.certs: dict[str, CertRecord] = {}
+
+    # Loading (database, called from a worker thread) --------------------------------------
+
+    def load_all(self) -> None:
+        for tenant in Tenant.objects.all():
+            self._put_tenant(tenant)
+        groups = {g.pk: g for g in DeviceGroup.objects.all()}
+        for device in Device.objects.all():
+            self._put_device(device, groups)
+        for cert in Certificate.objects.all():
+            self._put_cert(cert)
+
+    def reload_tenant(self, tenant_id: int) -> TenantInfo | None:
+        tenant = Tenant.objects.filter(pk=tenant_id).first()
+        old = self.tenants.pop(tenant_id, None)
+        if old is not None:
+            self.tenant_by_mountpoint.pop(old.mountpoint, None)
+        if tenant is None:
+            return None
+        return self._put_tenant(tenant)
+
+    def reload_device(self, device_id: int) -> DeviceIdentity | None:
+        old = self.devices.pop(device_id, None)
+        if old is not None:
+            self.device_by_name.pop((old.tenant_id, old.name), None)
+        device = Device.objects.filter(pk=device_id).first()
+        if device is None:
+            return None
+        return self._put_device(device, None)
+
+    def reload_tenant_devices(self, tenant_id: int) -> None:
+        """Group changes can alter every device's group chain; reload the tenant's devices."""
+        groups = {g.pk: g for g in DeviceGroup.objects.filter(tenant_id=tenant_id)}
+        for device in Device.objects.filter(tenant_id=tenant_id):
+            old = self.devices.pop(device.pk, None)
+            if old is not None:
+                self.device_by_name.pop((old.tenant_id, old.name), None)
+            self._put_device(device, groups)
+
+    def reload_certificate(self, fingerprint: str) -> CertRecord | None:
+        cert = Certificate.objects.filter(fingerprint=fingerprint).first()
+        if cert is None:
+            self.certs.pop(fingerprint, None)
+            return None
+        return self._put_cert(cert)
+
+    def _put_tenant(self, tenant: Tenant) -> TenantInfo:
+        info = TenantInfo(tenant.pk, tenant.slug, tenant.enabled)
+        self.tenants[info.id] = info
+        self.tenant_by_mountpoint[info.mountpoint] = info
+        return info
+
+    def _put_device(self, device: Device, groups: dict[int, DeviceGroup] | None) -> DeviceIdentity:
+        chain: list[str] = []
+        group_id = device.group_id
+        while group_id is not None and len(chain) < 64:
+            group = groups.get(group_id) if groups is not None else DeviceGroup.objects.filter(pk=group_id).first()
+            if group is None:
+                break
+            chain.append(group.name)
+            group_id = group.parent_id
+        identity = DeviceIdentity(device.pk, device.tenant_id, device.name, device.enabled, tuple(chain),
+                                  dict(device.attributes or {}))
+        self.devices[identity.id] = identity
+        self.device_by_name[(identity.tenant_id, identity.name)] = identity
+        return identity
+
+    def _put_cert(self, cert: Certificate) -> CertRecord:
+        record = CertRecord(cert.fingerprint, cert.serial, cert.tenant_id, cert.device_id, cert.status,
+                            cert.not_before, cert.not_after)
+        self.certs[record.fingerprint] = record
+        return record
+
+    # Decisions (event loop, memory only) ----------------------------------------------------
+
+    def authenticate(self, leaf_der: bytes | None, client_id: str, username: str | None,
+                     now: datetime | None = None) -> Authenticated | Refusal:
+        if not leaf_der:
+            return Refusal(NOT_AUTHORIZED, "no client certificate")
+        record = self.certs.get(fingerprint_of(leaf_der))
+        if record is None:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "unknown certificate")
+        if record.status == CertificateStatus.REVOKED:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "certificate revoked")
+        now = now or datetime.now(UTC)
+        if record.not_after <= now or record.status == CertificateStatus.EXPIRED:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "certificate expired")
+        if record.not_before > now:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "certificate not yet valid")
+        tenant = self.tenants.get(record.tenant_id)
+        device = self.devices.get(record.device_id) if record.device_id is not None else None
+        if tenant is None or device is None:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "certificate of a deleted device")
+        if not tenant.enabled:
+            return Refusal(NOT_AUTHORIZED, "tenant disabled")
+        if not device.enabled:
+            return Refusal(NOT_AUTHORIZED, "device disabled")
+        if client_id != device.name:
+            return Refusal(CLIENT_IDENTIFIER_NOT_VALID, "client id differs from the device name")
+        if username and username != device.name:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "user name differs from the device name")
+        return Authenticated(tenant, device, record)

@@ -1,0 +1,176 @@
+"""Live effect of registry changes: what the change feed reloads and what the broker does.
+
+`prepare` runs in the change-feed thread and does all the database reading; `apply` runs
+on the event loop and only swaps in-memory state and acts on connections.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from acl.loading import TenantRules, load_tenant_rules
+from broker.engine.admin import Admin
+from devices.models import ChangeEvent, Device, DeviceGroup, Tenant
+from pki.broker import ensure_broker_server_certificate, trusted_client_ca_bundle
+
+from .authority import PlatformAuthority
+from .identities import CertRecord, DeviceIdentity, IdentityIndex, TenantInfo, mountpoint_for
+from .tls import TlsReloader
+
+log = logging.getLogger("roost.broker.live")
+
+
+@dataclass
+class Changes:
+    """Fresh copies of everything a batch of outbox rows touched (None: deleted)."""
+
+    tenants: dict[int, TenantInfo | None] = field(default_factory=dict)
+    devices: dict[int, DeviceIdentity | None] = field(default_factory=dict)
+    certs: dict[str, CertRecord | None] = field(default_factory=dict)
+    rules: dict[str, TenantRules | None] = field(default_factory=dict)
+    retained_clears: list[tuple[str, str]] = field(default_factory=list)
+    trust_bundle: str | None = None
+    """The new client CA bundle when a CA was created or rotated."""
+    server_cert: tuple[str, str] | None = None
+    """(chain path, key path) when the broker's own certificate was renewed."""
+
+
+def prepare(events: list[ChangeEvent]) -> Changes:
+    """Reload from the database whatever the events name (change-feed thread)."""
+    changes = Changes()
+    scratch = IdentityIndex()
+    regroup: set[int] = set()
+    for event in events:
+        kind, payload = event.kind, event.payload or {}
+        if kind == "tenant":
+            tenant_id = int(event.object_id)
+            changes.tenants[tenant_id] = scratch.reload_tenant(tenant_id)
+            info = changes.tenants[tenant_id]
+            slug = info.slug if info else payload.get("slug")
+            if slug:
+                changes.rules[slug] = _rules_or_none(slug)
+        elif kind == "device":
+            device_id = int(event.object_id)
+            changes.devices[device_id] = scratch.reload_device(device_id)
+        elif kind == "group" and event.tenant_id is not None:
+            regroup.add(event.tenant_id)
+        elif kind == "certificate":
+            fingerprint = payload.get("fingerprint")
+            if fingerprint:
+                changes.certs[fingerprint] = scratch.reload_certificate(fingerprint)
+        elif kind == "acl_rule":
+            slug = payload.get("tenant") or _slug_of(event.tenant_id)
+            if slug:
+                changes.rules[slug] = _rules_or_none(slug)
+        elif kind == "retained" and event.op == "clear":
+            slug = payload.get("tenant") or _slug_of(event.tenant_id)
+            if slug and "topic" in payload:
+                changes.retained_clears.append((slug, payload["topic"]))
+        elif kind == "certificate_authority":
+            changes.trust_bundle = trusted_client_ca_bundle()
+        elif kind == "broker_certificate":
+            files = ensure_broker_server_certificate()
+            changes.server_cert = (str(files.chain_path), str(files.key_path))
+    for tenant_id in regroup:
+        groups = {g.pk: g for g in DeviceGroup.objects.filter(tenant_id=tenant_id)}
+        for device in Device.objects.filter(tenant_id=tenant_id):
+            changes.devices[device.pk] = scratch._put_device(device, groups)
+    return changes
+
+
+def _slug_of(tenant_id: int | None) -> str | None:
+    if tenant_id is None:
+        return None
+    return Tenant.objects.filter(pk=tenant_id).values_list("slug", flat=True).first()
+
+
+def _rules_or_none(slug: str) -> TenantRules | None:
+    try:
+        return load_tenant_rules(slug)
+    except Tenant.DoesNotExist:
+        return None
+
+
+class LiveEffects:
+    """Applies prepared changes on the event loop: swap state, kick, re-check subscriptions."""
+
+    def __init__(
+        self,
+        identities: IdentityIndex,
+        authority: PlatformAuthority,
+        admin: Admin,
+        *,
+        retained_cleared: Callable[[int, str], None],
+        tls: TlsReloader | None = None,
+    ) -> None:
+        self.identities = identities
+        self.authority = authority
+        self.admin = admin
+        self.retained_cleared = retained_cleared
+        self.tls = tls
+
+    def apply(self, changes: Changes) -> None:
+        ids = self.identities
+        kicked = 0
+        for tenant_id, tenant in changes.tenants.items():
+            old = ids.tenants.pop(tenant_id, None)
+            if old is not None:
+                ids.tenant_by_mountpoint.pop(old.mountpoint, None)
+            if tenant is not None:
+                ids.tenants[tenant_id] = tenant
+                ids.tenant_by_mountpoint[tenant.mountpoint] = tenant
+            if tenant is None or not tenant.enabled:
+                mountpoint = (tenant or old).mountpoint if (tenant or old) else None
+                if mountpoint:
+                    kicked += self.admin.kick_where(lambda p, m=mountpoint: p.mountpoint == m)
+        for device_id, device in changes.devices.items():
+            old_device = ids.devices.pop(device_id, None)
+            if old_device is not None:
+                ids.device_by_name.pop((old_device.tenant_id, old_device.name), None)
+            if device is not None:
+                ids.devices[device_id] = device
+                ids.device_by_name[(device.tenant_id, device.name)] = device
+            if device is None or not device.enabled:
+                kicked += self.admin.kick_where(
+                    lambda p, d=device_id: p.attributes.get("device_id") == d)
+        for fingerprint, cert in changes.certs.items():
+            if cert is None:
+                ids.certs.pop(fingerprint, None)
+            else:
+                ids.certs[fingerprint] = cert
+            if cert is None or cert.status != "active":
+                kicked += self.admin.kick_where(
+                    lambda p, f=fingerprint: p.attributes.get("fingerprint") == f)
+        # Rules: new decisions from the next publish on; subscriptions re-checked now.
+        touched = set(changes.rules)
+        for slug, rules in changes.rules.items():
+            self.authority.replace_rules(slug, rules)
+        # Device changes (attributes, group) change what variables expand to.
+        for device in changes.devices.values():
+            if device is not None:
+                tenant = ids.tenants.get(device.tenant_id)
+                if tenant is not None:
+                    touched.add(tenant.slug)
+        for slug in touched:
+            mountpoint = mountpoint_for(slug)
+            for session in list(self.admin.broker.sessions.values()):
+                if session.mountpoint == mountpoint:
+                    self.authority.rebind(session.principal)
+            dropped = self.admin.recheck_subscriptions(mountpoint=mountpoint)
+            if dropped:
+                log.info("ACL change in %s dropped %d live subscription(s)", slug, dropped)
+        for slug, topic in changes.retained_clears:
+            self.admin.clear_retained(topic, mountpoint=mountpoint_for(slug))
+            tenant = ids.tenant_by_mountpoint.get(mountpoint_for(slug))
+            if tenant is not None:
+                self.retained_cleared(tenant.id, topic)
+        if self.tls is not None:
+            if changes.trust_bundle is not None:
+                self.tls.add_trust(changes.trust_bundle)
+            if changes.server_cert is not None:
+                self.tls.replace_certificate(*changes.server_cert)
+        if kicked:
+            log.info("disconnected %d client(s) after registry changes", kicked)
+

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from argparse import ArgumentParser
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from broker.config import BrokerConfig, Listener
+from broker.engine.admin import Admin
+from broker.engine.broker import Broker
+from broker.net.listener import Server
+
+from ...platform import Platform
+
+log = logging.getLogger("roost.broker")
+
+
+class PlatformServer(Server):
+    """The network layer with the platform's live-reloadable mTLS context."""
+
+    def __init__(self, config: BrokerConfig, broker: Broker, context: ssl.SSLContext) -> None:
+        super().__init__(config, broker)
+        self._tls = context
+
+
+class Command(BaseCommand):
+    help = "Run the MQTT broker with the platform's mTLS, ACLs, presence and persistence."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--host", default=settings.ROOST_BROKER_BIND,
+                            help="address of the device listener (env ROOST_BROKER_BIND)")
+        parser.add_argument("--port", type=int, default=settings.ROOST_BROKER_PORT,
+                            help="mTLS port for devices (env ROOST_BROKER_PORT, default 8883)")
+        parser.add_argument("--bridge-port", type=int, default=settings.ROOST_BROKER_BRIDGE_PORT,
+                            help="loopback port of the internal bridge listener (0: none)")
+        parser.add_argument("--metrics-port", type=int, default=settings.ROOST_BROKER_METRICS_PORT,
+                            help="loopback port of the Prometheus metrics endpoint (0: none)")
+        parser.add_argument("--connect-timeout", type=float, default=10.0)
+        parser.add_argument("--sys-interval", type=float, default=10.0)
+        parser.add_argument("--autosave-interval", type=float, default=60.0)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        listeners = [Listener(options["host"], options["port"], tls=True, name="devices")]
+        if options["bridge_port"]:
+            listeners.append(Listener("127.0.0.1", options["bridge_port"], name="bridge"))
+        config = BrokerConfig(
+            listeners=listeners,
+            connect_timeout=options["connect_timeout"],
+            sys_interval=options["sys_interval"],
+            autosave_interval=options["autosave_interval"],
+            max_queued_messages=settings.ROOST_BROKER_MAX_QUEUED,
+        )
+        code = asyncio.run(serve(config, options["metrics_port"]))
+        if code:
+            raise SystemExit(code)
+
+
+async def serve(config: BrokerConfig, metrics_port: int) -> int:
+    loop = asyncio.get_running_loop()
+    platform = Platform(config)
+    await asyncio.to_thread(platform.load)
+    broker = platform.start_broker(loop)
+    server = PlatformServer(config, broker, platform.tls_context)
+    await platform.start_feeds(loop)
+    try:
+        await server.start()
+    except OSError as error:
+        log.error("cannot listen: %s", error)
+        await platform.stop(server=None)
+        return 1
+    metrics = platform.serve_metrics(metrics_port)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await platform.stop(server=server)
+    if metrics is not None:
+        metrics[0].shutdown()
+    log.info("stopped")
+    return 0
+
+
+__all__ = ["Admin", "Command", "serve"]

@@ -1,0 +1,132 @@
+"""Assembles the broker on the platform: identities, ACLs, TLS, store, hooks, change feed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from acl.loading import TenantRules, load_all_rules
+from broker.config import BrokerConfig
+from broker.engine.admin import Admin
+from broker.engine.broker import Broker
+from devices.changes import latest_change_id
+from devices.models import Device
+from pki.broker import ensure_broker_server_certificate, trusted_client_ca_bundle
+
+from .authority import PlatformAuthority
+from .changefeed import ChangeFeed
+from .identities import IdentityIndex
+from .live import Changes, LiveEffects, prepare
+from .metrics import BrokerCollector, serve_metrics
+from .models import BrokerState
+from .presence import PresenceHooks
+from .store import DatabaseStore
+from .tls import TlsReloader, device_server_context
+from .writebehind import PresenceRow, WriteBehind
+
+if TYPE_CHECKING:
+    from broker.net.listener import Server
+
+log = logging.getLogger("roost.broker")
+
+CURSOR_KEY = "changefeed"
+
+
+class Platform:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.identities = IdentityIndex()
+        self.rules: dict[str, TenantRules] = {}
+        self.authority = PlatformAuthority(self.identities, self.rules)
+        self.store = DatabaseStore()
+        self.writer = WriteBehind(interval=settings.ROOST_BROKER_FLUSH_INTERVAL)
+        self.tls_context: ssl.SSLContext | None = None
+        self.broker: Broker | None = None
+        self.admin: Admin | None = None
+        self.live: LiveEffects | None = None
+        self.feed: ChangeFeed[Changes] | None = None
+        self._start_after = 0
+        self._stale_online: list[int] = []
+
+    def load(self) -> None:
+        """Everything from the database, before a single client is accepted (worker thread)."""
+        chain, key = ensure_broker_server_certificate()
+        self.tls_context = device_server_context(str(chain), str(key), trusted_client_ca_bundle())
+        # Read the cursor first: rows committed while we load are then applied twice, which
+        # is harmless, and none is missed. Rows since the previous broker stopped are replayed
+        # too: most only repeat what the load reads, but some exist only as outbox rows (a
+        # retained message cleared from the portal while the broker was down).
+        latest = latest_change_id()
+        saved = BrokerState.objects.filter(key=CURSOR_KEY).values_list("value", flat=True).first()
+        resume = saved.get("last_id") if isinstance(saved, dict) else None
+        self._start_after = min(int(resume), latest) if isinstance(resume, int) else latest
+        self.identities.load_all()
+        self.rules.update(load_all_rules())
+        self.store.preload()
+        self._stale_online = list(Device.objects.filter(online=True).values_list("pk", flat=True))
+
+    def start_broker(self, loop: asyncio.AbstractEventLoop) -> Broker:
+        broker = Broker(self.config, loop, self.authority, self.authority, self.store)
+        self.broker = broker
+        self.admin = Admin(broker)
+        presence = PresenceHooks(broker, self.identities, self.writer)
+        presence.install()
+        broker.start()
+        # Sessions restored from storage are held to today's rules before anyone reconnects.
+        dropped = self.admin.recheck_subscriptions()
+        if dropped:
+            log.info("dropped %d restored subscription(s) the current ACLs no longer allow", dropped)
+        now = datetime.now(UTC)
+        for device_id in self._stale_online:
+            # Whatever was online when the previous broker stopped is not connected now.
+            self.writer.presence(device_id, PresenceRow(False, now, None, None))
+            presence.announce_offline(device_id, "broker_restarted")
+        self.live = LiveEffects(self.identities, self.authority, self.admin,
+                                retained_cleared=self.writer.retained_clear,
+                                tls=TlsReloader(self.tls_context) if self.tls_context else None)
+        return broker
+
+    async def start_feeds(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.live is not None
+        self.feed = ChangeFeed(start_after=self._start_after, prepare=prepare, apply=self._apply,
+                               poll_interval=settings.ROOST_BROKER_POLL_INTERVAL)
+        pending = await asyncio.to_thread(self.feed.catch_up)
+        if pending is not None:
+            self.live.apply(pending)
+        self.feed.start(loop)
+        self.writer.start()
+
+    def _apply(self, changes: Changes, last_id: int) -> None:
+        assert self.live is not None
+        try:
+            self.live.apply(changes)
+        except Exception:
+            log.exception("applying changes up to outbox row %d failed", last_id)
+
+    def serve_metrics(self, port: int) -> Any:
+        if not port or self.broker is None:
+            return None
+        collector = BrokerCollector(self.broker, self.authority, self.writer)
+        server = serve_metrics(collector, "127.0.0.1", port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+        return server
+
+    async def stop(self, server: Server | None) -> None:
+        if server is not None:
+            await server.shutdown()  # also stops the broker, which saves sessions
+        elif self.broker is not None:
+            self.broker.stop()
+        if self.feed is not None:
+            self.feed.stop()
+        await self.writer.stop()
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        self.store.close()
+        if self.feed is not None:
+            BrokerState.objects.update_or_create(key=CURSOR_KEY, defaults={"value": {"last_id": self.feed.last_id}})

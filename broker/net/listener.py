@@ -1,0 +1,77 @@
+"""Listening sockets, the registry of live connections and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+
+from broker.config import BrokerConfig, Listener
+from broker.engine.broker import Broker
+from broker.mqtt.reason_codes import ReasonCode
+from broker.net.flow import WriteBatcher
+from broker.net.protocol import MQTTProtocol
+from broker.net.tls import server_context
+
+logger = logging.getLogger("broker")
+
+
+class Server:
+    """Runs the listeners of one Broker and tracks every connection they accept."""
+
+    def __init__(self, config: BrokerConfig, broker: Broker) -> None:
+        self.config = config
+        self.broker = broker
+        self.protocols: set[MQTTProtocol] = set()
+        self.batcher = WriteBatcher(asyncio.get_running_loop())
+        self._servers: list[asyncio.AbstractServer] = []
+        self._tls: ssl.SSLContext | None = None
+        self.bound: list[tuple[Listener, int]] = []
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            config = self.config
+            if not config.tls_cert or not config.tls_key:
+                raise ValueError("a TLS listener needs --tls-cert and --tls-key")
+            self._tls = server_context(config.tls_cert, config.tls_key, config.tls_ca)
+        return self._tls
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in self.config.listeners:
+            name = listener.name or listener.url()
+            tls = self._tls_context() if listener.tls else None
+
+            def factory(name: str = name, is_tls: bool = listener.tls) -> MQTTProtocol:
+                return MQTTProtocol(self, name, is_tls)
+
+            server = await loop.create_server(
+                factory, listener.host, listener.port, ssl=tls, backlog=1024,
+                # A handshake that never finishes is dropped like a CONNECT that never comes.
+                ssl_handshake_timeout=self.config.connect_timeout if tls else None,
+                reuse_address=True,
+            )
+            self._servers.append(server)
+            for sock in server.sockets:
+                port = sock.getsockname()[1]
+                self.bound.append((listener, port))
+                logger.info("listening on %s", listener.url(port))
+
+    async def shutdown(self) -> None:
+        """Stop accepting, tell clients we are going, wait for them briefly, then cut."""
+        for server in self._servers:
+            server.close()
+        for protocol in list(self.protocols):
+            conn = protocol.conn
+            if conn is not None:
+                conn.disconnect(ReasonCode.SERVER_SHUTTING_DOWN, publish_will=False)
+        self.batcher.flush()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_grace
+        while self.protocols and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for protocol in list(self.protocols):
+            protocol.abort()
+        for server in self._servers:
+            await server.wait_closed()
+        self.broker.stop()

@@ -1,0 +1,146 @@
+"""Registry changes. Each one validates, saves, audits and writes its outbox row atomically."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from .audit import Actor, record_audit
+from .changes import record_change
+from .models import Device, DeviceGroup, Membership, Role, Tenant
+from .signals import tenant_created
+
+
+def _tenant_state(tenant: Tenant) -> dict[str, Any]:
+    return {"slug": tenant.slug, "name": tenant.name, "enabled": tenant.enabled}
+
+
+def create_tenant(slug: str, name: str = "", *, actor: Actor | None = None) -> Tenant:
+    actor = actor or Actor.system()
+    tenant = Tenant(slug=slug, name=name or slug)
+    tenant.full_clean()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                tenant.save()
+        except IntegrityError:
+            raise ValidationError({"slug": f"A tenant with slug {slug!r} already exists."}) from None
+        record_audit(actor, "tenant.create", tenant, tenant=tenant, after=_tenant_state(tenant))
+        record_change("tenant", "created", tenant.pk, tenant=tenant, payload=_tenant_state(tenant))
+        tenant_created.send(sender=Tenant, tenant=tenant, actor=actor)
+    return tenant
+
+
+def set_tenant_enabled(tenant: Tenant, enabled: bool, *, actor: Actor | None = None) -> Tenant:
+    actor = actor or Actor.system()
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        before = _tenant_state(tenant)
+        tenant.enabled = enabled
+        tenant.save(update_fields=["enabled", "updated"])
+        record_audit(actor, "tenant.enable" if enabled else "tenant.disable", tenant, tenant=tenant,
+                     before=before, after=_tenant_state(tenant))
+        record_change("tenant", "updated", tenant.pk, tenant=tenant, payload=_tenant_state(tenant))
+    return tenant
+
+
+def add_member(tenant: Tenant, user: Any, role: str, *, actor: Actor | None = None) -> Membership:
+    actor = actor or Actor.system()
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}; use one of {', '.join(Role.values)}."})
+    with transaction.atomic():
+        membership, _ = Membership.objects.update_or_create(user=user, tenant=tenant, defaults={"role": role})
+        record_audit(actor, "membership.set", membership, tenant=tenant,
+                     after={"user": user.get_username(), "role": role})
+        record_change("membership", "updated", membership.pk, tenant=tenant,
+                      payload={"user_id": user.pk, "role": role})
+    return membership
+
+
+def create_group(
+    tenant: Tenant, name: str, *, parent: DeviceGroup | None = None, description: str = "",
+    actor: Actor | None = None,
+) -> DeviceGroup:
+    actor = actor or Actor.system()
+    group = DeviceGroup(tenant=tenant, name=name, parent=parent, description=description)
+    group.full_clean(validate_unique=False)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                group.save()
+        except IntegrityError:
+            raise ValidationError({"name": f"Group {name!r} already exists in tenant {tenant.slug}."}) from None
+        state = {"name": name, "parent": parent.name if parent else None}
+        record_audit(actor, "group.create", group, tenant=tenant, after=state)
+        record_change("group", "created", group.pk, tenant=tenant, payload=state)
+    return group
+
+
+def create_device(
+    tenant: Tenant,
+    name: str,
+    *,
+    display_name: str = "",
+    group: DeviceGroup | None = None,
+    tags: list[str] | None = None,
+    attributes: dict[str, Any] | None = None,
+    enabled: bool = True,
+    actor: Actor | None = None,
+) -> Device:
+    actor = actor or Actor.system()
+    device = Device(
+        tenant=tenant, name=name, display_name=display_name, group=group,
+        tags=list(tags or []), attributes=dict(attributes or {}), enabled=enabled,
+    )
+    # Uniqueness is left to the database constraint so that a race cannot slip through.
+    device.full_clean(validate_unique=False, validate_constraints=False)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                device.save()
+        except IntegrityError:
+            raise ValidationError({"name": f"Device {name!r} already exists in tenant {tenant.slug}."}) from None
+        record_audit(actor, "device.create", device, tenant=tenant, after=device.snapshot())
+        record_change("device", "created", device.pk, tenant=tenant, payload={"name": name, "enabled": enabled})
+    return device
+
+
+_EDITABLE = {"display_name", "group", "tags", "attributes", "enabled"}
+
+
+def update_device(device: Device, *, actor: Actor | None = None, **changes: Any) -> Device:
+    actor = actor or Actor.system()
+    unknown = set(changes) - _EDITABLE
+    if unknown:
+        raise ValidationError(f"These device fields cannot be changed here: {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        device = Device.objects.select_for_update().get(pk=device.pk)
+        before = device.snapshot()
+        for field, value in changes.items():
+            setattr(device, field, value)
+        device.full_clean(validate_unique=False, validate_constraints=False)
+        device.save()
+        after = device.snapshot()
+        action = "device.update"
+        if set(changes) == {"enabled"}:
+            action = "device.enable" if device.enabled else "device.disable"
+        record_audit(actor, action, device, tenant=device.tenant, before=before, after=after)
+        record_change("device", "updated", device.pk, tenant=device.tenant,
+                      payload={"name": device.name, "enabled": device.enabled})
+    return device
+
+
+def set_device_enabled(device: Device, enabled: bool, *, actor: Actor | None = None) -> Device:
+    return update_device(device, actor=actor, enabled=enabled)
+
+
+def delete_device(device: Device, *, actor: Actor | None = None) -> None:
+    actor = actor or Actor.system()
+    with transaction.atomic():
+        before = device.snapshot()
+        pk, tenant, name = device.pk, device.tenant, device.name
+        record_audit(actor, "device.delete", device, tenant=tenant, before=before)
+        device.delete()
+        record_change("device", "deleted", pk, tenant=tenant, payload={"name": name})

@@ -1,0 +1,5 @@
+"""The Roost Django project (settings, URLs, ASGI, Celery, CLI)."""
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,314 @@
+"""The platform under test: its own data directory and database, a registry driver and
+`manage.py runbroker` processes on free loopback ports, plus TLS clients for devices.
+
+Nothing here mocks the platform: certificates come from `pki`, registry changes go through
+the service functions (in `registry_driver.py`, a process of its own on the platform's
+database), and the broker is the real management command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from broker.mqtt import Connack, Connect, StreamDecoder, encode
+from tests.broker.conftest import Client
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[3]
+MANAGE = str(REPO / "manage.py")
+DRIVER = str(Path(__file__).with_name("registry_driver.py"))
+READY = re.compile(r"metrics on http://")
+
+
+class RegistryError(Exception):
+    """A registry change the platform refused (the driver's error text)."""
+
+
+# The platform's database ---------------------------------------------------------------------
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://"))
+
+
+class FreshPostgresDatabase:
+    """A database of its own on the server of DATABASE_URL, dropped afterwards."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.name = f"roost_it_{uuid.uuid4().hex[:12]}"
+        parts = urlsplit(server_url)
+        self.url = urlunsplit(parts._replace(path="/" + self.name))
+
+    def _admin(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.server_url, autocommit=True)
+
+    def create(self) -> str:
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        return self.url
+
+    def drop(self) -> None:
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+class Platform:
+    """A prepared platform: data directory, database and the registry driver process."""
+
+    def __init__(self, data_dir: Path, secret_key: str) -> None:
+        self.data_dir = data_dir
+        self.bundles = data_dir / "bundles"
+        self.database: FreshPostgresDatabase | None = None
+        env = dict(os.environ)
+        env.update(
+            ROOST_DATA_DIR=str(data_dir), ROOST_BROKER_POLL_MS="50", ROOST_BROKER_FLUSH_MS="100",
+            # The same key as the test process, so that bridge tokens signed here verify there.
+            ROOST_SECRET_KEY=secret_key, ROOST_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
+            DJANGO_SETTINGS_MODULE="roost.settings",
+        )
+        server_url = os.environ.get("DATABASE_URL", "")
+        if is_postgres(server_url):
+            self.database = FreshPostgresDatabase(server_url)
+            env["DATABASE_URL"] = self.database.create()
+        else:
+            env.pop("DATABASE_URL", None)  # SQLite file in the data directory
+        self.env = env
+        self._lock = threading.Lock()
+        self._driver_log = (data_dir / "driver.log").open("w")
+        self._driver = subprocess.Popen(
+            [sys.executable, DRIVER], cwd=REPO, env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._driver_log,
+        )
+
+    def call(self, op: str, **args: Any) -> Any:
+        """Run one registry operation in the driver; raises RegistryError if it was refused."""
+        with self._lock:
+            driver = self._driver
+            assert driver.stdin is not None and driver.stdout is not None
+            driver.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
+            driver.stdin.flush()
+            line = driver.stdout.readline()
+        if not line:
+            raise RuntimeError("the registry driver died:\n" + (self.data_dir / "driver.log").read_text())
+        reply = json.loads(line)
+        if not reply["ok"]:
+            raise RegistryError(reply["error"])
+        return reply["result"]
+
+    def manage(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`python manage.py ARGS` on this platform."""
+        return subprocess.run([sys.executable, MANAGE, *args], cwd=REPO, env=self.env, text=True,
+                              capture_output=True, timeout=timeout)
+
+    def device(self, tenant: str, name: str) -> Bundle:
+        """Register a device and issue its certificate; returns the bundle on disk."""
+        self.call("device_create", tenant=tenant, name=name)
+        return self.issue(tenant, name)
+
+    def issue(self, tenant: str, name: str) -> Bundle:
+        folder = self.bundles / tenant / f"{name}-{uuid.uuid4().hex[:6]}"
+        issued = self.call("cert_issue", tenant=tenant, name=name, out=str(folder))
+        return Bundle(folder, tenant, name, issued["serial"], issued["fingerprint"])
+
+    def close(self) -> None:
+        driver = self._driver
+        if driver.poll() is None:
+            assert driver.stdin is not None
+            driver.stdin.close()
+            try:
+                driver.wait(10)
+            except subprocess.TimeoutExpired:
+                driver.kill()
+                driver.wait()
+        self._driver_log.close()
+        if self.database is not None:
+            self.database.drop()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What a device holds: ca.pem (the platform root), device.pem (leaf + issuing CA), device.key."""
+
+    folder: Path
+    tenant: str
+    name: str
+    serial: str
+    fingerprint: str
+
+    @property
+    def ca(self) -> str:
+        return str(self.folder / "ca.pem")
+
+    @property
+    def cert(self) -> str:
+        return str(self.folder / "device.pem")
+
+    @property
+    def key(self) -> str:
+        return str(self.folder / "device.key")
+
+    def tls(self) -> dict[str, Any]:
+        return {"ca_certs": self.ca, "certfile": self.cert, "keyfile": self.key}
+
+
+# The broker ----------------------------------------------------------------------------------
+
+
+class PlatformBroker:
+    """`manage.py runbroker` on free loopback ports; restarts keep the ports."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.port = free_port()
+        self.bridge_port = free_port()
+        self.metrics_port = free_port()
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+
+    def start(self, timeout: float = 30.0) -> PlatformBroker:
+        self.lines = []
+        self.proc = subprocess.Popen(
+            [sys.executable, MANAGE, "runbroker", "--port", str(self.port),
+             "--bridge-port", str(self.bridge_port), "--metrics-port", str(self.metrics_port),
+             "--connect-timeout", "3", "--sys-interval", "1"],
+            cwd=REPO, env=self.platform.env, text=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        ready = threading.Event()
+        proc = self.proc
+
+        log = self.platform.data_dir / "broker.log"
+
+        def read() -> None:
+            assert proc.stderr is not None
+            with log.open("a") as copy:  # kept for reading after a failure
+                for line in proc.stderr:
+                    copy.write(line)
+                    copy.flush()
+                    self.lines.append(line.rstrip("\n"))
+                    if READY.search(line):
+                        ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(timeout) or proc.poll() is not None:
+            self.kill()
+            raise RuntimeError("runbroker did not start:\n" + "\n".join(self.lines))
+        return self
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, the graceful way; returns the exit status."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+
+    def restart(self) -> PlatformBroker:
+        assert self.stop() == 0, "\n".join(self.lines)
+        return self.start()
+
+    def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics().get((name, frozenset(labels.items())), 0.0)
+
+
+# Device connections --------------------------------------------------------------------------
+
+
+def device_client(broker: PlatformBroker, bundle: Bundle, *, version: int = 5,
+                  client_id: str | None = None) -> Client:
+    """A paho client set up to present the device's certificate (not yet connected)."""
+    client = Client(broker.port, bundle.name if client_id is None else client_id, version)
+    client.client.tls_set(**bundle.tls())
+    return client
+
+
+def bridge_client(broker: PlatformBroker, client_id: str, token: str, *, version: int = 5) -> Client:
+    """A paho client for the loopback bridge listener, the signed token as its password."""
+    client = Client(broker.bridge_port, client_id, version)
+    client.client.username_pw_set("portal", token)
+    return client
+
+
+def tls_socket(port: int, ca: str, cert: str | None = None, key: str | None = None) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=ca)
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        # A close without close_notify is an error here: with TLS 1.3 a refused client
+        # certificate shows up after the client's side of the handshake, as that close.
+        return context.wrap_socket(sock, server_hostname="localhost", suppress_ragged_eofs=False)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def connack_code(port: int, ca: str, cert: str | None, key: str | None, client_id: str,
+                 level: int = 4) -> int | None:
+    """The CONNACK code (3.1.1 return code or 5.0 reason code) exactly as it came off the
+    wire, or None when the broker closed without one."""
+    with tls_socket(port, ca, cert, key) as sock:
+        sock.sendall(encode(Connect(protocol_level=level, client_id=client_id), level))
+        decoder = StreamDecoder(server_side=False, protocol_level=level)
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return None
+            for packet in decoder.feed(data):
+                if isinstance(packet, Connack):
+                    return int(packet.reason_code)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fails with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    value = check()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s; last value {value!r}")
+        time.sleep(interval)
+        value = check()
+    return value

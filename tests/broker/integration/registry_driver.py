@@ -1,0 +1,146 @@
+"""Registry changes for the broker-on-the-platform tests, made in a process of their own.
+
+The broker under test runs as a subprocess on its own database (a SQLite file or a fresh
+PostgreSQL database), which pytest-django's test database is not. This script is the test
+suite's hand on that database: one Django process, started once, that prepares the platform
+(`manage.py up --prepare-only`) and then performs registry changes through the same service
+functions the portal, the API and the CLI use, so every change writes its outbox row.
+
+Protocol: one JSON object per line on stdin, `{"op": NAME, "args": {...}}`; one JSON reply
+per line on the original stdout, `{"ok": true, "result": ...}` or `{"ok": false, "error": ...}`.
+Anything else the platform prints goes to stderr.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def main() -> None:
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    sys.stdout = sys.stderr  # keep stray output off the reply channel
+    sys.path.insert(0, str(REPO))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "roost.settings")
+    import django
+
+    django.setup()
+    ops = _operations()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        try:
+            result = ops[request["op"]](**request.get("args", {}))
+            reply = {"ok": True, "result": result}
+        except Exception as exc:  # reported to the test, which decides what it means
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        replies.write(json.dumps(reply, default=str) + "\n")
+
+
+def _operations() -> dict[str, Callable[..., Any]]:
+    from django.core.management import call_command
+
+    from acl.models import AclRule
+    from acl.services import create_rule, update_rule
+    from broker.integration.models import RetainedMessage
+    from broker.integration.services import clear_retained
+    from devices.audit import Actor
+    from devices.models import Device, Tenant
+    from devices.services import (
+        create_device,
+        create_tenant,
+        delete_device,
+        set_device_enabled,
+        set_tenant_enabled,
+    )
+    from pki.issuance import issue_with_generated_key
+    from pki.models import Certificate
+    from pki.revocation import revoke_certificate
+
+    def tenant_of(slug: str) -> Tenant:
+        return Tenant.objects.get(slug=slug)
+
+    def device_of(tenant: str, name: str) -> Device:
+        return Device.objects.select_related("tenant").get(tenant__slug=tenant, name=name)
+
+    def prepare() -> str:
+        out = io.StringIO()
+        call_command("up", prepare_only=True, stdout=out, stderr=out)
+        return out.getvalue()
+
+    def tenant_create(slug: str) -> int:
+        return create_tenant(slug).pk
+
+    def tenant_enable(slug: str, enabled: bool) -> None:
+        set_tenant_enabled(tenant_of(slug), enabled)
+
+    def device_create(tenant: str, name: str) -> int:
+        return create_device(tenant_of(tenant), name).pk
+
+    def device_enable(tenant: str, name: str, enabled: bool) -> None:
+        set_device_enabled(device_of(tenant, name), enabled)
+
+    def device_delete(tenant: str, name: str) -> None:
+        delete_device(device_of(tenant, name))
+
+    def device_state(tenant: str, name: str) -> dict[str, Any]:
+        device = device_of(tenant, name)
+        return {"id": device.pk, "online": device.online, "last_ip": device.last_ip,
+                "protocol_version": device.protocol_version,
+                "last_seen": device.last_seen.isoformat() if device.last_seen else None}
+
+    def cert_issue(tenant: str, name: str, out: str) -> dict[str, str]:
+        """Issue through pki and write the bundle the way `manage.py cert issue` does."""
+        issued = issue_with_generated_key(device_of(tenant, name))
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "ca.pem").write_text(issued.root_pem)
+        (folder / "device.pem").write_text(issued.certificate_pem + issued.chain_pem)
+        key = folder / "device.key"
+        key.write_text(issued.private_key_pem)
+        key.chmod(0o600)
+        return {"serial": issued.certificate.serial, "fingerprint": issued.certificate.fingerprint}
+
+    def cert_revoke(serial: str) -> str:
+        return revoke_certificate(Certificate.objects.get(serial=serial), "key_compromise").status
+
+    def rule_create(tenant: str, device: str | None = None, **fields: Any) -> int:
+        if device is not None:
+            fields["subject_device"] = device_of(tenant, device)
+        return create_rule(tenant_of(tenant), **fields).pk
+
+    def rules_of(tenant: str) -> list[dict[str, Any]]:
+        return [{"id": r.pk, **r.snapshot()} for r in AclRule.objects.filter(tenant__slug=tenant)]
+
+    def rule_update(rule_id: int, **changes: Any) -> None:
+        update_rule(AclRule.objects.get(pk=rule_id), **changes)
+
+    def retained(tenant: str, topic: str) -> dict[str, Any] | None:
+        row = RetainedMessage.objects.filter(tenant__slug=tenant, topic=topic).first()
+        if row is None:
+            return None
+        return {"payload": bytes(row.payload).decode("utf-8", "replace"), "qos": row.qos,
+                "publisher_id": row.publisher_id, "publisher_name": row.publisher_name}
+
+    def retained_clear(tenant: str, topic: str) -> None:
+        clear_retained(tenant_of(tenant), topic, actor=Actor.system())
+
+    return {
+        "retained_clear": retained_clear, "device_delete": device_delete,
+        "prepare": prepare, "tenant_create": tenant_create, "tenant_enable": tenant_enable,
+        "device_create": device_create, "device_enable": device_enable, "device_state": device_state,
+        "cert_issue": cert_issue, "cert_revoke": cert_revoke, "rule_create": rule_create,
+        "rules_of": rules_of, "rule_update": rule_update, "retained": retained,
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""A subscriber that stops reading slows its publishers down, then loses its connection."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from broker.mqtt import Publish, Subscribe, Subscription, encode
+
+TCP_ESTABLISHED = 1
+
+
+def tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+def test_a_stuck_subscriber_is_disconnected_while_others_keep_receiving(start_broker, raw_factory, client_factory):
+    broker = start_broker("--write-stall-timeout", "1", "--max-write-buffer", "65536")
+    stuck = raw_factory(broker.port)
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    assert stuck.connect("stuck").reason_code == 0
+    stuck.send(Subscribe(1, [Subscription("flood", 0)]))
+    assert stuck.receive().reason_codes == [0]
+    healthy = client_factory(broker.port).connect()
+    healthy.subscribe("flood", 0)
+
+    publisher = raw_factory(broker.port, level=4)
+    assert publisher.connect("flooder").reason_code == 0
+    packet = encode(Publish("flood", b"x" * 1024), 4) * 16
+    stop = threading.Event()
+
+    def flood() -> None:
+        # Paced so that a Python subscriber can keep up: only the stuck one falls behind.
+        publisher.sock.settimeout(10)
+        while not stop.is_set():
+            publisher.sock.sendall(packet)
+            time.sleep(0.003)
+
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    try:
+        # Watch the kernel's TCP state rather than reading, which would unstick it.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and tcp_state(stuck.sock) == TCP_ESTABLISHED:
+            time.sleep(0.1)
+        assert tcp_state(stuck.sock) != TCP_ESTABLISHED, "the stuck subscriber was kept"
+        before = healthy.messages.qsize()
+        time.sleep(0.5)
+        assert healthy.messages.qsize() > before, "delivery to others stopped"
+        assert not healthy.disconnected.is_set()
+    finally:
+        stop.set()
+        thread.join(5)
+    assert broker.alive

@@ -1,0 +1,105 @@
+"""TLS listeners: client certificates required, handshakes bounded, and no loss under load."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import pytest
+
+from tests.broker.net.tls_certs import make_pki
+
+
+@pytest.fixture
+def pki(tmp_path):
+    return make_pki(tmp_path)
+
+
+def tls_args(pki):
+    return ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
+            "--tls-ca", str(pki.ca)]
+
+
+def client_context(pki, cert=True, other=False):
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    if cert:
+        if other:
+            ctx.load_cert_chain(str(pki.other_client_cert), str(pki.other_client_key))
+        else:
+            ctx.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+    return ctx
+
+
+def test_a_client_with_a_certificate_from_the_ca_connects_without_anonymous(start_broker, client_factory, pki):
+    broker = start_broker(*tls_args(pki), bind=["tls://127.0.0.1:0"], anonymous=False)
+    c = client_factory(broker.tls_port)
+    c.connect(tls={"ca_certs": str(pki.ca), "certfile": str(pki.client_cert),
+                   "keyfile": str(pki.client_key)})
+    c.subscribe("secure/#", 1)
+    c.publish("secure/x", b"over tls", 1)
+    assert c.expect(1)[0].payload == b"over tls"
+
+
+@pytest.mark.parametrize("other", [False, True], ids=["no certificate", "untrusted certificate"])
+def test_a_client_without_a_trusted_certificate_is_refused_in_the_handshake(start_broker, pki, other):
+    broker = start_broker(*tls_args(pki), bind=["tls://127.0.0.1:0"], anonymous=False)
+    ctx = client_context(pki, cert=other, other=other)
+    with (
+        socket.create_connection(("127.0.0.1", broker.tls_port), timeout=5) as raw,
+        pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)),
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        # TLS 1.3 reports a refused client certificate on the first read.
+        tls.sendall(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00")
+        if not tls.recv(4):
+            raise ConnectionResetError("closed")
+
+
+def test_tls_below_1_2_is_refused(start_broker, pki):
+    broker = start_broker(*tls_args(pki), bind=["tls://127.0.0.1:0"], anonymous=False)
+    ctx = client_context(pki)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    with (
+        socket.create_connection(("127.0.0.1", broker.tls_port), timeout=5) as raw,
+        pytest.raises(ssl.SSLError),
+    ):
+        ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def test_a_tls_handshake_that_never_finishes_is_dropped_after_the_connect_timeout(start_broker, pki):
+    broker = start_broker(*tls_args(pki), "--connect-timeout", "1",
+                          bind=["tls://127.0.0.1:0", "127.0.0.1:0"])
+    with socket.create_connection(("127.0.0.1", broker.tls_port), timeout=5) as raw:
+        raw.sendall(b"\x16\x03\x01\x00\x10")  # a TLS record header, then silence
+        started = time.monotonic()
+        try:
+            while raw.recv(1024):
+                pass
+        except ConnectionResetError:
+            pass
+        assert 0.5 < time.monotonic() - started < 4
+    assert broker.alive
+
+
+def test_a_qos2_publisher_and_a_qos1_tls_subscriber_lose_nothing_under_load(start_broker, pki, client_factory):
+    """A 3.1.1 publisher keeps 100 QoS 2 messages in flight; a TLS QoS 1 subscriber must
+    get every one, and none twice from the QoS 2 flow."""
+    broker = start_broker(*tls_args(pki), bind=["tls://127.0.0.1:0", "127.0.0.1:0"])
+    sub = client_factory(broker.tls_port, client_id="loss-sub", version=4)
+    sub.connect(tls={"ca_certs": str(pki.ca), "certfile": str(pki.client_cert),
+                     "keyfile": str(pki.client_key)})
+    sub.subscribe("load/#", 1)
+    pub = client_factory(broker.port, client_id="loss-pub", version=4)
+    pub.client.max_inflight_messages_set(100)
+    pub.client.max_queued_messages_set(0)
+    pub.connect()
+    total = 6000
+    infos = [pub.client.publish("load/x", str(i).encode(), 2) for i in range(total)]
+    for info in infos:
+        info.wait_for_publish(30)
+    got = [int(m.payload) for m in sub.expect(total, timeout=60)]
+    assert sorted(got) == list(range(total))
+    assert len(set(got)) == total
+    sub.expect_none(0.5)

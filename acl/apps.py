@@ -6,9 +6,10 @@ class AclConfig(AppConfig):
     verbose_name = "Topic ACLs"
 
     def ready(self) -> None:
-        from devices.models import Tenant
-        from devices.signals import tenant_created
+        from devices.models import Device, Tenant
+        from devices.signals import device_deleting, tenant_created
 
-        from .services import on_tenant_created
+        from .services import on_device_deleting, on_tenant_created
 
         tenant_created.connect(on_tenant_created, sender=Tenant, dispatch_uid="acl.default_rules")
+        device_deleting.connect(on_device_deleting, sender=Device, dispatch_uid="acl.device_rules")

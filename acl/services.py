@@ -140,6 +140,10 @@ def on_tenant_created(sender: Any, tenant: Tenant, actor: Actor | None = None, *
     install_default_rules(tenant, actor=actor)
 
 
+def on_device_deleting(sender: Any, device: Device, actor: Actor | None = None, **kwargs: Any) -> None:
+    forget_device_rules(device, actor=actor)
+
+
 def principal_for(
     tenant: Tenant, *, device: Device | str | None = None, role: str | None = None,
     service: str | None = None,

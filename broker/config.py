@@ -45,6 +45,9 @@ class BrokerConfig:
     max_topic_length: int = 65535
     max_topic_levels: int = 128
     max_retained: int = 1_000_000
+    mount_levels: int = 0
+    """Topic levels every mountpoint has (the platform's "{tenant}/" is 1). A `$` topic is
+    kept from leading wildcards at the first level and at the first one after the mountpoint."""
     sys_interval: float = 10.0
     """Seconds between $SYS refreshes; 0 disables $SYS topics."""
     persist_dir: str | None = None

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from .audit import Actor, record_audit
 from .changes import record_change
 from .models import Device, DeviceGroup, Membership, Role, Tenant
-from .signals import tenant_created
+from .signals import device_deleting, tenant_created
 
 
 def _tenant_state(tenant: Tenant) -> dict[str, Any]:
@@ -142,5 +142,6 @@ def delete_device(device: Device, *, actor: Actor | None = None) -> None:
         before = device.snapshot()
         pk, tenant, name = device.pk, device.tenant, device.name
         record_audit(actor, "device.delete", device, tenant=tenant, before=before)
+        device_deleting.send(sender=Device, device=device, actor=actor)
         device.delete()
         record_change("device", "deleted", pk, tenant=tenant, payload={"name": name})

@@ -86,8 +86,8 @@ class Broker:
         self.hooks = hooks or EventHooks()
         self.sessions: dict[tuple[str, str], Session] = {}
         self.connections: set[Connection] = set()
-        self.trie = SubscriptionTrie()
-        self.retained = RetainedStore(config.max_retained)
+        self.trie = SubscriptionTrie(mount_levels=config.mount_levels)
+        self.retained = RetainedStore(config.max_retained, config.mount_levels)
         self.stats = Stats(self.now())
         # Queue lengths at which publishers to a connected client pause, and resume.
         self.queue_high = max(1, config.max_queued_messages // 2)

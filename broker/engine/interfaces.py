@@ -81,6 +81,10 @@ class Authorizer(Protocol):
         """Per-message check for subscriptions granted with ALLOW_FILTERED."""
         ...
 
+    def granted_qos(self, principal: Principal, topic_filter: str, qos: int) -> int:
+        """The QoS an allowed subscription gets: the request, or lower if the rules cap it."""
+        ...
+
 
 class Store(Protocol):
     """Durable home of retained messages and persistent sessions.
@@ -142,6 +146,9 @@ class AllowAll:
 
     def allow_delivery(self, principal: Principal, topic: str, qos: int) -> bool:
         return True
+
+    def granted_qos(self, principal: Principal, topic_filter: str, qos: int) -> int:
+        return qos
 
 
 class CertificateAuthenticator:

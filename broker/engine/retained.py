@@ -20,12 +20,15 @@ class _Node:
 class RetainedStore:
     """One retained message per topic name [MQTT-3.3.1-5]."""
 
-    __slots__ = ("_root", "count", "max_count")
+    __slots__ = ("_root", "count", "max_count", "_dollar_levels")
 
-    def __init__(self, max_count: int = 1_000_000) -> None:
+    def __init__(self, max_count: int = 1_000_000, mount_levels: int = 0) -> None:
         self._root = _Node()
         self.count = 0
         self.max_count = max_count
+        # Levels where a "$" name is out of a wildcard's reach [MQTT-4.7.2-1]: the first
+        # one, and the first one inside a mountpoint.
+        self._dollar_levels = frozenset((0, mount_levels))
 
     def set(self, message: Message) -> bool:
         """Store or replace; an empty payload clears instead [MQTT-3.3.1-6] [MQTT-3.3.1-7].
@@ -103,15 +106,17 @@ class RetainedStore:
             # The parent level itself matches too ("a/#" matches "a") [MQTT-4.7.1-2].
             if node.message is not None and i > 0:
                 out.append(node.message)
+            guarded = i in self._dollar_levels
             for name, child in node.children.items():
-                if i == 0 and name.startswith("$"):
-                    continue  # [MQTT-4.7.2-1]
+                if guarded and name.startswith("$"):
+                    continue
                 self._subtree(child, out)
             return
         if level == "+":
+            guarded = i in self._dollar_levels
             for name, child in node.children.items():
-                if i == 0 and name.startswith("$"):
-                    continue  # [MQTT-4.7.2-1]
+                if guarded and name.startswith("$"):
+                    continue
                 self._walk(child, levels, i + 1, out)
             return
         exact = node.children.get(level)

@@ -55,7 +55,10 @@ def handle_subscribe(conn: Connection, packet: Subscribe) -> None:
                 codes.append(ReasonCode.NOT_AUTHORIZED)
                 continue
             filtered = decision is Decision.ALLOW_FILTERED
-        qos = min(sub.qos, config.max_qos)  # [MQTT-3.2.2-10] downgrade to what we offer
+            qos = broker.authorizer.granted_qos(principal, topic_filter, sub.qos)
+        else:
+            qos = sub.qos
+        qos = min(qos, config.max_qos)  # [MQTT-3.2.2-10] downgrade to what we offer
         opts = SubOptions(qos, sub.no_local, sub.retain_as_published, sub.retain_handling,
                           sub_id, filtered)
         mounted = mountpoint + inner

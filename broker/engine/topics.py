@@ -87,13 +87,16 @@ _EMPTY: Match = ((), ())
 class SubscriptionTrie:
     """Filters of all sessions; `match(topic)` answers from a cache until the next change."""
 
-    __slots__ = ("_root", "_cache", "cache_limit", "count")
+    __slots__ = ("_root", "_cache", "cache_limit", "count", "_mount_levels")
 
-    def __init__(self, cache_limit: int = 100_000) -> None:
+    def __init__(self, mount_levels: int = 0, cache_limit: int = 100_000) -> None:
         self._root = _Node()
         self._cache: dict[str, Match] = {}
         self.cache_limit = cache_limit
         self.count = 0
+        # A "$" level right after a mountpoint is as out of a wildcard's reach as a "$" first
+        # level [MQTT-4.7.2-1]: tenants see their "$roost/..." only by naming it.
+        self._mount_levels = mount_levels
 
     def _node(self, topic_filter: str, create: bool) -> _Node | None:
         node = self._root
@@ -195,8 +198,12 @@ class SubscriptionTrie:
         levels = topic.split("/")
         # A topic starting with "$" is never matched by a leading wildcard [MQTT-4.7.2-1].
         wild = not topic.startswith("$")
+        mount = self._mount_levels
+        stop = mount if mount and len(levels) > mount and levels[mount][:1] == "$" else -1
         nodes = [self._root]
-        for level in levels:
+        for index, level in enumerate(levels):
+            if index == stop:
+                wild = False
             following: list[_Node] = []
             for node in nodes:
                 children = node.children

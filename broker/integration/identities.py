@@ -66,8 +66,11 @@ class Authenticated:
     certificate: CertRecord
 
 
+MOUNT_LEVELS = 1
+"""Slugs cannot contain "/", "+", "#" or "$", so a mountpoint is always exactly one level."""
+
+
 def mountpoint_for(slug: str) -> str:
-    # Slugs cannot contain "/", "+", "#" or "$", so a mountpoint is always exactly one level.
     return f"{slug}/"
 
 

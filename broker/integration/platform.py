@@ -20,7 +20,7 @@ from pki.broker import ensure_broker_server_certificate, trusted_client_ca_bundl
 
 from .authority import PlatformAuthority
 from .changefeed import ChangeFeed
-from .identities import IdentityIndex
+from .identities import MOUNT_LEVELS, IdentityIndex
 from .live import Changes, LiveEffects, prepare
 from .metrics import BrokerCollector, serve_metrics
 from .models import BrokerState
@@ -39,6 +39,7 @@ CURSOR_KEY = "changefeed"
 
 class Platform:
     def __init__(self, config: BrokerConfig) -> None:
+        config.mount_levels = MOUNT_LEVELS
         self.config = config
         self.identities = IdentityIndex()
         self.rules: dict[str, TenantRules] = {}

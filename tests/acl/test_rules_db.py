@@ -20,7 +20,7 @@ from acl.services import (
 )
 from devices.audit import Actor
 from devices.models import AuditEvent, ChangeEvent
-from devices.services import create_device, create_group, create_tenant
+from devices.services import create_device, create_group, create_tenant, delete_device
 
 pytestmark = pytest.mark.django_db
 
@@ -172,6 +172,16 @@ def test_forgetting_a_devices_rules_records_their_deletion(acme) -> None:
     assert forget_device_rules(device) == 1
     assert acl_changes(acme)[-1].op == "deleted"
     assert not AclRule.objects.filter(subject_device=device).exists()
+
+
+def test_deleting_a_device_deletes_its_rules_with_change_events(acme) -> None:
+    device = create_device(acme, "d1")
+    rule = create_rule(acme, subject_kind="device", subject_device=device, action="both",
+                       topic_filter="x/#")
+    delete_device(device)
+    deleted = [c for c in acl_changes(acme) if c.op == "deleted"]
+    assert [c.object_id for c in deleted] == [str(rule.pk)]
+    assert not AclRule.objects.filter(pk=rule.pk).exists()
 
 
 def test_a_group_with_rules_cannot_be_deleted(acme) -> None:

@@ -256,7 +256,7 @@ def test_tenants_with_different_mountpoints_never_see_each_other():
 
 
 class Rules:
-    """Publish only under "own/", subscribe "#" filtered to "own/" topics."""
+    """Publish only under "own/", subscribe "#" filtered to "own/" topics; "slow/" at QoS 0."""
 
     def authorize(self, principal, action, topic, qos, retain):
         if action is Action.PUBLISH:
@@ -267,6 +267,9 @@ class Rules:
 
     def allow_delivery(self, principal, topic, qos):
         return topic.startswith("own/")
+
+    def granted_qos(self, principal, topic_filter, qos):
+        return 0 if topic_filter.startswith("own/slow/") else qos
 
 
 def test_a_denied_publish_is_acknowledged_with_not_authorized_and_not_routed():
@@ -284,6 +287,16 @@ def test_a_denied_subscription_is_refused_in_the_suback():
     broker, _ = make_broker(authorizer=Rules())
     sub = connected(broker, "s")
     assert subscribe(sub, Subscription("other/#"), Subscription("own/#")) == [0x87, 0]
+
+
+def test_the_authorizer_caps_the_granted_qos_and_deliveries_follow_it():
+    broker, _ = make_broker(authorizer=Rules())
+    sub = connected(broker, "s")
+    assert subscribe(sub, Subscription("own/slow/#", 2), Subscription("own/fast", 2)) == [0, 2]
+    pub = connected(broker, "p")
+    pub.send(Publish("own/slow/1", b"a", 1, packet_id=1))
+    pub.send(Publish("own/fast", b"b", 1, packet_id=2))
+    assert [(m.topic, m.qos) for m in publishes(sub)] == [("own/slow/1", 0), ("own/fast", 1)]
 
 
 def test_a_filtered_subscription_checks_each_delivery():

@@ -51,6 +51,26 @@ def test_a_leading_wildcard_does_not_match_a_dollar_topic():
     assert topic_matches("$SYS/#", "$SYS/x")
 
 
+def test_inside_a_mountpoint_a_leading_wildcard_does_not_match_a_dollar_level():
+    """Tenants' "$roost/..." topics stay out of their "#" as "$SYS" does [MQTT-4.7.2-1]."""
+    trie = SubscriptionTrie(mount_levels=1)
+    everything, named, unmounted = session("all"), session("named"), session("root")
+    trie.add("acme/#", everything, SubOptions(0))
+    trie.add("acme/+/presence/lamp", everything, SubOptions(0))
+    trie.add("acme/$roost/#", named, SubOptions(0))
+    trie.add("#", unmounted, SubOptions(0))
+    assert {r.session for r in trie.match("acme/$roost/presence/lamp")[0]} == {named, unmounted}
+    assert {r.session for r in trie.match("acme/devices/lamp")[0]} == {everything, unmounted}
+    assert trie.match("$SYS/broker/uptime")[0] == ()
+    store = RetainedStore(mount_levels=1)
+    for topic in ("acme/$roost/presence/lamp", "acme/devices/lamp", "$SYS/x"):
+        store.set(Message(topic, b"x", 0, True))
+    assert {m.topic for m in store.match("acme/#")} == {"acme/devices/lamp"}
+    assert {m.topic for m in store.match("acme/+/presence/lamp")} == set()
+    assert {m.topic for m in store.match("acme/$roost/+/lamp")} == {"acme/$roost/presence/lamp"}
+    assert "$SYS/x" not in {m.topic for m in store.match("#")}
+
+
 def test_the_match_cache_is_invalidated_when_subscriptions_change():
     trie = SubscriptionTrie()
     first, second = session("1"), session("2")

@@ -138,10 +138,6 @@ def test_a_bridge_connection_without_a_token_is_refused(broker: PlatformBroker, 
     assert refused.connack[1].value == 0x86
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "broker/engine: topics are stored with the tenant mountpoint prefix ('it-presence/$roost/...') "
-    "and the rule that '$' topics are not matched by a leading wildcard looks at the first level "
-    "of the mounted topic, so a '#' subscriber receives $roost/... (the lead is fixing it)"))
 def test_a_viewer_subscribed_to_everything_gets_no_roost_topics(
         broker: PlatformBroker, registry: dict[str, Bundle], clients: Any) -> None:
     viewer = clients(bridge_client(broker, "portal-hash", _token())).connect()

@@ -18,6 +18,9 @@ log = logging.getLogger("roost.broker.auth")
 NOT_AUTHORIZED = 0x87
 BAD_USER_NAME_OR_PASSWORD = 0x86
 BRIDGE_LISTENER = "bridge"
+PLAIN_LISTENER = "plain"
+# Without TLS there is no certificate: these listeners take signed principals only.
+TOKEN_LISTENERS = frozenset((BRIDGE_LISTENER, PLAIN_LISTENER))
 
 
 def acl_principal_of(tenant: TenantInfo, device: DeviceIdentity) -> AclPrincipal:
@@ -41,7 +44,7 @@ class PlatformAuthority:
     # Authenticator ---------------------------------------------------------------------------
 
     def authenticate(self, facts: ConnectionFacts) -> Principal | int:
-        if facts.listener == BRIDGE_LISTENER:
+        if facts.listener in TOKEN_LISTENERS:
             return self._authenticate_bridge(facts)
         leaf = facts.peer_certificates[0] if facts.peer_certificates else None
         result = self.identities.authenticate(leaf, facts.client_id, facts.username)

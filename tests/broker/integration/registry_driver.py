@@ -109,6 +109,46 @@ def _operations() -> dict[str, Callable[..., Any]]:
         key.chmod(0o600)
         return {"serial": issued.certificate.serial, "fingerprint": issued.certificate.fingerprint}
 
+    def cert_issue_expired(tenant: str, name: str, out: str) -> None:
+        """A certificate the tenant's real issuing CA signed, valid until yesterday.
+
+        pki never issues one (its dates come from the clock), so it is signed here.
+        """
+        from datetime import timedelta
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        from django.utils import timezone
+
+        from pki import keystore
+        from pki.ca import active_issuing_ca
+
+        ca = active_issuing_ca(tenant_of(tenant))
+        ca_cert = x509.load_pem_x509_certificate(ca.certificate_pem.encode())
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = timezone.now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, tenant),
+                                     x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=30))
+            .not_valid_after(now - timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(keystore.load_ca_key(ca.key_file), hashes.SHA256())
+        )
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "device.pem").write_text(cert.public_bytes(serialization.Encoding.PEM).decode()
+                                           + ca.certificate_pem)
+        (folder / "device.key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
     def cert_revoke(serial: str) -> str:
         return revoke_certificate(Certificate.objects.get(serial=serial), "key_compromise").status
 
@@ -137,7 +177,7 @@ def _operations() -> dict[str, Callable[..., Any]]:
         "retained_clear": retained_clear, "device_delete": device_delete,
         "prepare": prepare, "tenant_create": tenant_create, "tenant_enable": tenant_enable,
         "device_create": device_create, "device_enable": device_enable, "device_state": device_state,
-        "cert_issue": cert_issue, "cert_revoke": cert_revoke, "rule_create": rule_create,
+        "cert_issue": cert_issue, "cert_issue_expired": cert_issue_expired, "cert_revoke": cert_revoke, "rule_create": rule_create,
         "rules_of": rules_of, "rule_update": rule_update, "retained": retained,
     }
 

@@ -155,10 +155,17 @@ def test_a_revoked_certificate_is_refused_with_bad_credentials(
     assert client.connack[1].value == 0x86
 
 
-@pytest.mark.skip(reason="pki.issuance refuses a validity under 1 day (MAX 3650, MIN 1) and takes its "
-                         "dates from the clock, so the platform cannot issue an already expired certificate")
-def test_an_expired_certificate_fails_the_tls_handshake() -> None:
-    raise AssertionError("unreachable")
+def test_an_expired_certificate_fails_the_tls_handshake(
+        broker: PlatformBroker, platform: Platform, registry: dict[str, Bundle]) -> None:
+    good = registry["sensor-1"]
+    platform.call("device_create", tenant=ACME, name="expired-1")
+    folder = platform.bundles / ACME / "expired-1"
+    platform.call("cert_issue_expired", tenant=ACME, name="expired-1", out=str(folder))
+    # The server's alert (certificate expired) may reach the client only as the close.
+    with pytest.raises(ssl.SSLError):
+        connack_code(broker.port, good.ca, str(folder / "device.pem"), str(folder / "device.key"),
+                     "expired-1")
+    assert connack_code(broker.port, good.ca, good.cert, good.key, "sensor-1") == 0
 
 
 def test_a_disabled_device_is_refused_as_not_authorized(

@@ -28,7 +28,8 @@ ADMINISTRATIVE_ACTION = 0x98
 def registry(platform: Platform) -> dict[str, Bundle]:
     for slug in (LIVE, OTHER, DOOMED):
         platform.call("tenant_create", slug=slug)
-    names = ["revoked", "disabled", "deleted", "deleted-too", "rotated", "acl-deny", "acl-allow", "bystander", "retainer"]
+    names = ["revoked", "disabled", "deleted", "deleted-too", "rotated", "acl-deny", "acl-allow", "acl-qos",
+             "bystander", "retainer"]
     bundles = {name: platform.device(LIVE, name) for name in names}
     bundles["doomed"] = platform.device(DOOMED, "doomed")
     bundles["neighbour"] = platform.device(OTHER, "neighbour")
@@ -187,6 +188,15 @@ def test_a_new_allow_rule_takes_effect_without_a_restart(
     eventually(lambda: puback("fleet/acl-allow/x") == 0)
     assert [g.value for g in device.subscribe("fleet/#", qos=1)] == [1]
     assert _delivered(device, "fleet/acl-allow/y", b"shared")
+
+
+def test_a_rules_maximum_qos_caps_the_granted_qos_of_a_subscription(
+        broker: PlatformBroker, platform: Platform, registry: dict[str, Bundle], clients: Any) -> None:
+    platform.call("rule_create", tenant=LIVE, subject_kind="all_devices", action="subscribe",
+                  topic_filter="telemetry/{device}/#", max_qos=1)
+    device = clients(device_client(broker, registry["acl-qos"])).connect()
+    assert eventually(lambda: [g.value for g in device.subscribe("telemetry/acl-qos/#", qos=2)] == [1])
+    assert [g.value for g in device.subscribe("telemetry/acl-qos/low", qos=0)] == [0]
 
 
 def test_a_new_device_with_a_new_certificate_connects_without_a_restart(

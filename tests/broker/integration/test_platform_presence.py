@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from django.core import signing
 
+from tests.broker.conftest import Client
+
 from broker.integration.bridge import BridgePrincipal, sign_principal
 from tests.broker.integration.platform_harness import (
     Bundle,
@@ -136,6 +138,29 @@ def test_a_bridge_connection_without_a_token_is_refused(broker: PlatformBroker, 
     refused.connect(wait=False)
     assert refused.connected.wait(5)
     assert refused.connack[1].value == 0x86
+
+
+def test_the_optional_plain_listener_takes_signed_principals_and_nothing_else(
+        platform: Platform, registry: dict[str, Bundle], clients: Any) -> None:
+    plain = PlatformBroker(platform, plain=True).start()
+    try:
+        viewer = clients(Client(plain.plain_port, "plain-viewer"))
+        viewer.client.username_pw_set("portal", _token())
+        viewer.connect()
+        assert [g.value for g in viewer.subscribe("devices/lamp/#", qos=1)] == [1]
+        operator = clients(Client(plain.plain_port, "plain-operator"))
+        operator.client.username_pw_set("portal", _token(role="operator"))
+        operator.connect()
+        operator.publish("devices/lamp/set", b"off", qos=1)
+        assert [m.payload for m in viewer.expect(1)] == [b"off"]
+        # No certificate can come over plain TCP, so a device's own login does not exist here.
+        device = clients(Client(plain.plain_port, "lamp"))
+        device.client.username_pw_set("lamp", None)
+        device.connect(wait=False)
+        assert device.connected.wait(5)
+        assert device.connack[1].value == 0x86
+    finally:
+        plain.kill()
 
 
 def test_a_viewer_subscribed_to_everything_gets_no_roost_topics(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import ssl
@@ -16,6 +17,7 @@ from broker.engine.admin import Admin
 from broker.engine.broker import Broker
 from broker.net.listener import Server
 
+from ...authority import BRIDGE_LISTENER, PLAIN_LISTENER
 from ...platform import Platform
 
 log = logging.getLogger("roost.broker")
@@ -39,6 +41,9 @@ class Command(BaseCommand):
                             help="mTLS port for devices (env ROOST_BROKER_PORT, default 8883)")
         parser.add_argument("--bridge-port", type=int, default=settings.ROOST_BROKER_BRIDGE_PORT,
                             help="loopback port of the internal bridge listener (0: none)")
+        parser.add_argument("--plain-port", type=int, default=settings.ROOST_BROKER_PLAIN_PORT,
+                            help="plain-TCP port on --host for signed principals only "
+                                 "(env ROOST_BROKER_PLAIN_PORT, default 0: off)")
         parser.add_argument("--metrics-port", type=int, default=settings.ROOST_BROKER_METRICS_PORT,
                             help="loopback port of the Prometheus metrics endpoint (0: none)")
         parser.add_argument("--connect-timeout", type=float, default=10.0)
@@ -48,7 +53,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         listeners = [Listener(options["host"], options["port"], tls=True, name="devices")]
         if options["bridge_port"]:
-            listeners.append(Listener("127.0.0.1", options["bridge_port"], name="bridge"))
+            listeners.append(Listener("127.0.0.1", options["bridge_port"], name=BRIDGE_LISTENER))
+        if options["plain_port"]:
+            listeners.append(Listener(options["host"], options["plain_port"], name=PLAIN_LISTENER))
+            if not _is_loopback(options["host"]):
+                log.warning("the plain listener on %s:%s sends tokens and messages unencrypted",
+                            options["host"], options["plain_port"])
         config = BrokerConfig(
             listeners=listeners,
             connect_timeout=options["connect_timeout"],
@@ -59,6 +69,13 @@ class Command(BaseCommand):
         code = asyncio.run(serve(config, options["metrics_port"]))
         if code:
             raise SystemExit(code)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 async def serve(config: BrokerConfig, metrics_port: int) -> int:

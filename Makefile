@@ -38,8 +38,12 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy broker
 
-bench: install
+bench: install $(VENV)/.bench-installed
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+$(VENV)/.bench-installed: pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,bench]' --config-settings editable_mode=compat
+	touch $@
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -27,12 +27,6 @@ def py_spy_binary() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def ensure_py_spy() -> None:
-    if not py_spy_binary():
-        print("bench: installing py-spy with pip", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "py-spy"], check=True)
-
-
 def _frame_name(frame: str) -> str:
     """'func (path/file.py:12)' -> 'path/file.py:func' (lines folded together)."""
     m = _FRAME.match(frame.strip())

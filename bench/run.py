@@ -77,14 +77,13 @@ def build_loadgen() -> Path:
     return binary
 
 
-def ensure_python_packages(names: dict[str, str]) -> None:
-    """Install missing bench-only packages (module -> distribution) into this interpreter's env."""
+def require_bench_extra() -> None:
+    """The chart and the profile need the project's `bench` extra (installed by `make bench`)."""
     import importlib.util
 
-    missing = [dist for module, dist in names.items() if importlib.util.find_spec(module) is None]
-    if missing:
-        log(f"installing {' '.join(missing)} with pip")
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing], check=True)
+    if importlib.util.find_spec("matplotlib") is None or not profiling.py_spy_binary():
+        sys.exit("bench: matplotlib and py-spy are missing; run `make bench` or "
+                 "`pip install -e '.[bench]'` (or pass --no-docs --no-profile)")
 
 
 FD_WANTED = 32768  # 10,000 idle connections plus the broker's and generator's own files
@@ -424,10 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warning: only {fd_limit} file descriptors; the 10,000-connection scenario will fail")
     if (os.cpu_count() or 1) < 2:
         log("warning: fewer than 2 cores; broker and load generator will share one")
-    if not opts.no_docs:
-        ensure_python_packages({"matplotlib": "matplotlib"})
-    if brokers.ROOST in opts.broker_list and not opts.no_profile:
-        profiling.ensure_py_spy()
+    if not opts.no_docs or (brokers.ROOST in opts.broker_list and not opts.no_profile):
+        require_bench_extra()
     if any(b != brokers.ROOST for b in opts.broker_list):
         brokers.ensure_mosquitto()
     loadgen = build_loadgen()

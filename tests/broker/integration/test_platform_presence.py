@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from django.core import signing
 
-from tests.broker.conftest import Client
-
 from broker.integration.bridge import BridgePrincipal, sign_principal
+from tests.broker.conftest import Client
 from tests.broker.integration.platform_harness import (
     Bundle,
     Platform,

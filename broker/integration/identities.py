@@ -19,6 +19,10 @@ CLIENT_IDENTIFIER_NOT_VALID = 0x85
 BAD_USER_NAME_OR_PASSWORD = 0x86
 NOT_AUTHORIZED = 0x87
 
+# Plain strings: CertRecord.status holds the stored value, compared on every CONNECT.
+REVOKED = str(CertificateStatus.REVOKED)
+EXPIRED = str(CertificateStatus.EXPIRED)
+
 
 @dataclass(frozen=True, slots=True)
 class TenantInfo:
@@ -167,10 +171,10 @@ class IdentityIndex:
         record = self.certs.get(fingerprint_of(leaf_der))
         if record is None:
             return Refusal(BAD_USER_NAME_OR_PASSWORD, "unknown certificate")
-        if record.status == CertificateStatus.REVOKED:
+        if record.status == REVOKED:
             return Refusal(BAD_USER_NAME_OR_PASSWORD, "certificate revoked")
         now = now or datetime.now(UTC)
-        if record.not_after <= now or record.status == CertificateStatus.EXPIRED:
+        if record.not_after <= now or record.status == EXPIRED:
             return Refusal(BAD_USER_NAME_OR_PASSWORD, "certificate expired")
         if record.not_before > now:
             return Refusal(BAD_USER_NAME_OR_PASSWORD, "certificate not yet valid")

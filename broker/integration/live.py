@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from acl.loading import TenantRules, load_tenant_rules
 from broker.engine.admin import Admin
+from broker.engine.interfaces import Principal
 from devices.models import ChangeEvent, Device, DeviceGroup, Tenant
 from pki.broker import ensure_broker_server_certificate, trusted_client_ca_bundle
 
@@ -83,7 +84,16 @@ def prepare(events: list[ChangeEvent]) -> Changes:
 def _slug_of(tenant_id: int | None) -> str | None:
     if tenant_id is None:
         return None
-    return Tenant.objects.filter(pk=tenant_id).values_list("slug", flat=True).first()
+    slug: str | None = Tenant.objects.filter(pk=tenant_id).values_list("slug", flat=True).first()
+    return slug
+
+
+def _in_mountpoint(mountpoint: str) -> Callable[[Principal], bool]:
+    return lambda principal: principal.mountpoint == mountpoint
+
+
+def _with_attribute(name: str, value: object) -> Callable[[Principal], bool]:
+    return lambda principal: principal.attributes.get(name) == value
 
 
 def _rules_or_none(slug: str) -> TenantRules | None:
@@ -121,10 +131,9 @@ class LiveEffects:
             if tenant is not None:
                 ids.tenants[tenant_id] = tenant
                 ids.tenant_by_mountpoint[tenant.mountpoint] = tenant
-            if tenant is None or not tenant.enabled:
-                mountpoint = (tenant or old).mountpoint if (tenant or old) else None
-                if mountpoint:
-                    kicked += self.admin.kick_where(lambda p, m=mountpoint: p.mountpoint == m)
+            gone = tenant or old
+            if gone is not None and (tenant is None or not tenant.enabled):
+                kicked += self.admin.kick_where(_in_mountpoint(gone.mountpoint))
         for device_id, device in changes.devices.items():
             old_device = ids.devices.pop(device_id, None)
             if old_device is not None:
@@ -133,16 +142,14 @@ class LiveEffects:
                 ids.devices[device_id] = device
                 ids.device_by_name[(device.tenant_id, device.name)] = device
             if device is None or not device.enabled:
-                kicked += self.admin.kick_where(
-                    lambda p, d=device_id: p.attributes.get("device_id") == d)
+                kicked += self.admin.kick_where(_with_attribute("device_id", device_id))
         for fingerprint, cert in changes.certs.items():
             if cert is None:
                 ids.certs.pop(fingerprint, None)
             else:
                 ids.certs[fingerprint] = cert
             if cert is None or cert.status != "active":
-                kicked += self.admin.kick_where(
-                    lambda p, f=fingerprint: p.attributes.get("fingerprint") == f)
+                kicked += self.admin.kick_where(_with_attribute("fingerprint", fingerprint))
         # Rules: new decisions from the next publish on; subscriptions re-checked now.
         touched = set(changes.rules)
         for slug, rules in changes.rules.items():

@@ -83,6 +83,7 @@ async def serve(config: BrokerConfig, metrics_port: int) -> int:
     platform = Platform(config)
     await asyncio.to_thread(platform.load)
     broker = platform.start_broker(loop)
+    assert platform.tls_context is not None  # made by load()
     server = PlatformServer(config, broker, platform.tls_context)
     await platform.start_feeds(loop)
     try:

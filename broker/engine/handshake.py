@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-
 def handle_connect(conn: Connection, packet: Connect) -> None:
     """Authenticate a CONNECT (possibly asynchronously), then accept or refuse it."""
     level = packet.protocol_level
@@ -34,6 +33,11 @@ def handle_connect(conn: Connection, packet: Connect) -> None:
         conn.refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)
         return
     broker = conn.broker
+    cap = broker.config.max_keepalive
+    if not v5 and cap and (packet.keep_alive == 0 or packet.keep_alive > cap):
+        # A 3.1.1 client cannot be told a server keep alive; like Mosquitto, refuse it.
+        conn.refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
+        return
     client_id = packet.client_id
     assigned = None
     if not client_id:
@@ -63,6 +67,7 @@ def handle_connect(conn: Connection, packet: Connect) -> None:
         return
     _authenticated(conn, packet, assigned, result, resumed=False)
 
+
 def _authenticated(
     conn: Connection, packet: Connect, assigned: str | None, result: Principal | int, resumed: bool
 ) -> None:
@@ -79,6 +84,7 @@ def _authenticated(
         conn.held = None
         if held:
             conn.handle_packets(held)
+
 
 def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: Principal) -> None:
     broker = conn.broker

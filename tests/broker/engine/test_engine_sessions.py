@@ -106,6 +106,17 @@ def test_the_keepalive_cap_is_announced_and_enforced():
     assert peer.link.closed
 
 
+def test_a_311_client_beyond_the_keepalive_cap_is_refused_as_mosquitto_does():
+    """3.1.1 has no server keep alive to tell the client, so 0 or more than the cap is refused
+    with return code 2 (identifier rejected), as Mosquitto's max_keepalive does."""
+    broker, _ = make_broker(max_keepalive=10)
+    for keep_alive in (0, 11):
+        peer = Peer(broker, 4)
+        assert peer.connect("k", keep_alive=keep_alive).reason_code == 2
+        assert peer.link.closed
+    assert Peer(broker, 4).connect("k", keep_alive=10).reason_code == 0
+
+
 def test_a_client_exceeding_our_receive_maximum_is_disconnected():
     """[MQTT-3.3.4-9]: QoS 2 messages not yet released count against it."""
     broker, _ = make_broker(max_inflight=3)

@@ -69,8 +69,9 @@ class Message:
     ) -> bytes:
         """The MQTT 5 property section for one outgoing form."""
         src = self.properties
-        if src is None and not sub_ids and remaining < 0 and topic_alias is None:
-            return b""
+        if src is None and not sub_ids and remaining < 0:
+            # The common MQTT 5 forms: no properties, or a topic alias alone.
+            return b"" if topic_alias is None else _alias_only(topic_alias)
         props = Properties(
             subscription_identifiers=list(sub_ids) if sub_ids else None,
             message_expiry_interval=remaining if remaining > 0 else None,
@@ -128,6 +129,17 @@ class Message:
             topic, self.payload, qos, retain, False, 0, props, 5 if v5 else 4
         )
         return data
+
+
+_ALIAS_ONLY: dict[int, bytes] = {}
+
+
+def _alias_only(alias: int) -> bytes:
+    """The property section holding just a topic alias (identifier 0x23, two bytes)."""
+    section = _ALIAS_ONLY.get(alias)
+    if section is None:
+        section = _ALIAS_ONLY[alias] = encode_properties(Properties(topic_alias=alias), _PUBLISH)
+    return section
 
 
 def message_from_properties(

@@ -81,6 +81,11 @@ def _expect_end(pos: int, end: int, what: str) -> None:
         raise malformed(f"{end - pos} unexpected bytes after the {what} content")
 
 
+_ALIAS_ONLY: dict[int, Properties] = {}
+"""One shared, read-only Properties per alias: building one costs as much as the rest of
+decoding a PUBLISH. Decoded properties are never modified, by the broker or anyone."""
+
+
 def decode_publish(
     first: int,
     data: bytes,
@@ -134,7 +139,9 @@ def decode_publish(
             alias = (data[pos + 2] << 8) | data[pos + 3]
             if alias == 0:
                 raise protocol_error("property topic_alias must not be 0")  # [MQTT-3.3.2-8]
-            props = Properties(topic_alias=alias)
+            props = _ALIAS_ONLY.get(alias)
+            if props is None:
+                props = _ALIAS_ONLY[alias] = Properties(topic_alias=alias)
             pos += 4
         else:
             props, pos = decode_properties(data, pos, end, _T.PUBLISH, limits)

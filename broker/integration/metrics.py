@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,10 +17,12 @@ from .writebehind import WriteBehind
 
 
 class BrokerCollector(Collector):
-    def __init__(self, broker: Broker, authority: PlatformAuthority, writer: WriteBehind) -> None:
+    def __init__(self, broker: Broker, authority: PlatformAuthority, writer: WriteBehind,
+                 tls_failures: Counter[str]) -> None:
         self.broker = broker
         self.authority = authority
         self.writer = writer
+        self.tls_failures = tls_failures
 
     def collect(self) -> Iterator[Any]:
         broker, stats = self.broker, self.broker.stats
@@ -44,6 +47,13 @@ class BrokerCollector(Collector):
         for reason, count in sorted(self.authority.refusals.items()):
             refusals.add_metric([reason], count)
         yield refusals
+        handshakes = CounterMetricFamily("roost_broker_tls_handshake_failures",
+                                         "TLS handshakes refused before MQTT, by reason "
+                                         "(unknown CA, certificate expired, no client certificate, ...).",
+                                         labels=["reason"])
+        for reason, count in sorted(self.tls_failures.items()):
+            handshakes.add_metric([reason], count)
+        yield handshakes
         denials = CounterMetricFamily("roost_broker_acl_denials", "ACL denials, by action.", labels=["action"])
         for action, count in sorted(self.authority.denials.items()):
             denials.add_metric([action], count)

@@ -109,13 +109,13 @@ class Platform:
         except Exception:
             log.exception("applying changes up to outbox row %d failed", last_id)
 
-    def serve_metrics(self, port: int) -> Any:
+    def serve_metrics(self, port: int, server: Server) -> Any:
         if not port or self.broker is None:
             return None
-        collector = BrokerCollector(self.broker, self.authority, self.writer)
-        server = serve_metrics(collector, "127.0.0.1", port)
+        collector = BrokerCollector(self.broker, self.authority, self.writer, server.tls_failures)
+        endpoint = serve_metrics(collector, "127.0.0.1", port)
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
-        return server
+        return endpoint
 
     async def stop(self, server: Server | None) -> None:
         if server is not None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections import Counter
 
 from broker.config import BrokerConfig, Listener
 from broker.engine.broker import Broker
 from broker.mqtt.reason_codes import ReasonCode
 from broker.net.flow import WriteBatcher
 from broker.net.protocol import MQTTProtocol
-from broker.net.tls import server_context
+from broker.net.tls import count_handshake_failures, server_context
 
 logger = logging.getLogger("broker")
 
@@ -26,6 +27,8 @@ class Server:
         self.batcher = WriteBatcher(asyncio.get_running_loop())
         self._servers: list[asyncio.AbstractServer] = []
         self._tls: ssl.SSLContext | None = None
+        # Failed TLS handshakes by reason: these never reach the MQTT layer.
+        self.tls_failures: Counter[str] = Counter()
         self.bound: list[tuple[Listener, int]] = []
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -41,6 +44,8 @@ class Server:
         for listener in self.config.listeners:
             name = listener.name or listener.url()
             tls = self._tls_context() if listener.tls else None
+            if tls is not None:
+                count_handshake_failures(tls, self.tls_failures)
 
             def factory(name: str = name, is_tls: bool = listener.tls) -> MQTTProtocol:
                 return MQTTProtocol(self, name, is_tls)

@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
+from collections import Counter
+
+logger = logging.getLogger("broker")
+
+# OpenSSL verify codes (x509_vfy.h) a refused client certificate most often carries.
+_VERIFY_REASONS = {
+    2: "unknown CA",  # unable to get issuer certificate
+    7: "bad certificate signature",
+    9: "certificate not yet valid",
+    10: "certificate expired",
+    18: "unknown CA",  # self-signed leaf
+    19: "unknown CA",  # self-signed certificate in chain
+    20: "unknown CA",  # unable to get local issuer certificate
+    23: "certificate revoked",
+    26: "unsuitable certificate purpose",
+}
+_SSL_REASONS = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "no client certificate",
+    "CERTIFICATE_REQUIRED": "no client certificate",
+    "WRONG_VERSION_NUMBER": "not TLS",
+    "HTTP_REQUEST": "not TLS",
+    "UNSUPPORTED_PROTOCOL": "TLS version refused",
+    "NO_SHARED_CIPHER": "no shared cipher",
+}
 
 
 def server_context(cert: str, key: str, ca: str | None) -> ssl.SSLContext:
@@ -45,3 +70,35 @@ def _der(cert: object) -> bytes:
         raise TypeError(f"unexpected certificate object {cert!r}")
     der: bytes = public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
     return der
+
+
+def handshake_failure_reason(error: ssl.SSLError) -> str:
+    """A short, bounded label for a failed server-side handshake."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return _VERIFY_REASONS.get(error.verify_code, "certificate verification failed")
+    if isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return "closed during handshake"
+    reason = getattr(error, "reason", None) or ""
+    return _SSL_REASONS.get(reason, "other TLS error")
+
+
+def count_handshake_failures(context: ssl.SSLContext, failures: Counter[str]) -> None:
+    """Count and log the handshakes this context fails.
+
+    asyncio and uvloop drop a failed handshake silently (no protocol is ever made), so the
+    count is taken in the SSL object they drive, the documented `sslobject_class` hook.
+    """
+
+    class CountingSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            try:
+                super().do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise
+            except ssl.SSLError as error:
+                reason = handshake_failure_reason(error)
+                failures[reason] += 1
+                logger.info("TLS handshake refused: %s", reason)
+                raise
+
+    context.sslobject_class = CountingSSLObject

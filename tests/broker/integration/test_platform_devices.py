@@ -124,22 +124,30 @@ def _foreign_certificate(folder: Path, name: str) -> tuple[str, str]:
     return str(cert_path), str(key_path)
 
 
+def _handshake_failures(broker: PlatformBroker, reason: str) -> float:
+    return broker.metric("roost_broker_tls_handshake_failures_total", reason=reason)
+
+
 def test_a_certificate_from_another_ca_fails_the_tls_handshake(
         broker: PlatformBroker, registry: dict[str, Bundle], tmp_path: Path) -> None:
     bundle = registry["sensor-1"]
     assert connack_code(broker.port, bundle.ca, bundle.cert, bundle.key, "sensor-1") == 0
     cert, key = _foreign_certificate(tmp_path, "sensor-1")
+    before = _handshake_failures(broker, "unknown CA")
     # TLS 1.3 reports the refusal after the client's Finished, as an alert or an abrupt close.
     with pytest.raises(ssl.SSLError):
         connack_code(broker.port, bundle.ca, cert, key, "sensor-1")
+    assert eventually(lambda: _handshake_failures(broker, "unknown CA") == before + 1)
 
 
 def test_a_connection_without_a_client_certificate_fails_the_tls_handshake(
         broker: PlatformBroker, registry: dict[str, Bundle]) -> None:
     bundle = registry["sensor-1"]
     assert connack_code(broker.port, bundle.ca, bundle.cert, bundle.key, "sensor-1") == 0
+    before = _handshake_failures(broker, "no client certificate")
     with pytest.raises(ssl.SSLError):
         connack_code(broker.port, bundle.ca, None, None, "sensor-1")
+    assert eventually(lambda: _handshake_failures(broker, "no client certificate") == before + 1)
 
 
 def test_a_revoked_certificate_is_refused_with_bad_credentials(
@@ -161,10 +169,12 @@ def test_an_expired_certificate_fails_the_tls_handshake(
     platform.call("device_create", tenant=ACME, name="expired-1")
     folder = platform.bundles / ACME / "expired-1"
     platform.call("cert_issue_expired", tenant=ACME, name="expired-1", out=str(folder))
+    before = _handshake_failures(broker, "certificate expired")
     # The server's alert (certificate expired) may reach the client only as the close.
     with pytest.raises(ssl.SSLError):
         connack_code(broker.port, good.ca, str(folder / "device.pem"), str(folder / "device.key"),
                      "expired-1")
+    assert eventually(lambda: _handshake_failures(broker, "certificate expired") == before + 1)
     assert connack_code(broker.port, good.ca, good.cert, good.key, "sensor-1") == 0
 
 
@@ -205,6 +215,7 @@ def test_a_plain_tcp_connection_to_the_device_port_gets_no_connack(
         except (TimeoutError, ConnectionResetError):
             pass
     assert not received.startswith(b"\x20"), f"got an MQTT CONNACK over plain TCP: {received!r}"
+    assert _handshake_failures(broker, "not TLS") >= 1
 
 
 # Tenants -------------------------------------------------------------------------------------

@@ -54,6 +54,12 @@ def test_a_client_without_a_trusted_certificate_is_refused_in_the_handshake(star
         tls.sendall(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00")
         if not tls.recv(4):
             raise ConnectionResetError("closed")
+    # The refusal is logged with its reason, though no MQTT connection ever existed.
+    reason = "unknown CA" if other else "no client certificate"
+    deadline = time.monotonic() + 5
+    while f"TLS handshake refused: {reason}" not in "\n".join(broker.lines):
+        assert time.monotonic() < deadline, "\n".join(broker.lines)
+        time.sleep(0.05)
 
 
 def test_tls_below_1_2_is_refused(start_broker, pki):

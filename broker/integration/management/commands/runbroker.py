@@ -92,7 +92,7 @@ async def serve(config: BrokerConfig, metrics_port: int) -> int:
         log.error("cannot listen: %s", error)
         await platform.stop(server=None)
         return 1
-    metrics = platform.serve_metrics(metrics_port)
+    metrics = platform.serve_metrics(metrics_port, server)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

@@ -16,6 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from broker.mqtt import Connect, encode
 from tests.broker.integration.platform_harness import (
@@ -200,6 +202,18 @@ def test_a_client_id_other_than_the_device_name_is_refused_as_an_invalid_identif
     client.connect(wait=False)
     assert client.connected.wait(5)
     assert client.connack[1].value == 0x85
+
+
+def test_a_connect_asking_for_enhanced_authentication_is_refused_with_bad_authentication_method(
+        broker: PlatformBroker, registry: dict[str, Bundle], clients: Any) -> None:
+    """The certificate is the credential; an AUTH exchange (here SCRAM) is not offered."""
+    properties = Properties(PacketTypes.CONNECT)
+    properties.AuthenticationMethod = "SCRAM-SHA-256"
+    properties.AuthenticationData = b"n,,n=sensor-1,r=abc"
+    client = clients(device_client(broker, registry["sensor-1"]))
+    client.connect(properties=properties, wait=False)
+    assert client.connected.wait(5)
+    assert client.connack[1].value == 0x8C
 
 
 def test_a_plain_tcp_connection_to_the_device_port_gets_no_connack(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -82,10 +81,10 @@ class Platform:
         dropped = self.admin.recheck_subscriptions()
         if dropped:
             log.info("dropped %d restored subscription(s) the current ACLs no longer allow", dropped)
-        now = datetime.now(UTC)
         for device_id in self._stale_online:
-            # Whatever was online when the previous broker stopped is not connected now.
-            self.writer.presence(device_id, PresenceRow(False, now, None, None))
+            # Whatever was online when the previous broker stopped is not connected now; when
+            # it was last seen, and from where, stays as the old process last wrote it.
+            self.writer.presence(device_id, PresenceRow(False, None, None, None))
             presence.announce_offline(device_id, "broker_restarted")
         self.live = LiveEffects(self.identities, self.authority, self.admin,
                                 retained_cleared=self.writer.retained_clear,

@@ -37,10 +37,17 @@ class RetainedRow:
 
 @dataclass(slots=True)
 class PresenceRow:
+    """A device's presence; a field left None keeps what the registry holds."""
+
     online: bool
-    last_seen: datetime
+    last_seen: datetime | None
     last_ip: str | None
     protocol_version: int | None
+
+    def fields(self) -> dict[str, Any]:
+        values = {"online": self.online, "last_seen": self.last_seen, "last_ip": self.last_ip,
+                  "protocol_version": self.protocol_version}
+        return {name: value for name, value in values.items() if value is not None}
 
 
 class WriteBehind:
@@ -136,9 +143,7 @@ class WriteBehind:
                 for start in range(0, len(topics), 500):
                     RetainedMessage.objects.filter(tenant_id=tenant_id, topic__in=topics[start:start + 500]).delete()
             for device_id, p in presence.items():
-                Device.objects.filter(pk=device_id).update(
-                    online=p.online, last_seen=p.last_seen, last_ip=p.last_ip, protocol_version=p.protocol_version,
-                )
+                Device.objects.filter(pk=device_id).update(**p.fields())
             if events:
                 ConnectionEvent.objects.bulk_create(events, batch_size=500)
         self.rows_written += len(retained) + len(presence) + len(events)

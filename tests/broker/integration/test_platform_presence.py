@@ -184,10 +184,15 @@ def test_after_a_crash_devices_that_were_online_are_announced_offline_at_the_nex
     eventually(lambda: _state(platform, "survivor")["online"])
     eventually(lambda: (row := platform.call("retained", tenant=TENANT, topic="$roost/presence/survivor"))
                and json.loads(row["payload"])["online"])
+    before = _state(platform, "survivor")
+    assert before["last_ip"] == "127.0.0.1" and before["protocol_version"] == 5
     broker.kill()  # no goodbye for anyone
     survivor.client.loop_stop()
     broker.start()
-    eventually(lambda: not _state(platform, "survivor")["online"])
+    after = eventually(lambda: (state := _state(platform, "survivor")) and not state["online"] and state)
+    # Where and when it was last seen, and how, stay as they were before the crash.
+    assert {k: after[k] for k in ("last_ip", "protocol_version", "last_seen")} == \
+        {k: before[k] for k in ("last_ip", "protocol_version", "last_seen")}
     viewer = clients(bridge_client(broker, "portal-after-crash", _token())).connect()
     viewer.subscribe("$roost/presence/survivor", qos=1)
     [presence] = viewer.expect(1)

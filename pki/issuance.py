@@ -25,7 +25,7 @@ from . import keystore
 from .ca import active_issuing_ca, chain_pem
 from .csr import check_public_key, load_csr
 from .errors import bad_request, conflict, not_found
-from .models import Certificate, CertificateAuthority
+from .models import Certificate, CertificateAuthority, CertifiedKey
 from .x509util import (
     authority_information_access,
     crl_distribution_points,
@@ -121,11 +121,19 @@ def _build(device: Device, public_key: CertificateIssuerPublicKeyTypes, ca: Cert
     return builder.sign(ca_key, signature_hash_for(ca_key))
 
 
-def _check_key_not_shared(device: Device, key_hash: str) -> None:
-    """One key, one device: a key already certified for another device is refused."""
-    other = (Certificate.objects.filter(public_key_sha256=key_hash)
-             .exclude(tenant=device.tenant, device_name=device.name).select_related("tenant").first())
-    if other is not None:
+def _claim_key(device: Device, key_hash: str) -> None:
+    """One key, one device: a key already certified for another device is refused.
+
+    The claim is a row with a unique key hash, so of two concurrent issuances of one key for
+    two devices the database lets one through (the other waits for it, then conflicts).
+    """
+    try:
+        with transaction.atomic():
+            owner, _ = CertifiedKey.objects.get_or_create(
+                public_key_sha256=key_hash, defaults={"tenant": device.tenant, "device_name": device.name})
+    except IntegrityError:
+        owner = CertifiedKey.objects.get(public_key_sha256=key_hash)
+    if (owner.tenant_id, owner.device_name) != (device.tenant_id, device.name):
         raise conflict("This public key is already certified for another device; generate a new key.",
                        code="public_key_in_use")
 
@@ -139,7 +147,7 @@ def issue_certificate(device: Device, public_key: object, *, actor: Actor | None
     key_hash = public_key_sha256(key)
     ca = active_issuing_ca(device.tenant)
     with transaction.atomic():
-        _check_key_not_shared(device, key_hash)
+        _claim_key(device, key_hash)
         cert = _build(device, key, ca, days)
         try:
             with transaction.atomic():

@@ -151,6 +151,22 @@ class Certificate(models.Model):
         }
 
 
+class CertifiedKey(models.Model):
+    """The one device a public key may ever be certified for.
+
+    The unique key hash is what makes "one key, one device" hold when two issuances of the
+    same key race: the second insert fails in the database, not in a check that both passed.
+    """
+
+    public_key_sha256 = models.CharField(max_length=64, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="certified_keys")
+    device_name = models.CharField(max_length=128)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.public_key_sha256[:16]}… → {self.tenant.slug}/{self.device_name}"
+
+
 class EnrollmentToken(models.Model):
     """A claim token for fleet provisioning; only the SHA-256 of the secret is stored."""
 

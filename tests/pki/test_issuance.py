@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from django.db import connection
 from django.utils import timezone
 
 from devices.models import AuditEvent, ChangeEvent
@@ -205,3 +207,30 @@ def test_serials_are_positive_and_fit_in_twenty_octets() -> None:
         assert serial > 0 and len(serial.to_bytes((serial.bit_length() + 8) // 8, "big")) <= 20
     assert len(set(serials)) == len(serials)
     assert max(serials).bit_length() > 150  # the randomness is not truncated to a few bytes
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_issuances_of_one_key_for_several_devices_certify_it_for_one_only(acme: Any) -> None:
+    key = p256()
+    devices = [create_device(acme, f"racer-{i}") for i in range(6)]
+    barrier = threading.Barrier(len(devices))
+    outcomes: list[int] = []
+
+    def attempt(device: Any) -> None:
+        try:
+            barrier.wait(5)
+            issue_from_csr(device, csr_pem(key))
+            outcomes.append(201)
+        except PkiError as refused:
+            outcomes.append(refused.status)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt, args=(device,)) for device in devices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == [201] + [409] * (len(devices) - 1)
+    assert Certificate.objects.filter(tenant=acme).values("device_name").distinct().count() == 1

@@ -12,7 +12,7 @@ from broker.engine.broker import Broker
 from broker.mqtt.reason_codes import ReasonCode
 from broker.net.flow import WriteBatcher
 from broker.net.protocol import MQTTProtocol
-from broker.net.tls import count_handshake_failures, server_context
+from broker.net.tls import server_context
 
 logger = logging.getLogger("broker")
 
@@ -31,30 +31,31 @@ class Server:
         self.tls_failures: Counter[str] = Counter()
         self.bound: list[tuple[Listener, int]] = []
 
-    def _tls_context(self) -> ssl.SSLContext:
+    @property
+    def tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
-            config = self.config
-            if not config.tls_cert or not config.tls_key:
-                raise ValueError("a TLS listener needs --tls-cert and --tls-key")
-            self._tls = server_context(config.tls_cert, config.tls_key, config.tls_ca)
+            self._tls = self._load_tls()
         return self._tls
+
+    def _load_tls(self) -> ssl.SSLContext:
+        config = self.config
+        if not config.tls_cert or not config.tls_key:
+            raise ValueError("a TLS listener needs --tls-cert and --tls-key")
+        return server_context(config.tls_cert, config.tls_key, config.tls_ca)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._tls is None and any(listener.tls for listener in self.config.listeners):
+            self._tls = self._load_tls()  # a missing certificate fails the start, not a client
         for listener in self.config.listeners:
             name = listener.name or listener.url()
-            tls = self._tls_context() if listener.tls else None
-            if tls is not None:
-                count_handshake_failures(tls, self.tls_failures)
 
             def factory(name: str = name, is_tls: bool = listener.tls) -> MQTTProtocol:
                 return MQTTProtocol(self, name, is_tls)
 
+            # TLS runs in the protocol (broker.net.tls.TlsSession), over a plain transport.
             server = await loop.create_server(
-                factory, listener.host, listener.port, ssl=tls, backlog=1024,
-                # A handshake that never finishes is dropped like a CONNECT that never comes.
-                ssl_handshake_timeout=self.config.connect_timeout if tls else None,
-                reuse_address=True,
+                factory, listener.host, listener.port, backlog=1024, reuse_address=True,
             )
             self._servers.append(server)
             for sock in server.sockets:

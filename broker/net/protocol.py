@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
+import ssl
 import struct
 from typing import TYPE_CHECKING, cast
 
 from broker.engine.connection import Connection
 from broker.mqtt.decoder import StreamDecoder
-from broker.net.tls import peer_chain
+from broker.net.tls import TlsSession, handshake_failure_reason
 
 if TYPE_CHECKING:
     from broker.net.listener import Server
 
+
+logger = logging.getLogger("broker")
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
 CLOSE_TIMEOUT = 5.0
@@ -23,13 +27,14 @@ CLOSE_TIMEOUT = 5.0
 class MQTTProtocol(asyncio.Protocol):
     """Implements the engine's `Link` over an asyncio transport."""
 
-    __slots__ = ("server", "listener", "tls", "transport", "conn", "remote_address",
+    __slots__ = ("server", "listener", "tls", "session", "transport", "conn", "remote_address",
                  "peer_certificates", "lost", "_out")
 
     def __init__(self, server: Server, listener: str, tls: bool) -> None:
         self.server = server
         self.listener = listener
         self.tls = tls
+        self.session: TlsSession | None = None
         self.transport: asyncio.Transport | None = None
         self.conn: Connection | None = None
         self.remote_address: tuple[str, int] | None = None
@@ -51,7 +56,8 @@ class MQTTProtocol(asyncio.Protocol):
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.remote_address = (str(peer[0]), int(peer[1]))
         if self.tls:
-            self.peer_certificates = peer_chain(transport.get_extra_info("ssl_object"))
+            # The engine's connect timeout runs from here, so it bounds the handshake too.
+            self.session = TlsSession(server.tls_context)
         transport.set_write_buffer_limits(high=config.write_high_water)
         server.protocols.add(self)
         self.conn = Connection(
@@ -59,9 +65,49 @@ class MQTTProtocol(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is not None:
+            data = self._decrypt(session, data)
+            if not data:
+                return
         conn = self.conn
         if conn is not None:
             conn.data_received(data)
+
+    def _decrypt(self, session: TlsSession, data: bytes) -> bytes:
+        transport = self.transport
+        assert transport is not None
+        established = session.established
+        try:
+            data = session.receive(data)
+        except ssl.SSLError as error:
+            if not established:
+                self._refuse_handshake(session, error)
+            else:
+                logger.debug("TLS error from %s: %s", self.remote_address, error)
+                self.abort()
+            return b""
+        reply = session.outgoing()
+        if reply:
+            transport.write(reply)
+        if not established and session.established:
+            self.peer_certificates = session.peer_chain()
+        if session.closed:
+            # After the peer's close_notify: hand over what came with it, then close.
+            asyncio.get_running_loop().call_soon(self.close)
+        return data
+
+    def _refuse_handshake(self, session: TlsSession, error: ssl.SSLError) -> None:
+        reason = handshake_failure_reason(error)
+        self.server.tls_failures[reason] += 1
+        host = self.remote_address[0] if self.remote_address else "?"
+        logger.info("TLS handshake from %s refused: %s", host, reason)
+        transport = self.transport
+        assert transport is not None
+        alert = session.outgoing()
+        if alert:
+            transport.write(alert)
+        transport.close()
 
     def eof_received(self) -> bool:
         return False
@@ -100,6 +146,11 @@ class MQTTProtocol(asyncio.Protocol):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         self.server.broker.stats.bytes_sent += len(data)
+        session = self.session
+        if session is not None:
+            if not session.established:
+                return  # nothing is sent before the handshake; the engine waits for CONNECT
+            data = session.encrypt(data)
         transport.write(data)
 
     def close(self) -> None:
@@ -107,6 +158,11 @@ class MQTTProtocol(asyncio.Protocol):
         if transport is None:
             return
         self.flush()
+        session = self.session
+        if session is not None and not transport.is_closing():
+            goodbye = session.shutdown()
+            if goodbye:
+                transport.write(goodbye)
         transport.close()
         if transport.get_write_buffer_size():
             # A peer that does not read would keep a closing transport alive forever.

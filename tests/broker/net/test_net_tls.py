@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from broker.mqtt import Connect, encode
+from broker.mqtt.packets import Will
 from tests.broker.net.tls_certs import make_pki
 
 
@@ -57,7 +59,7 @@ def test_a_client_without_a_trusted_certificate_is_refused_in_the_handshake(star
     # The refusal is logged with its reason, though no MQTT connection ever existed.
     reason = "unknown CA" if other else "no client certificate"
     deadline = time.monotonic() + 5
-    while f"TLS handshake refused: {reason}" not in "\n".join(broker.lines):
+    while f"TLS handshake from 127.0.0.1 refused: {reason}" not in "\n".join(broker.lines):
         assert time.monotonic() < deadline, "\n".join(broker.lines)
         time.sleep(0.05)
 
@@ -109,3 +111,39 @@ def test_a_qos2_publisher_and_a_qos1_tls_subscriber_lose_nothing_under_load(star
     assert sorted(got) == list(range(total))
     assert len(set(got)) == total
     sub.expect_none(0.5)
+
+
+def test_a_client_closing_tls_with_close_notify_but_no_disconnect_has_its_will_published(
+        start_broker, pki, client_factory):
+    """close_notify ends the TLS session, not the MQTT session gracefully [MQTT-3.1.2-8]."""
+    broker = start_broker(*tls_args(pki), bind=["tls://127.0.0.1:0"], anonymous=False)
+    watcher = client_factory(broker.tls_port, client_id="watcher")
+    watcher.connect(tls={"ca_certs": str(pki.ca), "certfile": str(pki.client_cert),
+                         "keyfile": str(pki.client_key)})
+    watcher.subscribe("wills/#", 1)
+    with socket.create_connection(("127.0.0.1", broker.tls_port), timeout=5) as raw:
+        tls = client_context(pki).wrap_socket(raw, server_hostname="localhost")
+        will = Connect(protocol_level=4, client_id="leaver", will=Will("wills/leaver", b"gone", qos=1))
+        tls.sendall(encode(will, 4))
+        assert tls.recv(4) == b"\x20\x02\x00\x00"  # CONNACK accepted
+        tls.unwrap()  # close_notify, answered by the broker's own
+    assert watcher.expect(1)[0].payload == b"gone"
+
+
+def test_the_broker_ends_a_tls_connection_it_closes_with_close_notify(start_broker, pki):
+    """A client taken over sees a clean TLS close, not a truncated stream."""
+    broker = start_broker(*tls_args(pki), bind=["tls://127.0.0.1:0"], anonymous=False)
+    sockets = []
+    try:
+        for _ in range(2):
+            raw = socket.create_connection(("127.0.0.1", broker.tls_port), timeout=5)
+            tls = client_context(pki).wrap_socket(raw, server_hostname="localhost")
+            sockets.append(tls)
+            tls.sendall(encode(Connect(protocol_level=4, client_id="twice"), 4))
+            assert tls.recv(4) == b"\x20\x02\x00\x00"
+        # The first connection is closed by the takeover: recv returns b"" only after a
+        # close_notify (a bare TCP close raises SSLEOFError on a default context).
+        assert sockets[0].recv(1024) == b""
+    finally:
+        for s in sockets:
+            s.close()

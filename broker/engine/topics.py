@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from broker.engine.shared import SharedGroup
+from broker.mqtt.filters import levels_match
 
 if TYPE_CHECKING:
     from broker.engine.session import Session
@@ -247,18 +248,7 @@ def _collect(node: _Node, routes: dict[Session, Route], groups: list[SharedGroup
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
     """Whether one filter matches one topic name (used outside the trie)."""
-    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
-        return False
-    f_levels = topic_filter.split("/")
-    t_levels = topic.split("/")
-    for i, f in enumerate(f_levels):
-        if f == "#":
-            return True
-        if i >= len(t_levels):
-            return False
-        if f != "+" and f != t_levels[i]:
-            return False
-    return len(f_levels) == len(t_levels)
+    return levels_match(topic_filter.split("/"), topic.split("/"))
 
 
 def check_topic_limits(topic: str, max_length: int, max_levels: int) -> bool:

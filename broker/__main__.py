@@ -10,9 +10,17 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from broker.access.aclfile import AclFile
+from broker.access.passwords import (
+    AccessFileError,
+    IdentityAuthenticator,
+    PasswordAuthenticator,
+    PasswordFile,
+)
 from broker.config import BrokerConfig, Listener
+from broker.engine.admin import Admin
 from broker.engine.broker import Broker
-from broker.engine.interfaces import AllowAll, Authenticator, CertificateAuthenticator
+from broker.engine.interfaces import AllowAll, Authenticator, Authorizer
 from broker.engine.store import FileStore
 from broker.net.listener import Server
 
@@ -50,14 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m broker",
         description="Roost MQTT broker (MQTT 3.1, 3.1.1 and 5.0), standalone: no database. "
-        "Refuses to start unless --anonymous is given or every client must present a "
-        "certificate signed by --tls-ca.",
+        "Refuses to start unless clients must authenticate (--password-file, or --tls-ca "
+        "with tls:// listeners only) or --anonymous is given. SIGHUP reloads the password "
+        "and ACL files.",
     )
     p.add_argument("--bind", action="append", type=_listener, metavar="[tls://]HOST:PORT",
                    help="listen here; repeatable; tls:// for a TLS listener "
                    "(default 127.0.0.1:1883)")
     p.add_argument("--anonymous", action="store_true",
-                   help="accept every client and allow every topic (development, tests)")
+                   help="accept clients without credentials; without --acl-file every client "
+                   "may use every topic (development, tests)")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="users and password hashes made with mosquitto_passwd; clients must "
+                   "log in with one (unless --anonymous)")
+    p.add_argument("--acl-file", metavar="FILE",
+                   help="topic access in Mosquitto's acl_file format (topic, user, pattern "
+                   "with %%u and %%c); everything it does not grant is denied")
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain for TLS listeners")
     p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     p.add_argument("--tls-ca", metavar="PEM",
@@ -135,6 +151,8 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         tls_key=args.tls_key,
         tls_ca=args.tls_ca,
         anonymous=args.anonymous,
+        password_file=args.password_file,
+        acl_file=args.acl_file,
     )
 
 
@@ -143,21 +161,51 @@ def check_secure(config: BrokerConfig) -> str | None:
     has_tls = any(listener.tls for listener in config.listeners)
     if has_tls and not (config.tls_cert and config.tls_key):
         return "a tls:// listener needs --tls-cert and --tls-key"
-    if config.anonymous:
+    if config.anonymous or config.password_file:
         return None
     if not config.tls_ca:
-        return ("refusing to start without authentication: pass --anonymous for an open "
-                "broker, or --tls-ca with tls:// listeners to require client certificates")
+        return ("refusing to start without authentication: pass --password-file or --tls-ca "
+                "(client certificates on tls:// listeners), or --anonymous for an open broker")
     if not has_tls or any(not listener.tls for listener in config.listeners):
-        return "without --anonymous every listener must be tls:// (client certificates)"
+        return "with client certificates only (--tls-ca), every listener must be tls://"
     return None
 
 
-async def serve(config: BrokerConfig) -> int:
+class AccessControl:
+    """Who may connect and what they may do, from the command line and the access files."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.passwords = PasswordFile(config.password_file) if config.password_file else None
+        self.acl = AclFile(config.acl_file) if config.acl_file else None
+        self.authenticator: Authenticator
+        if self.passwords is not None:
+            self.authenticator = PasswordAuthenticator(self.passwords, config.anonymous)
+        elif self.acl is not None or not config.anonymous:
+            self.authenticator = IdentityAuthenticator(config.anonymous)
+        else:
+            self.authenticator = AllowAll()
+        # Without an ACL file, AllowAll lets the engine skip authorization entirely.
+        self.authorizer: Authorizer = self.acl if self.acl is not None else AllowAll()
+
+    def reload(self, broker: Broker) -> None:
+        """Read the files again; the old ones stay in force if a new one is broken."""
+        try:
+            if self.passwords is not None:
+                self.passwords.load()
+            if self.acl is not None:
+                self.acl.load()
+        except AccessFileError as error:
+            logger.error("reload failed, keeping the previous files: %s", error)
+            return
+        dropped = Admin(broker).recheck_subscriptions() if self.acl is not None else 0
+        logger.info("reloaded the access files; %d subscription(s) no longer allowed were dropped",
+                    dropped)
+
+
+async def serve(config: BrokerConfig, access: AccessControl) -> int:
     loop = asyncio.get_running_loop()
-    authenticator: Authenticator = AllowAll() if config.anonymous else CertificateAuthenticator()
     store = FileStore(config.persist_dir) if config.persist_dir else None
-    broker = Broker(config, loop, authenticator, AllowAll(), store)
+    broker = Broker(config, loop, access.authenticator, access.authorizer, store)
     broker.start()
     server = Server(config, broker)
     try:
@@ -170,6 +218,9 @@ async def serve(config: BrokerConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if access.passwords is not None or access.acl is not None:
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGHUP, access.reload, broker)
     await stop.wait()
     logger.info("shutting down")
     await server.shutdown()
@@ -193,12 +244,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = check_secure(config)
     if problem:
         parser.error(problem)
+    try:
+        access = AccessControl(config)
+    except AccessFileError as error:
+        parser.error(str(error))
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(serve(config))
+        return runner.run(serve(config, access))
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ class BrokerConfig:
     tls_key: str | None = None
     tls_ca: str | None = None
     anonymous: bool = False
+    password_file: str | None = None
+    acl_file: str | None = None
     shutdown_grace: float = 5.0
     client_id_prefix: str = "roost-"
     response_information: str = "response/"

@@ -151,22 +151,6 @@ class AllowAll:
         return qos
 
 
-class CertificateAuthenticator:
-    """Accepts any client whose certificate the TLS layer verified against the CA file.
-
-    Used by the standalone broker without `--anonymous`: the TLS listener has already
-    refused clients without a valid chain, and plain listeners are refused here.
-    """
-
-    __slots__ = ()
-
-    def authenticate(self, facts: ConnectionFacts) -> Principal | int:
-        if not facts.peer_certificates:
-            return 0x87  # NOT_AUTHORIZED
-        return Principal(name=certificate_common_name(facts.peer_certificates[0])
-                         or facts.client_id)
-
-
 def certificate_common_name(der: bytes) -> str | None:
     """The subject common name of a DER certificate, if it has one."""
     from cryptography import x509

@@ -27,20 +27,25 @@ from broker.net.listener import Server
 logger = logging.getLogger("broker")
 
 
+SCHEMES = {"mqtt": (False, False), "tcp": (False, False), "tls": (True, False),
+           "mqtts": (True, False), "ws": (False, True), "wss": (True, True)}
+
+
 def _listener(value: str) -> Listener:
-    tls = False
-    if value.startswith("tls://"):
-        tls = True
-        value = value[len("tls://"):]
-    elif value.startswith("mqtt://") or value.startswith("tcp://"):
-        value = value.split("://", 1)[1]
+    tls = websocket = False
+    scheme, sep, rest = value.partition("://")
+    if sep:
+        if scheme not in SCHEMES:
+            raise argparse.ArgumentTypeError(f"unknown scheme {scheme!r}: use tls://, ws:// or wss://")
+        tls, websocket = SCHEMES[scheme]
+        value = rest
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT or tls://HOST:PORT, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected [SCHEME://]HOST:PORT, got {value!r}")
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an empty host means every address
     if not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range: {port}")
-    return Listener(host, int(port), tls)
+    return Listener(host, int(port), tls, websocket=websocket)
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -62,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with tls:// listeners only) or --anonymous is given. SIGHUP reloads the password "
         "and ACL files.",
     )
-    p.add_argument("--bind", action="append", type=_listener, metavar="[tls://]HOST:PORT",
-                   help="listen here; repeatable; tls:// for a TLS listener "
-                   "(default 127.0.0.1:1883)")
+    p.add_argument("--bind", action="append", type=_listener, metavar="[SCHEME://]HOST:PORT",
+                   help="listen here; repeatable; tls:// for MQTT over TLS, ws:// and wss:// for "
+                   "MQTT over WebSocket (any path) (default 127.0.0.1:1883)")
     p.add_argument("--anonymous", action="store_true",
                    help="accept clients without credentials; without --acl-file every client "
                    "may use every topic (development, tests)")
@@ -167,7 +172,7 @@ def check_secure(config: BrokerConfig) -> str | None:
         return ("refusing to start without authentication: pass --password-file or --tls-ca "
                 "(client certificates on tls:// listeners), or --anonymous for an open broker")
     if not has_tls or any(not listener.tls for listener in config.listeners):
-        return "with client certificates only (--tls-ca), every listener must be tls://"
+        return "with client certificates only (--tls-ca), every listener must be tls:// or wss://"
     return None
 
 

@@ -7,15 +7,20 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class Listener:
-    """One socket to listen on; `tls` listeners use the TLS settings of `BrokerConfig`."""
+    """One socket to listen on; `tls` listeners use the TLS settings of `BrokerConfig`,
+    `websocket` ones carry MQTT over WebSocket (with `tls`: wss)."""
 
     host: str
     port: int
     tls: bool = False
     name: str = ""
+    websocket: bool = False
 
     def url(self, port: int | None = None) -> str:
-        scheme = "mqtts" if self.tls else "mqtt"
+        if self.websocket:
+            scheme = "wss" if self.tls else "ws"
+        else:
+            scheme = "mqtts" if self.tls else "mqtt"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port if port is None else port}"
 

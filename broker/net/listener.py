@@ -50,10 +50,12 @@ class Server:
         for listener in self.config.listeners:
             name = listener.name or listener.url()
 
-            def factory(name: str = name, is_tls: bool = listener.tls) -> MQTTProtocol:
-                return MQTTProtocol(self, name, is_tls)
+            def factory(name: str = name, is_tls: bool = listener.tls,
+                        is_websocket: bool = listener.websocket) -> MQTTProtocol:
+                return MQTTProtocol(self, name, is_tls, is_websocket)
 
-            # TLS runs in the protocol (broker.net.tls.TlsSession), over a plain transport.
+            # TLS and WebSocket run in the protocol (TlsSession, WebSocketSession) over a
+            # plain transport.
             server = await loop.create_server(
                 factory, listener.host, listener.port, backlog=1024, reuse_address=True,
             )

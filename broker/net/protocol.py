@@ -13,9 +13,13 @@ from typing import TYPE_CHECKING, cast
 from broker.engine.connection import Connection
 from broker.mqtt.decoder import StreamDecoder
 from broker.net.tls import TlsSession, handshake_failure_reason
+from broker.net.websocket import WebSocketError, WebSocketSession
 
 if TYPE_CHECKING:
     from broker.net.listener import Server
+
+# What may sit between the socket and MQTT: TLS, WebSocket, or TLS then WebSocket (wss).
+Layer = TlsSession | WebSocketSession
 
 
 logger = logging.getLogger("broker")
@@ -27,14 +31,16 @@ CLOSE_TIMEOUT = 5.0
 class MQTTProtocol(asyncio.Protocol):
     """Implements the engine's `Link` over an asyncio transport."""
 
-    __slots__ = ("server", "listener", "tls", "session", "transport", "conn", "remote_address",
-                 "peer_certificates", "lost", "_out")
+    __slots__ = ("server", "listener", "tls", "websocket", "layers", "transport", "conn",
+                 "remote_address", "peer_certificates", "lost", "_out")
 
-    def __init__(self, server: Server, listener: str, tls: bool) -> None:
+    def __init__(self, server: Server, listener: str, tls: bool, websocket: bool = False) -> None:
         self.server = server
         self.listener = listener
         self.tls = tls
-        self.session: TlsSession | None = None
+        self.websocket = websocket
+        # Outermost first; None for plain MQTT over TCP, the fast path.
+        self.layers: tuple[Layer, ...] | None = None
         self.transport: asyncio.Transport | None = None
         self.conn: Connection | None = None
         self.remote_address: tuple[str, int] | None = None
@@ -55,9 +61,14 @@ class MQTTProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.remote_address = (str(peer[0]), int(peer[1]))
-        if self.tls:
-            # The engine's connect timeout runs from here, so it bounds the handshake too.
-            self.session = TlsSession(server.tls_context)
+        if self.tls or self.websocket:
+            # The engine's connect timeout runs from here, so it bounds the handshakes too.
+            layers: list[Layer] = []
+            if self.tls:
+                layers.append(TlsSession(server.tls_context))
+            if self.websocket:
+                layers.append(WebSocketSession())
+            self.layers = tuple(layers)
         transport.set_write_buffer_limits(high=config.write_high_water)
         server.protocols.add(self)
         self.conn = Connection(
@@ -65,48 +76,63 @@ class MQTTProtocol(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
-        session = self.session
-        if session is not None:
-            data = self._decrypt(session, data)
+        layers = self.layers
+        if layers is not None:
+            data = self._unwrap(layers, data)
             if not data:
                 return
         conn = self.conn
         if conn is not None:
             conn.data_received(data)
 
-    def _decrypt(self, session: TlsSession, data: bytes) -> bytes:
-        transport = self.transport
-        assert transport is not None
-        established = session.established
-        try:
-            data = session.receive(data)
-        except ssl.SSLError as error:
-            if not established:
-                self._refuse_handshake(session, error)
-            else:
-                logger.debug("TLS error from %s: %s", self.remote_address, error)
-                self.abort()
-            return b""
-        reply = session.outgoing()
-        if reply:
-            transport.write(reply)
-        if not established and session.established:
-            self.peer_certificates = session.peer_chain()
-        if session.closed:
-            # After the peer's close_notify: hand over what came with it, then close.
-            asyncio.get_running_loop().call_soon(self.close)
+    def _unwrap(self, layers: tuple[Layer, ...], data: bytes) -> bytes:
+        """Peel TLS and WebSocket off `data`; their own replies go back out at once."""
+        for depth, layer in enumerate(layers):
+            established = layer.established
+            try:
+                data = layer.receive(data)
+            except (ssl.SSLError, WebSocketError) as error:
+                self._layer_failed(depth, layer, established, error)
+                return b""
+            reply = layer.outgoing()
+            if reply:
+                self._write_below(depth, reply)
+            if not established and layer.established and isinstance(layer, TlsSession):
+                self.peer_certificates = layer.peer_chain()
+            if layer.closed:
+                # The peer said goodbye (close_notify, close frame): hand over what came
+                # with it, then close.
+                asyncio.get_running_loop().call_soon(self.close)
+            if not data:
+                return b""
         return data
 
-    def _refuse_handshake(self, session: TlsSession, error: ssl.SSLError) -> None:
-        reason = handshake_failure_reason(error)
-        self.server.tls_failures[reason] += 1
-        host = self.remote_address[0] if self.remote_address else "?"
-        logger.info("TLS handshake from %s refused: %s", host, reason)
+    def _write_below(self, depth: int, data: bytes) -> None:
+        """Send what layer `depth` produced through the layers outside it."""
+        layers = self.layers
+        transport = self.transport
+        assert layers is not None and transport is not None
+        for outer in reversed(layers[:depth]):
+            data = outer.wrap(data)
+        transport.write(data)
+
+    def _layer_failed(self, depth: int, layer: Layer, established: bool, error: Exception) -> None:
         transport = self.transport
         assert transport is not None
-        alert = session.outgoing()
-        if alert:
-            transport.write(alert)
+        if isinstance(layer, TlsSession) and established:
+            logger.debug("TLS error from %s: %s", self.remote_address, error)
+            self.abort()  # nothing more can be written on a broken TLS session
+            return
+        host = self.remote_address[0] if self.remote_address else "?"
+        if isinstance(error, ssl.SSLError):
+            reason = handshake_failure_reason(error)
+            self.server.tls_failures[reason] += 1
+            logger.info("TLS handshake from %s refused: %s", host, reason)
+        else:
+            logger.info("WebSocket from %s closed: %s", host, error)
+        goodbye = layer.outgoing()  # the TLS alert, the HTTP 400 or the close frame
+        if goodbye:
+            self._write_below(depth, goodbye)
         transport.close()
 
     def eof_received(self) -> bool:
@@ -146,11 +172,12 @@ class MQTTProtocol(asyncio.Protocol):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         self.server.broker.stats.bytes_sent += len(data)
-        session = self.session
-        if session is not None:
-            if not session.established:
-                return  # nothing is sent before the handshake; the engine waits for CONNECT
-            data = session.encrypt(data)
+        layers = self.layers
+        if layers is not None:
+            for layer in reversed(layers):
+                if not layer.established:
+                    return  # nothing is sent before the handshakes; the engine waits for CONNECT
+                data = layer.wrap(data)
         transport.write(data)
 
     def close(self) -> None:
@@ -158,11 +185,13 @@ class MQTTProtocol(asyncio.Protocol):
         if transport is None:
             return
         self.flush()
-        session = self.session
-        if session is not None and not transport.is_closing():
-            goodbye = session.shutdown()
-            if goodbye:
-                transport.write(goodbye)
+        layers = self.layers
+        if layers is not None and not transport.is_closing():
+            # Innermost first: the WebSocket close frame travels inside TLS, then close_notify.
+            for depth in range(len(layers) - 1, -1, -1):
+                goodbye = layers[depth].shutdown()
+                if goodbye:
+                    self._write_below(depth, goodbye)
         transport.close()
         if transport.get_write_buffer_size():
             # A peer that does not read would keep a closing transport alive forever.

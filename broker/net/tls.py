@@ -135,7 +135,7 @@ class TlsSession:
         outgoing = self._outgoing
         return outgoing.read() if outgoing.pending else b""
 
-    def encrypt(self, data: bytes | bytearray) -> bytes:
+    def wrap(self, data: bytes | bytearray) -> bytes:
         """The records carrying `data`, after anything else waiting to be sent."""
         self._ssl.write(data)
         return self._outgoing.read()

@@ -21,7 +21,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 REPO = Path(__file__).resolve().parents[2]
-LISTENING = re.compile(r"listening on (mqtts?)://([\d.]+):(\d+)")
+LISTENING = re.compile(r"listening on (mqtts?|wss?)://([\d.]+):(\d+)")
+PORT_ATTRIBUTE = {"mqtt": "port", "mqtts": "tls_port", "ws": "ws_port", "wss": "wss_port"}
 
 
 class BrokerProcess:
@@ -33,11 +34,13 @@ class BrokerProcess:
         self.lines: list[str] = []
         self.port = 0
         self.tls_port = 0
+        self.ws_port = 0
+        self.wss_port = 0
         self.host = "127.0.0.1"
 
     def start(self, timeout: float = 10.0) -> BrokerProcess:
         self.lines = []
-        self.port = self.tls_port = 0
+        self.port = self.tls_port = self.ws_port = self.wss_port = 0
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "broker", *self.args],
@@ -53,17 +56,14 @@ class BrokerProcess:
                 self.lines.append(line.rstrip("\n"))
                 match = LISTENING.search(line)
                 if match:
-                    if match.group(1) == "mqtts":
-                        self.tls_port = int(match.group(3))
-                    else:
-                        self.port = int(match.group(3))
+                    setattr(self, PORT_ATTRIBUTE[match.group(1)], int(match.group(3)))
                     seen += 1
                     if seen == expected:
                         found.set()
             found.set()
 
         threading.Thread(target=read, daemon=True).start()
-        if not found.wait(timeout) or not (self.port or self.tls_port):
+        if not found.wait(timeout) or not (self.port or self.tls_port or self.ws_port or self.wss_port):
             self.kill()
             raise RuntimeError("broker did not start:\n" + "\n".join(self.lines))
         return self
@@ -87,12 +87,13 @@ class BrokerProcess:
 
     def restart(self) -> BrokerProcess:
         """Stop and start again on the same ports."""
-        ports = {"mqtt": self.port, "mqtts": self.tls_port}
+        ports = {"tls": self.tls_port, "ws": self.ws_port, "wss": self.wss_port}
         assert self.stop() == 0
         args = []
         for arg in self.args:
             if arg.endswith(":0"):
-                port = ports["mqtts" if arg.startswith("tls://") else "mqtt"]
+                scheme = arg.split("://", 1)[0] if "://" in arg else ""
+                port = ports.get(scheme, self.port)
                 arg = f"{arg[:-2]}:{port}"
             args.append(arg)
         self.args = args
@@ -138,10 +139,11 @@ class Client:
     """A paho-mqtt client driven synchronously: connect, subscribe, publish, expect."""
 
     def __init__(
-        self, port: int, client_id: str = "", version: int = 5, host: str = "127.0.0.1"
+        self, port: int, client_id: str = "", version: int = 5, host: str = "127.0.0.1",
+        transport: str = "tcp",
     ) -> None:
         protocol = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"transport": transport}
         if version != 5:
             kwargs["clean_session"] = True
         self.version = version
@@ -302,8 +304,8 @@ class Client:
 def client_factory() -> Iterator[Callable[..., Client]]:
     made: list[Client] = []
 
-    def make(port: int, client_id: str = "", version: int = 5) -> Client:
-        c = Client(port, client_id, version)
+    def make(port: int, client_id: str = "", version: int = 5, transport: str = "tcp") -> Client:
+        c = Client(port, client_id, version, transport=transport)
         made.append(c)
         return c
 

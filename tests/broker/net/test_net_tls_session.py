@@ -53,7 +53,7 @@ def test_a_handshake_and_data_both_ways(pki):
     assert len(peer.session.peer_chain()) == 1  # the client's leaf, DER
     peer.tls.write(b"\x10" * 40_000)  # three records in one read
     assert peer.session.receive(peer.outgoing.read()) == b"\x10" * 40_000
-    peer.incoming.write(peer.session.encrypt(b"\x20\x02\x00\x00"))
+    peer.incoming.write(peer.session.wrap(b"\x20\x02\x00\x00"))
     assert peer.tls.read(4) == b"\x20\x02\x00\x00"
 
 

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from broker import connection_log
 from broker.access.aclfile import AclFile
 from broker.access.passwords import (
     AccessFileError,
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default=defaults.sys_interval,
                    help="seconds between $SYS/broker/# updates, 0 to disable "
                    "(default %(default)s)")
+    p.add_argument("--connection-messages", action=argparse.BooleanOptionalAction, default=True,
+                   help="log every client that connects, disconnects or is refused, as "
+                   "Mosquitto does (default on)")
     p.add_argument("--log-level", default="INFO",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
     return p
@@ -207,10 +211,12 @@ class AccessControl:
                     dropped)
 
 
-async def serve(config: BrokerConfig, access: AccessControl) -> int:
+async def serve(config: BrokerConfig, access: AccessControl, connection_messages: bool = True) -> int:
     loop = asyncio.get_running_loop()
     store = FileStore(config.persist_dir) if config.persist_dir else None
     broker = Broker(config, loop, access.authenticator, access.authorizer, store)
+    if connection_messages:
+        connection_log.install(broker.hooks)
     broker.start()
     server = Server(config, broker)
     try:
@@ -258,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(serve(config, access))
+        return runner.run(serve(config, access, args.connection_messages))
 
 
 if __name__ == "__main__":

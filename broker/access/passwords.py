@@ -11,11 +11,14 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from broker.engine.interfaces import ConnectionFacts, Principal, certificate_common_name
 from broker.mqtt.reason_codes import ReasonCode
+
+logger = logging.getLogger("broker")
 
 
 class AccessFileError(ValueError):
@@ -104,10 +107,10 @@ class PasswordAuthenticator:
         username = facts.username
         if username is None:
             if not self.anonymous:
-                return ReasonCode.NOT_AUTHORIZED
+                return refuse(facts, ReasonCode.NOT_AUTHORIZED, "no username")
             return identity(None, facts.client_id)
         if not self.passwords.verify(username, facts.password):
-            return ReasonCode.BAD_USER_NAME_OR_PASSWORD
+            return refuse(facts, ReasonCode.BAD_USER_NAME_OR_PASSWORD, f"bad username or password (user {username!r})")
         return identity(username, facts.client_id)
 
 
@@ -125,8 +128,14 @@ class IdentityAuthenticator:
         if facts.peer_certificates:
             return identity(certificate_common_name(facts.peer_certificates[0]), facts.client_id)
         if not self.anonymous:
-            return ReasonCode.NOT_AUTHORIZED
+            return refuse(facts, ReasonCode.NOT_AUTHORIZED, "no client certificate")
         return identity(facts.username, facts.client_id)
+
+
+def refuse(facts: ConnectionFacts, code: int, why: str) -> int:
+    host = facts.remote_address[0] if facts.remote_address else "?"
+    logger.info("client %r from %s refused: %s", facts.client_id, host, why)
+    return code
 
 
 def identity(username: str | None, client_id: str) -> Principal:

@@ -13,22 +13,13 @@ from typing import Any
 from broker.engine.broker import Broker
 from broker.engine.interfaces import ClientInfo, Principal
 from broker.engine.message import Message, message_from_properties
-from broker.mqtt.reason_codes import ReasonCode
+from broker.mqtt.reason_codes import reason_name
 
 from .identities import IdentityIndex
 from .models import ConnectionEvent
 from .writebehind import PresenceRow, RetainedRow, WriteBehind
 
 PROTOCOL_NAMES = {3: "3.1", 4: "3.1.1", 5: "5.0"}
-
-
-def reason_name(code: int) -> str:
-    if code == 0:
-        return "normal_disconnection"
-    try:
-        return ReasonCode(code).name.lower()
-    except ValueError:
-        return f"0x{code:02x}"
 
 
 class PresenceHooks:

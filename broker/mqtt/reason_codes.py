@@ -102,3 +102,13 @@ DISCONNECT_REASONS = frozenset(
      0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2}
 )
 AUTH_REASONS = frozenset({0x00, 0x18, 0x19})
+
+
+def reason_name(code: int) -> str:
+    """A reason code as a lower-case name ("normal_disconnection", "keep_alive_timeout")."""
+    if code == 0:
+        return "normal_disconnection"
+    try:
+        return ReasonCode(code).name.lower()
+    except ValueError:
+        return f"0x{code:02x}"

@@ -131,3 +131,29 @@ def test_a_broken_acl_file_stops_the_start_with_its_line(tmp_path, access_files)
                             capture_output=True, text=True, timeout=20, cwd=Path(__file__).resolve().parents[3])
     assert result.returncode == 2
     assert f"{acl}:2:" in result.stderr and "not a topic filter" in result.stderr
+
+
+def _wait_for_line(broker, text):
+    deadline = time.monotonic() + 5
+    while not any(text in line for line in broker.lines):
+        assert time.monotonic() < deadline, f"no {text!r} in:\n" + "\n".join(broker.lines)
+        time.sleep(0.05)
+
+
+def test_connections_and_refusals_are_logged_as_mosquitto_does(broker, client_factory, raw_factory):
+    alice = login(client_factory, broker, "alice", "s3cret", client_id="alice-log")
+    _wait_for_line(broker, "client 'alice-log' connected from 127.0.0.1:")
+    assert any("(MQTT 5.0, clean yes, keep alive 60, user 'alice')" in line for line in broker.lines)
+    alice.disconnect()
+    _wait_for_line(broker, "client 'alice-log' from 127.0.0.1:")
+    _wait_for_line(broker, "disconnected: normal_disconnection")
+    raw_factory(broker.port, 4).connect("guesser", username="alice", password=b"guess")
+    _wait_for_line(broker, "client 'guesser' from 127.0.0.1 refused: bad username or password (user 'alice')")
+    assert not any("b'guess'" in line for line in broker.lines)  # the password itself is never logged
+
+
+def test_connection_messages_can_be_turned_off(start_broker, client_factory):
+    quiet = start_broker("--no-connection-messages")
+    client_factory(quiet.port, client_id="silent").connect().disconnect()
+    time.sleep(0.3)
+    assert not any("silent" in line for line in quiet.lines)

@@ -218,6 +218,11 @@ async def serve(config: BrokerConfig, access: AccessControl, connection_messages
     if connection_messages:
         connection_log.install(broker.hooks)
     broker.start()
+    if access.acl is not None and broker.sessions:
+        # Restored sessions are held to the ACL file as it is now, before anyone reconnects.
+        dropped = Admin(broker).recheck_subscriptions()
+        if dropped:
+            logger.info("dropped %d restored subscription(s) the ACL file no longer allows", dropped)
     server = Server(config, broker)
     try:
         await server.start()

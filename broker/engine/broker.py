@@ -239,7 +239,7 @@ class Broker:
             if delay and session.expiry_interval:
                 session.will = will
                 session.will_handle = self.scheduler.call_later(
-                    delay, self._will_due, session
+                    delay, self.will_due, session
                 )
             else:
                 wills.publish_will(self, session, will)
@@ -255,7 +255,8 @@ class Broker:
             for hook in hooks:
                 _call_hook(hook, info, reason)
 
-    def _will_due(self, session: Session) -> None:
+    def will_due(self, session: Session) -> None:
+        """A will's delay is over and its client did not come back: publish it."""
         session.will_handle = None
         will = session.will
         session.will = None

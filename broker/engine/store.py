@@ -1,9 +1,10 @@
 """Persistence of retained messages and persistent sessions: snapshots and two stores.
 
 A snapshot holds every retained message and every session that outlives its connection,
-with its subscriptions, queued messages, messages in flight to the client and packet ids
-of QoS 2 messages received but not yet released. Times are wall-clock seconds so a
-snapshot stays meaningful across restarts.
+with its subscriptions, queued messages, messages in flight to the client, packet ids of
+QoS 2 messages received but not yet released, the plain attributes of its principal (what
+authorization decides on) and a will waiting out its delay. Times are wall-clock seconds
+so a snapshot stays meaningful across restarts.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from broker.engine import wills
 from broker.engine.interfaces import Principal
 from broker.engine.message import Message
 from broker.engine.queues import MessageQueue, Outgoing
 from broker.engine.session import NEVER_EXPIRES, Session
 from broker.engine.topics import SubOptions
+from broker.mqtt.packets import Will
 from broker.mqtt.properties import Properties
 from broker.mqtt.topics import parse_shared
 
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 _FORWARDED = ("payload_format_indicator", "content_type", "response_topic",
               "correlation_data", "user_properties")
+_WILL_PROPERTIES = (*_FORWARDED, "message_expiry_interval", "will_delay_interval")
+_PLAIN = (str, int, float, bool)
 
 
 @dataclass(slots=True)
@@ -66,6 +71,18 @@ class StoredDelivery:
 
 
 @dataclass(slots=True)
+class StoredWill:
+    """The will of a disconnected client, published at `due_at` unless it comes back."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    properties: dict[str, Any]
+    due_at: float
+
+
+@dataclass(slots=True)
 class StoredSession:
     client_id: str
     mountpoint: str
@@ -77,6 +94,8 @@ class StoredSession:
     inflight: list[StoredDelivery] = field(default_factory=list)
     queued: list[StoredDelivery] = field(default_factory=list)
     qos2_received: list[int] = field(default_factory=list)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    will: StoredWill | None = None
 
 
 @dataclass(slots=True)
@@ -146,8 +165,23 @@ def snapshot(broker: Broker) -> Snapshot:
             stored.queued = [_store_delivery(o, mono_now, wall_now) for o in session.queue]
         if session.qos2_in:
             stored.qos2_received = sorted(session.qos2_in)
+        # Plain values only: caches and other live objects are rebuilt on demand.
+        stored.attributes = {k: v for k, v in session.principal.attributes.items()
+                             if v is None or isinstance(v, _PLAIN)}
+        will = session.will
+        if will is not None and session.conn is None:
+            due = session.disconnected_at + wills.delay_of(will)
+            stored.will = StoredWill(will.topic, will.payload, will.qos, will.retain,
+                                     _properties_of(will.properties, _WILL_PROPERTIES),
+                                     wall_now + (due - mono_now))
         snap.sessions.append(stored)
     return snap
+
+
+def _properties_of(props: Properties | None, names: tuple[str, ...]) -> dict[str, Any]:
+    if props is None:
+        return {}
+    return {name: value for name in names if (value := getattr(props, name)) is not None}
 
 
 def restore(broker: Broker, snap: Snapshot) -> None:
@@ -159,13 +193,20 @@ def restore(broker: Broker, snap: Snapshot) -> None:
         if stored_msg.expires_at is None or stored_msg.expires_at > wall_now:
             broker.retained.set(_load_message(stored_msg, mono_now, wall_now))
     for stored in snap.sessions:
+        principal = Principal(stored.principal, stored.mountpoint, dict(stored.attributes))
+        session = Session(stored.client_id, stored.mountpoint, principal)
+        will = None
+        if stored.will is not None:
+            w = stored.will
+            will = Will(w.topic, w.payload, w.qos, w.retain, Properties(**w.properties) if w.properties else None)
         left: float | None = None
         if stored.expiry_interval != NEVER_EXPIRES:
             left = stored.expiry_interval - (wall_now - stored.disconnected_at)
             if left <= 0:
+                if will is not None:
+                    # The session ended while the broker was down: its will is overdue.
+                    broker.scheduler.call_later(0, wills.publish_will, broker, session, will)
                 continue
-        principal = Principal(stored.principal, stored.mountpoint)
-        session = Session(stored.client_id, stored.mountpoint, principal)
         session.expiry_interval = stored.expiry_interval
         session.protocol_level = stored.protocol_level
         session.disconnected_at = mono_now - (wall_now - stored.disconnected_at)
@@ -194,6 +235,11 @@ def restore(broker: Broker, snap: Snapshot) -> None:
             session.qos2_in = set(stored.qos2_received)
         if left is not None:
             session.expiry_handle = broker.scheduler.call_later(left, broker.expire, session)
+        if will is not None and stored.will is not None:
+            # Due while the broker was down: published once every session is back.
+            session.will = will
+            session.will_handle = broker.scheduler.call_later(
+                max(0.0, stored.will.due_at - wall_now), broker.will_due, session)
 
 
 # ---- stores --------------------------------------------------------------------------
@@ -263,8 +309,17 @@ def snapshot_from_json(text: str) -> Snapshot:
             [_delivery(d) for d in raw["inflight"]],
             [_delivery(d) for d in raw["queued"]],
             list(raw["qos2_received"]),
+            dict(raw.get("attributes") or {}),
+            _will(raw["will"]) if raw.get("will") else None,
         ))
     return snap
+
+
+def _will(raw: dict[str, Any]) -> StoredWill:
+    props = dict(raw.get("properties") or {})
+    if "user_properties" in props:
+        props["user_properties"] = [tuple(p) for p in props["user_properties"]]
+    return StoredWill(raw["topic"], raw["payload"], raw["qos"], raw["retain"], props, raw["due_at"])
 
 
 def snapshot_to_json(snap: Snapshot) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 
+from broker.engine.interfaces import Principal
 from broker.engine.store import FileStore, snapshot
-from broker.mqtt import Properties, Publish, Subscribe, Subscription
+from broker.mqtt import Properties, Publish, Subscribe, Subscription, Will
 from tests.broker.engine.engine_pairs import Peer, connected, make_broker
 
 
@@ -99,3 +100,87 @@ def test_clean_sessions_are_not_persisted(tmp_path):
     broker, _ = make_broker(store=FileStore(str(tmp_path)))
     connected(broker, "volatile")
     assert snapshot(broker).sessions == []
+
+
+class NamedUsers:
+    """An authenticator giving principals plain attributes and a live object, as real ones do."""
+
+    def authenticate(self, facts):
+        return Principal(facts.client_id, attributes={"username": facts.username, "tenant_id": 7,
+                                                     "cache": object()})
+
+
+def test_a_restored_session_keeps_its_principals_plain_attributes(tmp_path):
+    """Authorization of a restored session decides on the same identity as before."""
+    broker, clock = make_broker(store=FileStore(str(tmp_path)), authenticator=NamedUsers())
+    sub = connected(broker, "s", clean_start=False, username="alice",
+                    properties=Properties(session_expiry_interval=600))
+    sub.lose()
+    broker.stop()
+    again, _ = make_broker(clock=clock, store=FileStore(str(tmp_path)))
+    [session] = again.sessions.values()
+    assert session.principal.attributes == {"username": "alice", "tenant_id": 7}
+
+
+def dying_client(broker, delay, expiry=600):
+    will = Will("wills/dying", b"gone", 1, properties=Properties(will_delay_interval=delay))
+    return connected(broker, "dying", clean_start=False, will=will,
+                     properties=Properties(session_expiry_interval=expiry))
+
+
+def will_watcher(broker):
+    watcher = connected(broker, "watcher", clean_start=False, properties=Properties(session_expiry_interval=600))
+    watcher.send(Subscribe(1, [Subscription("wills/#", 1)]))
+    watcher.received()
+    return watcher
+
+
+def published(peer):
+    return [p.payload for p in peer.received() if isinstance(p, Publish)]
+
+
+def test_a_will_waiting_out_its_delay_survives_a_restart(tmp_path):
+    """[MQTT-3.1.3-9] the delay keeps running across the restart; the will is not lost."""
+    broker, clock = make_broker(store=FileStore(str(tmp_path)))
+    will_watcher(broker).lose()
+    dying_client(broker, delay=30).lose()
+    clock.advance(10)
+    broker.stop()
+    again, clock = make_broker(clock=clock, store=FileStore(str(tmp_path)))
+    watcher = Peer(again)
+    assert watcher.connect("watcher", clean_start=False,
+                           properties=Properties(session_expiry_interval=600)).session_present
+    clock.advance(15)
+    assert published(watcher) == []
+    clock.advance(10)  # 30 s after the client went
+    assert published(watcher) == [b"gone"]
+
+
+def test_a_client_back_within_the_delay_after_a_restart_cancels_its_will(tmp_path):
+    broker, clock = make_broker(store=FileStore(str(tmp_path)))
+    will_watcher(broker).lose()
+    dying_client(broker, delay=30).lose()
+    broker.stop()
+    again, clock = make_broker(clock=clock, store=FileStore(str(tmp_path)))
+    watcher = Peer(again)
+    watcher.connect("watcher", clean_start=False, properties=Properties(session_expiry_interval=600))
+    Peer(again).connect("dying", clean_start=False, properties=Properties(session_expiry_interval=600))
+    clock.advance(60)
+    assert published(watcher) == []
+
+
+def test_a_will_whose_session_ended_while_stopped_is_published_at_start(tmp_path):
+    store = FileStore(str(tmp_path))
+    broker, clock = make_broker(store=store)
+    will_watcher(broker).lose()
+    dying_client(broker, delay=300, expiry=60).lose()
+    snap = snapshot(broker)
+    dying = next(s for s in snap.sessions if s.client_id == "dying")
+    dying.disconnected_at -= 120  # the session expired 60 s ago, during the outage
+    store.save(snap)
+    again, clock = make_broker(clock=clock, store=FileStore(str(tmp_path)))
+    assert ("", "dying") not in again.sessions
+    watcher = Peer(again)
+    watcher.connect("watcher", clean_start=False, properties=Properties(session_expiry_interval=600))
+    clock.advance(0.1)
+    assert published(watcher) == [b"gone"]

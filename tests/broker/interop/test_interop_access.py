@@ -157,3 +157,28 @@ def test_connection_messages_can_be_turned_off(start_broker, client_factory):
     client_factory(quiet.port, client_id="silent").connect().disconnect()
     time.sleep(0.3)
     assert not any("silent" in line for line in quiet.lines)
+
+
+def test_a_restored_session_is_judged_as_its_user_after_a_restart(start_broker, client_factory, access_files,
+                                                                  tmp_path):
+    """Offline messages for a persistent session go by its user's rules, restart or not."""
+    passwords, acl = access_files
+    broker = start_broker("--password-file", str(passwords), "--acl-file", str(acl), "--persist",
+                          str(tmp_path / "state"), anonymous=False)
+    bob = client_factory(broker.port, client_id="bob-persistent", version=4)
+    bob.client.username_pw_set("bob", "hunter2")
+    bob.client._clean_session = False
+    bob.connect(clean=False)
+    bob.subscribe("#", qos=1)  # filtered per message: bob may read home/+/temperature only
+    bob.disconnect()
+    broker.restart()
+    alice = login(client_factory, broker, "alice", "s3cret")
+    alice.publish("public/news", b"for anonymous readers", qos=1)
+    alice.publish("home/attic/temperature", b"18", qos=1)
+    back = client_factory(broker.port, client_id="bob-persistent", version=4)
+    back.client.username_pw_set("bob", "hunter2")
+    back.connect(clean=False)
+    assert back.session_present
+    [message] = back.expect(1)
+    assert (message.topic, message.payload) == ("home/attic/temperature", b"18")
+    back.expect_none(0.5)

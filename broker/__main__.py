@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import logging.handlers
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -26,6 +27,9 @@ from broker.engine.store import FileStore
 from broker.net.listener import Server
 
 logger = logging.getLogger("broker")
+
+LOG_FLUSH_INTERVAL = 0.2
+"""Seconds an INFO line may wait in the log batch; warnings and errors go out at once."""
 
 
 SCHEMES = {"mqtt": (False, False), "tcp": (False, False), "tls": (True, False),
@@ -211,8 +215,11 @@ class AccessControl:
                     dropped)
 
 
-async def serve(config: BrokerConfig, access: AccessControl, connection_messages: bool = True) -> int:
+async def serve(config: BrokerConfig, access: AccessControl, connection_messages: bool = True,
+                log_batch: logging.Handler | None = None) -> int:
     loop = asyncio.get_running_loop()
+    if log_batch is not None:
+        _flush_logs_periodically(loop, log_batch)
     store = FileStore(config.persist_dir) if config.persist_dir else None
     broker = Broker(config, loop, access.authenticator, access.authorizer, store)
     if connection_messages:
@@ -244,6 +251,32 @@ async def serve(config: BrokerConfig, access: AccessControl, connection_messages
     return 0
 
 
+def configure_logging(level: str) -> logging.handlers.MemoryHandler:
+    """Log to stderr in batches.
+
+    With connection messages on, a write (and flush) per line cost a third of the time it
+    takes to accept a client; batched, lines go out every LOG_FLUSH_INTERVAL, at once from
+    WARNING up, and at exit. The format uses no caller, thread or process fields, so they
+    are not collected either (the caller lookup walks the stack for every record).
+    """
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    batch = logging.handlers.MemoryHandler(1024, logging.WARNING, stream)
+    root = logging.getLogger()
+    root.addHandler(batch)
+    root.setLevel(level)
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    return batch
+
+
+def _flush_logs_periodically(loop: asyncio.AbstractEventLoop, batch: logging.Handler) -> None:
+    batch.flush()
+    loop.call_later(LOG_FLUSH_INTERVAL, _flush_logs_periodically, loop, batch)
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
@@ -264,12 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         access = AccessControl(config)
     except AccessFileError as error:
         parser.error(str(error))
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_batch = configure_logging(args.log_level)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(serve(config, access, args.connection_messages))
+        return runner.run(serve(config, access, args.connection_messages, log_batch))
 
 
 if __name__ == "__main__":

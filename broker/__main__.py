@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-keepalive", type=_positive(int), metavar="SECONDS",
                    default=defaults.max_keepalive,
                    help="cap on client keep alive, told to MQTT 5 clients (0: no cap)")
+    p.add_argument("--max-session-expiry", type=_positive(int), metavar="SECONDS",
+                   default=defaults.max_session_expiry,
+                   help="forget a disconnected session after this long: 3.1.1 persistent "
+                   "sessions (Mosquitto's persistent_client_expiration) and MQTT 5 sessions "
+                   "asking for longer, who are told in CONNACK (0: no cap)")
     p.add_argument("--connect-timeout", type=_positive(float), metavar="SECONDS",
                    default=defaults.connect_timeout,
                    help="time allowed from accept to a processed CONNECT, TLS handshake "
@@ -152,6 +157,7 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         max_inflight=max(1, min(int(args.max_inflight), 65535)),
         max_qos=args.max_qos,
         max_keepalive=min(int(args.max_keepalive), 65535),
+        max_session_expiry=min(int(args.max_session_expiry), 0xFFFFFFFE),
         connect_timeout=args.connect_timeout,
         max_connections=int(args.max_connections),
         max_write_buffer=int(args.max_write_buffer),

@@ -63,6 +63,10 @@ class BrokerConfig:
     """Above this, QoS 0 messages to the connection are dropped; at 4x it is disconnected."""
     write_stall_timeout: float = 30.0
     """A connection backlogged this long without draining is disconnected."""
+    max_session_expiry: int = 0
+    """Cap on how long a disconnected session is kept, in seconds (0: none). Applies to
+    3.1.1 persistent sessions (otherwise kept forever, as Mosquitto's
+    persistent_client_expiration) and to MQTT 5 clients asking for more, who are told."""
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None

@@ -125,6 +125,9 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
             request_info = props.request_response_information == 1
     else:
         expiry = 0 if packet.clean_start else NEVER_EXPIRES
+    capped = None
+    if config.max_session_expiry and expiry > config.max_session_expiry:
+        expiry = capped = config.max_session_expiry
     conn.clean_start = packet.clean_start
     conn.will = will
     session, present = broker.attach(conn, conn.client_id, principal, packet.clean_start,
@@ -141,6 +144,8 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
             topic_alias_maximum=config.topic_alias_maximum or None,
             assigned_client_identifier=assigned,
             server_keep_alive=server_keep_alive,
+            # The client must be told when its session will not last as long as it asked.
+            session_expiry_interval=capped,
             wildcard_subscription_available=1,
             subscription_identifier_available=1,
             shared_subscription_available=1,

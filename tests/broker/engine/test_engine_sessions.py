@@ -275,3 +275,28 @@ def test_a_packet_above_the_maximum_packet_size_gets_disconnect_packet_too_large
     peer.send(Publish("x", b"a" * 200))
     [packet] = peer.received()
     assert isinstance(packet, Disconnect) and packet.reason_code == 0x95
+
+
+def test_the_session_expiry_cap_applies_to_311_persistent_sessions():
+    """Like Mosquitto's persistent_client_expiration: clean session 0 is not forever."""
+    broker, clock = make_broker(max_session_expiry=3600)
+    sub = connected(broker, "old-client", level=4, clean_start=False)
+    sub.send(Subscribe(1, [Subscription("a", 1)]))
+    sub.lose()
+    clock.advance(3599)
+    assert ("", "old-client") in broker.sessions
+    clock.advance(2)
+    assert ("", "old-client") not in broker.sessions
+
+
+def test_an_mqtt5_client_asking_for_longer_than_the_cap_is_told_in_connack():
+    """The CONNACK carries the interval the server uses when it differs (section 3.2.2.3.2)."""
+    broker, clock = make_broker(max_session_expiry=600)
+    peer = Peer(broker)
+    connack = peer.connect("greedy", clean_start=False, properties=Properties(session_expiry_interval=0xFFFFFFFF))
+    assert connack.properties.session_expiry_interval == 600
+    peer.lose()
+    clock.advance(601)
+    assert ("", "greedy") not in broker.sessions
+    modest = Peer(broker).connect("modest", clean_start=False, properties=Properties(session_expiry_interval=60))
+    assert modest.properties.session_expiry_interval is None  # what it asked for: nothing to say

@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from broker import connection_log
+from broker import connection_log, mosquitto_conf
 from broker.access.aclfile import AclFile
 from broker.access.passwords import (
     AccessFileError,
@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         "with tls:// listeners only) or --anonymous is given. SIGHUP reloads the password "
         "and ACL files.",
     )
+    p.add_argument("--config", metavar="MOSQUITTO_CONF",
+                   help="read a mosquitto.conf (Mosquitto 2.0 options: listeners, websockets, "
+                   "TLS, password and ACL files, persistence, limits); options given here as "
+                   "well come after it and win")
     p.add_argument("--bind", action="append", type=_listener, metavar="[SCHEME://]HOST:PORT",
                    help="listen here; repeatable; tls:// for MQTT over TLS, ws:// and wss:// for "
                    "MQTT over WebSocket (any path) (default 127.0.0.1:1883)")
@@ -294,6 +298,18 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ignored: list[str] = []
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(argv)
+    if known.config:
+        try:
+            translation = mosquitto_conf.read(known.config)
+        except mosquitto_conf.ConfigError as error:
+            parser.error(str(error))
+        argv = [*translation.args, *rest]
+        ignored = translation.ignored
     args = parser.parse_args(argv)
     config = config_from_args(args)
     problem = check_secure(config)
@@ -304,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AccessFileError as error:
         parser.error(str(error))
     log_batch = configure_logging(args.log_level)
+    for option in ignored:
+        logger.warning("ignored (no effect here): %s", option)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(serve(config, access, args.connection_messages, log_batch))
 

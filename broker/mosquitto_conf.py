@@ -1,0 +1,194 @@
+"""Read a mosquitto.conf and turn it into `python -m broker` options.
+
+A Mosquitto user can start Roost's standalone broker on the configuration file they have:
+`python -m broker --config /etc/mosquitto/mosquitto.conf`. The options Roost has an
+equivalent for are translated; options that only change how Mosquitto logs or runs as a
+daemon are ignored with a warning; anything that would change who may connect or what
+they may do, and that Roost cannot honour, stops the start with the file and line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Options with no effect on who may connect or what happens to messages.
+IGNORED = {
+    "log_dest", "log_type", "log_timestamp", "log_timestamp_format", "log_facility",
+    "websockets_log_level", "pid_file", "user", "set_tcp_nodelay", "persistence_file",
+    "check_retain_source", "upgrade_outgoing_qos", "queue_qos0_messages", "http_dir",
+    "socket_domain", "websockets_headers_size", "memory_limit", "clientid_prefixes",
+}
+
+_DURATION = re.compile(r"^(\d+)([hdwmy])$")
+_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
+
+
+class ConfigError(ValueError):
+    """A mosquitto.conf that Roost cannot run as its author meant."""
+
+
+@dataclass
+class _Listener:
+    port: int
+    host: str
+    line: int
+    websockets: bool = False
+    certfile: str | None = None
+    keyfile: str | None = None
+    cafile: str | None = None
+    require_certificate: bool = False
+
+
+@dataclass
+class Translation:
+    """The broker options, and what was ignored (for a warning at start)."""
+
+    args: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+def _bool(value: str, where: str) -> bool:
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
+def _int(value: str, where: str) -> int:
+    if not value.isdigit():
+        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    return int(value)
+
+
+def _duration(value: str, where: str) -> int:
+    match = _DURATION.match(value)
+    if match is None:
+        raise ConfigError(f"{where}: expected a duration such as 12h, 7d, 2w, 1m or 1y, got {value!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def translate(text: str, source: str = "mosquitto.conf") -> Translation:
+    """The `python -m broker` options that do what `text` asks of Mosquitto 2.0."""
+    out = Translation()
+    listeners: list[_Listener] = []
+    current: _Listener | None = None
+    anonymous: bool | None = None
+    identity_as_username = False
+    password_file = None
+    persistence = False
+    location = None
+    options: list[str] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.partition(" ")
+        value = value.strip()
+        where = f"{source}:{number}"
+        if name == "listener":
+            parts = value.split()
+            if not parts or len(parts) > 2:
+                raise ConfigError(f"{where}: listener PORT [ADDRESS]")
+            current = _Listener(_int(parts[0], where), parts[1] if len(parts) == 2 else "0.0.0.0", number)  # noqa: S104
+            listeners.append(current)
+        elif name == "port":
+            current = _Listener(_int(value, where), "0.0.0.0", number)  # noqa: S104
+            listeners.append(current)
+        elif name in ("protocol", "certfile", "keyfile", "cafile", "require_certificate", "bind_address"):
+            if current is None:
+                current = _Listener(1883, "0.0.0.0", number)  # noqa: S104 - Mosquitto's default listener
+                listeners.append(current)
+            if name == "protocol":
+                if value not in ("mqtt", "websockets"):
+                    raise ConfigError(f"{where}: protocol {value!r} is not offered (mqtt, websockets)")
+                current.websockets = value == "websockets"
+            elif name == "require_certificate":
+                current.require_certificate = _bool(value, where)
+            elif name == "bind_address":
+                current.host = value
+            else:
+                setattr(current, name, value)
+        elif name == "allow_anonymous":
+            anonymous = _bool(value, where)
+        elif name == "use_identity_as_username":
+            identity_as_username = _bool(value, where)
+        elif name == "password_file":
+            password_file = value
+            options += ["--password-file", value]
+        elif name == "acl_file":
+            options += ["--acl-file", value]
+        elif name == "persistence":
+            persistence = _bool(value, where)
+        elif name == "persistence_location":
+            location = value
+        elif name == "autosave_interval":
+            options += ["--autosave-interval", str(_int(value, where))]
+        elif name == "max_queued_messages":
+            options += ["--max-queued-messages", str(_int(value, where))]
+        elif name == "max_queued_bytes":
+            options += ["--max-queued-bytes", str(_int(value, where))]
+        elif name == "max_inflight_messages":
+            options += ["--max-inflight", str(_int(value, where) or 65535)]  # 0: no limit
+        elif name == "max_packet_size":
+            options += ["--max-packet-size", str(_int(value, where))]
+        elif name == "max_keepalive":
+            options += ["--max-keepalive", str(_int(value, where))]
+        elif name == "max_connections":
+            count = int(value) if value.lstrip("-").isdigit() else _int(value, where)
+            options += ["--max-connections", str(max(count, 0))]  # -1: no limit
+        elif name == "persistent_client_expiration":
+            options += ["--max-session-expiry", str(_duration(value, where))]
+        elif name == "sys_interval":
+            options += ["--sys-interval", str(_int(value, where))]
+        elif name == "max_qos":
+            options += ["--max-qos", str(_int(value, where))]
+        elif name == "connection_messages":
+            options.append("--connection-messages" if _bool(value, where) else "--no-connection-messages")
+        elif name == "per_listener_settings":
+            if _bool(value, where):
+                raise ConfigError(f"{where}: per_listener_settings true is not supported: "
+                                  "every listener shares one set of security settings")
+        elif name in IGNORED:
+            out.ignored.append(f"{where}: {name}")
+        else:
+            raise ConfigError(f"{where}: {name!r} is not supported (bridges, plugins, PSK, "
+                              "CRL files and per-listener security have no equivalent)")
+    tls = {(lst.certfile, lst.keyfile, lst.cafile if lst.require_certificate else None)
+           for lst in listeners if lst.certfile}
+    if len(tls) > 1:
+        raise ConfigError(f"{source}: TLS listeners with different certificates are not supported")
+    for lst in listeners:
+        if bool(lst.certfile) != bool(lst.keyfile):
+            raise ConfigError(f"{source}:{lst.line}: a TLS listener needs both certfile and keyfile")
+        scheme = {(False, False): "", (True, False): "tls://", (False, True): "ws://",
+                  (True, True): "wss://"}[(bool(lst.certfile), lst.websockets)]
+        host = f"[{lst.host}]" if ":" in lst.host else lst.host
+        out.args += ["--bind", f"{scheme}{host}:{lst.port}"]
+    if tls:
+        certfile, keyfile, cafile = tls.pop()
+        out.args += ["--tls-cert", str(certfile), "--tls-key", str(keyfile)]
+        if cafile:
+            out.args += ["--tls-ca", cafile]
+    if identity_as_username and password_file:
+        raise ConfigError(f"{source}: use_identity_as_username with password_file is not supported")
+    if anonymous is None:
+        # Mosquitto 2.0's "local only mode": no listener configured means 127.0.0.1:1883
+        # (our default too) open to anonymous clients.
+        anonymous = not listeners and password_file is None
+    if anonymous:
+        out.args.append("--anonymous")
+    if persistence:
+        out.args += ["--persist", location or "."]
+    out.args += options
+    return out
+
+
+def read(path: str | Path) -> Translation:
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return translate(text, str(path))

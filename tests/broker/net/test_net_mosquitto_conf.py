@@ -1,0 +1,79 @@
+"""`python -m broker --config mosquitto.conf`: Mosquitto 2.0 options translated, the rest
+ignored with a warning or refused with its line."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.mosquitto_conf import ConfigError, translate
+
+CONF = """\
+# A typical Mosquitto 2.0 setup.
+per_listener_settings false
+allow_anonymous false
+password_file /etc/mosquitto/passwd
+acl_file /etc/mosquitto/acl
+
+listener 1883
+listener 8883
+certfile /etc/mosquitto/certs/server.pem
+keyfile /etc/mosquitto/certs/server.key
+cafile /etc/mosquitto/ca.pem
+require_certificate true
+
+listener 9001 127.0.0.1
+protocol websockets
+
+persistence true
+persistence_location /var/lib/mosquitto/
+autosave_interval 1800
+persistent_client_expiration 2w
+max_queued_messages 5000
+max_inflight_messages 0
+max_connections -1
+connection_messages true
+log_dest file /var/log/mosquitto/mosquitto.log
+log_type all
+"""
+
+
+def test_a_typical_configuration_becomes_broker_options():
+    result = translate(CONF)
+    assert result.args == [
+        "--bind", "0.0.0.0:1883", "--bind", "tls://0.0.0.0:8883", "--bind", "ws://127.0.0.1:9001",
+        "--tls-cert", "/etc/mosquitto/certs/server.pem", "--tls-key", "/etc/mosquitto/certs/server.key",
+        "--tls-ca", "/etc/mosquitto/ca.pem",
+        "--persist", "/var/lib/mosquitto/",
+        "--password-file", "/etc/mosquitto/passwd", "--acl-file", "/etc/mosquitto/acl",
+        "--autosave-interval", "1800", "--max-session-expiry", str(14 * 86400),
+        "--max-queued-messages", "5000", "--max-inflight", "65535", "--max-connections", "0",
+        "--connection-messages",
+    ]
+    assert result.ignored == ["mosquitto.conf:25: log_dest", "mosquitto.conf:26: log_type"]
+
+
+def test_no_listener_is_mosquittos_local_only_mode():
+    assert translate("").args == ["--anonymous"]
+    assert translate("allow_anonymous false\n").args == []
+    assert translate("listener 1883\n").args == ["--bind", "0.0.0.0:1883"]
+
+
+def test_a_cafile_without_require_certificate_asks_for_no_client_certificate():
+    args = translate("listener 8883\ncertfile s.pem\nkeyfile s.key\ncafile ca.pem\n").args
+    assert "--tls-ca" not in args and "tls://0.0.0.0:8883" in args
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("connection bridge-1\naddress remote:1883\n", r"mosquitto.conf:1: 'connection' is not supported"),
+    ("per_listener_settings true\n", "per_listener_settings true is not supported"),
+    ("listener 1883\nprotocol mqttsn\n", r":2: protocol 'mqttsn' is not offered"),
+    ("allow_anonymous yes\n", r":1: expected true or false"),
+    ("persistent_client_expiration 3 days\n", "expected a duration"),
+    ("listener 8883\ncertfile a.pem\nkeyfile a.key\nlistener 8884\ncertfile b.pem\nkeyfile b.key\n",
+     "different certificates"),
+    ("listener 8883\ncertfile a.pem\n", r":1: a TLS listener needs both certfile and keyfile"),
+    ("plugin /usr/lib/mosquitto_dynamic_security.so\n", "'plugin' is not supported"),
+])
+def test_what_cannot_be_honoured_stops_the_start_with_its_line(text, message):
+    with pytest.raises(ConfigError, match=message):
+        translate(text)

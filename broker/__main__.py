@@ -19,11 +19,12 @@ from broker.access.passwords import (
     PasswordAuthenticator,
     PasswordFile,
 )
-from broker.config import BrokerConfig, Listener
+from broker.config import BridgeSettings, BrokerConfig, Listener
 from broker.engine.admin import Admin
 from broker.engine.broker import Broker
 from broker.engine.interfaces import AllowAll, Authenticator, Authorizer
 from broker.engine.store import FileStore
+from broker.net.bridge import Bridge
 from broker.net.listener import Server
 
 logger = logging.getLogger("broker")
@@ -226,7 +227,8 @@ class AccessControl:
 
 
 async def serve(config: BrokerConfig, access: AccessControl, connection_messages: bool = True,
-                log_batch: logging.Handler | None = None) -> int:
+                log_batch: logging.Handler | None = None,
+                bridges: Sequence[BridgeSettings] = ()) -> int:
     loop = asyncio.get_running_loop()
     if log_batch is not None:
         _flush_logs_periodically(loop, log_batch)
@@ -247,6 +249,9 @@ async def serve(config: BrokerConfig, access: AccessControl, connection_messages
         logger.error("cannot listen: %s", error)
         broker.stop()
         return 1
+    running = [Bridge(broker, settings) for settings in bridges]
+    for bridge in running:
+        bridge.start()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
@@ -256,6 +261,8 @@ async def serve(config: BrokerConfig, access: AccessControl, connection_messages
             loop.add_signal_handler(signal.SIGHUP, access.reload, broker)
     await stop.wait()
     logger.info("shutting down")
+    for bridge in running:
+        await bridge.stop()
     await server.shutdown()
     logger.info("stopped")
     return 0
@@ -300,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     ignored: list[str] = []
+    bridges: list[BridgeSettings] = []
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(argv)
@@ -310,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(error))
         argv = [*translation.args, *rest]
         ignored = translation.ignored
+        bridges = translation.bridges
     args = parser.parse_args(argv)
     config = config_from_args(args)
     problem = check_secure(config)
@@ -323,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for option in ignored:
         logger.warning("ignored (no effect here): %s", option)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(serve(config, access, args.connection_messages, log_batch))
+        return runner.run(serve(config, access, args.connection_messages, log_batch, bridges))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,38 @@ class Listener:
 
 
 @dataclass(slots=True)
+class BridgeTopic:
+    """What a bridge forwards: `local_prefix + pattern` here, `remote_prefix + pattern` there."""
+
+    pattern: str
+    direction: str = "out"  # "out", "in" or "both"
+    qos: int = 0
+    local_prefix: str = ""
+    remote_prefix: str = ""
+
+
+@dataclass(slots=True)
+class BridgeSettings:
+    """One bridge to a remote broker, as a mosquitto.conf `connection` section describes it."""
+
+    name: str
+    host: str = ""
+    port: int = 1883
+    topics: list[BridgeTopic] = field(default_factory=list)
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    clean_session: bool = False
+    protocol_version: int = 4
+    keepalive: int = 60
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    insecure: bool = False
+    notifications: bool = True
+
+
+@dataclass(slots=True)
 class BrokerConfig:
     """Limits and features; the defaults follow Mosquitto 2.0 where it has one."""
 

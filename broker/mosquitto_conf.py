@@ -10,8 +10,11 @@ they may do, and that Roost cannot honour, stops the start with the file and lin
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from broker.config import BridgeSettings, BridgeTopic
 
 # Options with no effect on who may connect or what happens to messages.
 IGNORED = {
@@ -19,6 +22,9 @@ IGNORED = {
     "websockets_log_level", "pid_file", "user", "set_tcp_nodelay", "persistence_file",
     "check_retain_source", "upgrade_outgoing_qos", "queue_qos0_messages", "http_dir",
     "socket_domain", "websockets_headers_size", "memory_limit", "clientid_prefixes",
+    # Bridge options whose Mosquitto meaning needs nothing here.
+    "try_private", "local_clientid", "restart_timeout", "idle_timeout", "notifications_local_only",
+    "bridge_attempt_unsubscribe", "cleansession_local",
 }
 
 _DURATION = re.compile(r"^(\d+)([hdwmy])$")
@@ -43,10 +49,11 @@ class _Listener:
 
 @dataclass
 class Translation:
-    """The broker options, and what was ignored (for a warning at start)."""
+    """The broker options, the bridges, and what was ignored (for a warning at start)."""
 
     args: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    bridges: list[BridgeSettings] = field(default_factory=list)
 
 
 def _bool(value: str, where: str) -> bool:
@@ -88,6 +95,16 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
         name, _, value = line.partition(" ")
         value = value.strip()
         where = f"{source}:{number}"
+        if name == "connection":
+            if not value:
+                raise ConfigError(f"{where}: connection NAME")
+            out.bridges.append(BridgeSettings(value))
+            continue
+        if out.bridges and name in _BRIDGE_OPTIONS:
+            _bridge_option(out.bridges[-1], name, value, where)
+            continue
+        if name in _BRIDGE_OPTIONS:
+            raise ConfigError(f"{where}: {name} belongs in a bridge, after a connection line")
         if name == "listener":
             parts = value.split()
             if not parts or len(parts) > 2:
@@ -156,6 +173,11 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
         else:
             raise ConfigError(f"{where}: {name!r} is not supported (bridges, plugins, PSK, "
                               "CRL files and per-listener security have no equivalent)")
+    for bridge in out.bridges:
+        if not bridge.host:
+            raise ConfigError(f"{source}: bridge {bridge.name!r} has no address")
+        if not bridge.topics:
+            raise ConfigError(f"{source}: bridge {bridge.name!r} has no topic line")
     tls = {(lst.certfile, lst.keyfile, lst.cafile if lst.require_certificate else None)
            for lst in listeners if lst.certfile}
     if len(tls) > 1:
@@ -184,6 +206,74 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
         out.args += ["--persist", location or "."]
     out.args += options
     return out
+
+
+_BRIDGE_OPTIONS = {
+    "address", "addresses", "topic", "remote_username", "remote_password", "remote_clientid",
+    "cleansession", "bridge_protocol_version", "keepalive_interval", "notifications",
+    "bridge_cafile", "bridge_certfile", "bridge_keyfile", "bridge_insecure", "start_type",
+}
+
+
+def _bridge_option(bridge: BridgeSettings, name: str, value: str, where: str) -> None:
+    if name in ("address", "addresses"):
+        first = value.split()[0] if value.split() else ""
+        if len(value.split()) > 1:
+            raise ConfigError(f"{where}: one bridge address only (no fail-over list)")
+        host, _, port = first.rpartition(":") if ":" in first else (first, "", "1883")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{where}: address HOST[:PORT], got {value!r}")
+        bridge.host, bridge.port = host, int(port)
+    elif name == "topic":
+        bridge.topics.append(_bridge_topic(value, where))
+    elif name == "remote_username":
+        bridge.username = value
+    elif name == "remote_password":
+        bridge.password = value
+    elif name == "remote_clientid":
+        bridge.client_id = value
+    elif name == "cleansession":
+        bridge.clean_session = _bool(value, where)
+    elif name == "notifications":
+        bridge.notifications = _bool(value, where)
+    elif name == "keepalive_interval":
+        bridge.keepalive = _int(value, where)
+    elif name == "bridge_protocol_version":
+        versions = {"mqttv311": 4, "mqttv50": 5}
+        if value not in versions:
+            raise ConfigError(f"{where}: bridge_protocol_version mqttv311 or mqttv50, got {value!r}")
+        bridge.protocol_version = versions[value]
+    elif name == "bridge_insecure":
+        bridge.insecure = _bool(value, where)
+    elif name == "start_type":
+        if value != "automatic":
+            raise ConfigError(f"{where}: only start_type automatic is supported")
+    else:
+        setattr(bridge, name.removeprefix("bridge_"), value)
+
+
+def _bridge_topic(value: str, where: str) -> BridgeTopic:
+    """`topic PATTERN [out|in|both [QOS [LOCAL_PREFIX REMOTE_PREFIX]]]`; "" is empty."""
+    try:
+        words = shlex.split(value)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    if not words or len(words) > 5 or len(words) == 4:
+        raise ConfigError(f"{where}: topic PATTERN [out|in|both [QOS [LOCAL_PREFIX REMOTE_PREFIX]]]")
+    topic = BridgeTopic(words[0])
+    if len(words) > 1:
+        if words[1] not in ("out", "in", "both"):
+            raise ConfigError(f"{where}: direction out, in or both, got {words[1]!r}")
+        topic.direction = words[1]
+    if len(words) > 2:
+        if words[2] not in ("0", "1", "2"):
+            raise ConfigError(f"{where}: QoS 0, 1 or 2, got {words[2]!r}")
+        topic.qos = int(words[2])
+    if len(words) == 5:
+        topic.local_prefix, topic.remote_prefix = words[3], words[4]
+    if not (topic.pattern or topic.local_prefix or topic.remote_prefix):
+        raise ConfigError(f"{where}: an empty pattern needs prefixes")
+    return topic
 
 
 def read(path: str | Path) -> Translation:

@@ -3,13 +3,13 @@ must treat the same clients the same way."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.broker.interop.mosquitto_process import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -22,24 +22,6 @@ topic read home/+/temperature
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"broker exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
 @pytest.fixture(params=["mosquitto", "roost"])
 def configured_broker(request, tmp_path):
     """A broker started on a mosquitto.conf: TCP and WebSocket listeners, a password file
@@ -49,7 +31,7 @@ def configured_broker(request, tmp_path):
                    capture_output=True)
     subprocess.run(["mosquitto_passwd", "-b", str(passwords), "bob", "hunter2"], check=True, capture_output=True)
     (tmp_path / "acl").write_text(ACL)
-    tcp, ws = _free_port(), _free_port()
+    tcp, ws = free_port(), free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"""\
 user root
@@ -70,8 +52,8 @@ log_type error
         command = [sys.executable, "-m", "broker", "--config", str(conf)]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _wait_for_port(tcp, proc)
-        _wait_for_port(ws, proc)
+        wait_for_port(tcp, proc)
+        wait_for_port(ws, proc)
         yield request.param, tcp, ws
     finally:
         proc.kill()
@@ -104,13 +86,13 @@ def test_the_same_configuration_refuses_the_same_clients(configured_broker, clie
     assert anonymous.connected.wait(5) and anonymous.connack[1].is_failure
 
 
-def test_a_bridge_in_the_configuration_stops_the_start_with_its_line(tmp_path):
+def test_a_plugin_in_the_configuration_stops_the_start_with_its_line(tmp_path):
     conf = tmp_path / "mosquitto.conf"
-    conf.write_text("listener 1883\nconnection to-cloud\naddress cloud.example:8883\n")
+    conf.write_text("listener 1883\nplugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so\n")
     result = subprocess.run([sys.executable, "-m", "broker", "--config", str(conf)], cwd=REPO,
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 2
-    assert f"{conf}:2: 'connection' is not supported" in result.stderr
+    assert f"{conf}:2: 'plugin' is not supported" in result.stderr
 
 
 def test_options_without_effect_are_named_in_a_warning(start_broker, tmp_path):

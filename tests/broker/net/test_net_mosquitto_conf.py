@@ -64,7 +64,11 @@ def test_a_cafile_without_require_certificate_asks_for_no_client_certificate():
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("connection bridge-1\naddress remote:1883\n", r"mosquitto.conf:1: 'connection' is not supported"),
+    ("connection bridge-1\naddress remote:1883\n", "bridge 'bridge-1' has no topic line"),
+    ("connection b\ntopic # both 1 a/\n", r":2: topic PATTERN \[out\|in\|both"),
+    ("connection b\naddress a:1883 b:1883\ntopic #\n", "one bridge address only"),
+    ("topic sensors/# out 1\n", r":1: topic belongs in a bridge, after a connection line"),
+    ("connection b\naddress a\ntopic # sideways\n", "direction out, in or both"),
     ("per_listener_settings true\n", "per_listener_settings true is not supported"),
     ("listener 1883\nprotocol mqttsn\n", r":2: protocol 'mqttsn' is not offered"),
     ("allow_anonymous yes\n", r":1: expected true or false"),
@@ -77,3 +81,38 @@ def test_a_cafile_without_require_certificate_asks_for_no_client_certificate():
 def test_what_cannot_be_honoured_stops_the_start_with_its_line(text, message):
     with pytest.raises(ConfigError, match=message):
         translate(text)
+
+
+def test_bridge_sections_become_bridge_settings():
+    result = translate("""\
+listener 1883
+connection cloud
+address cloud.example.com:8883
+remote_username edge-7
+remote_password secret
+remote_clientid edge-7
+bridge_protocol_version mqttv50
+bridge_cafile /etc/ca.pem
+cleansession true
+notifications false
+try_private true
+topic sensors/# out 1
+topic commands/+ in 2
+topic "" both 0 local/status remote/edge-7/status
+
+connection backup
+address 10.0.0.2
+topic # out
+""")
+    assert result.args == ["--bind", "0.0.0.0:1883"]
+    assert result.ignored == ["mosquitto.conf:11: try_private"]
+    cloud, backup = result.bridges
+    assert (cloud.name, cloud.host, cloud.port, cloud.username, cloud.password, cloud.client_id) == (
+        "cloud", "cloud.example.com", 8883, "edge-7", "secret", "edge-7")
+    assert (cloud.protocol_version, cloud.cafile, cloud.clean_session, cloud.notifications) == (
+        5, "/etc/ca.pem", True, False)
+    assert [(t.pattern, t.direction, t.qos, t.local_prefix, t.remote_prefix) for t in cloud.topics] == [
+        ("sensors/#", "out", 1, "", ""), ("commands/+", "in", 2, "", ""),
+        ("", "both", 0, "local/status", "remote/edge-7/status")]
+    assert (backup.host, backup.port, backup.protocol_version, backup.clean_session) == ("10.0.0.2", 1883, 4, False)
+    assert [(t.pattern, t.direction, t.qos) for t in backup.topics] == [("#", "out", 0)]

@@ -1,0 +1,99 @@
+"""Bridges from `python -m broker` to Debian's Mosquitto, configured in a mosquitto.conf
+`connection` section, in both directions, with prefixes, notifications and reconnection."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.broker.interop.mosquitto_process import Mosquitto, free_port
+
+
+@pytest.fixture
+def remote(tmp_path):
+    mosquitto = Mosquitto(tmp_path, free_port()).start()
+    yield mosquitto
+    mosquitto.stop()
+
+
+@pytest.fixture(params=[4, 5], ids=["mqttv311", "mqttv50"])
+def bridged(request, start_broker, remote, tmp_path):
+    version = "mqttv50" if request.param == 5 else "mqttv311"
+    conf = tmp_path / "edge.conf"
+    conf.write_text(f"""\
+allow_anonymous true
+connection cloud
+address 127.0.0.1:{remote.port}
+bridge_protocol_version {version}
+cleansession true
+topic sensors/# out 1
+topic commands/# in 1
+topic # both 1 edge/ cloud/
+""")
+    broker = start_broker("--config", str(conf), anonymous=False)
+    return broker, remote
+
+
+def _wait_connected(client, topic="$SYS/broker/connection/cloud/state", value=b"1", timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{topic} never became {value!r}"
+        for message in client.collect(min(left, 0.5)):
+            if message.topic == topic and message.payload == value:
+                return
+
+
+def test_messages_go_out_and_come_in(bridged, client_factory):
+    broker, remote = bridged
+    local = client_factory(broker.port, client_id="edge-app").connect()
+    local.subscribe("$SYS/broker/connection/cloud/state", qos=1)
+    _wait_connected(local)
+    local.subscribe("commands/#", qos=1)
+    cloud = client_factory(remote.port, client_id="cloud-app").connect()
+    cloud.subscribe("sensors/#", qos=1)
+    local.publish("sensors/t1", b"21.5", qos=1)
+    [out] = cloud.expect(1, timeout=5)
+    assert (out.topic, out.payload) == ("sensors/t1", b"21.5")
+    cloud.publish("commands/reboot", b"now", qos=1)
+    [came_in] = local.expect(1, timeout=5)
+    assert (came_in.topic, came_in.payload) == ("commands/reboot", b"now")
+    # Not bridged: stays where it was published.
+    local.publish("private/x", b"local only", qos=1)
+    cloud.subscribe("private/#", qos=1)
+    cloud.expect_none(0.5)
+
+
+def test_prefixes_map_topics_both_ways_without_loops(bridged, client_factory):
+    broker, remote = bridged
+    local = client_factory(broker.port, client_id="edge-prefix").connect()
+    local.subscribe("$SYS/broker/connection/cloud/state", qos=1)
+    _wait_connected(local)
+    local.subscribe("edge/#", qos=1)
+    cloud = client_factory(remote.port, client_id="cloud-prefix").connect()
+    cloud.subscribe("cloud/#", qos=1)
+    local.publish("edge/up", b"from the edge", qos=1)
+    assert [(m.topic, m.payload) for m in cloud.expect(1)] == [("cloud/up", b"from the edge")]
+    assert [(m.topic, m.payload) for m in local.expect(1)] == [("edge/up", b"from the edge")]  # its own
+    cloud.publish("cloud/down", b"from the cloud", qos=1)
+    assert [(m.topic, m.payload) for m in local.expect(1)] == [("edge/down", b"from the cloud")]
+    assert [(m.topic, m.payload) for m in cloud.expect(1)] == [("cloud/down", b"from the cloud")]
+    # Neither side sees a second copy: the bridge does not send back what it brought in.
+    local.expect_none(0.7)
+    cloud.expect_none(0.1)
+
+
+def test_the_bridge_reconnects_and_says_so_in_its_notification_topic(bridged, client_factory):
+    broker, remote = bridged
+    local = client_factory(broker.port, client_id="edge-watch").connect()
+    local.subscribe("$SYS/broker/connection/cloud/state", qos=1)
+    _wait_connected(local)
+    remote.stop()
+    _wait_connected(local, value=b"0")
+    remote.start()
+    _wait_connected(local, value=b"1", timeout=15)
+    cloud = client_factory(remote.port, client_id="cloud-again").connect()
+    cloud.subscribe("sensors/#", qos=1)
+    local.publish("sensors/after", b"back", qos=1)
+    assert cloud.expect(1, timeout=5)[0].payload == b"back"

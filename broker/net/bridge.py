@@ -57,6 +57,8 @@ class Bridge:
             for o in self.outgoing for i in self.incoming)
         self._sent: dict[tuple[str, bytes], deque[float]] = {}
         self._sent_at: deque[tuple[float, tuple[str, bytes]]] = deque()
+        # QoS 1/2 messages for the remote broker while it is unreachable, oldest dropped first.
+        self.backlog: deque[tuple[str, bytes, int, bool]] = deque(maxlen=broker.config.max_queued_messages)
         self.client: gmqtt.Client | None = None
         self.connected = False
         self._task: asyncio.Task[None] | None = None
@@ -130,6 +132,12 @@ class Bridge:
         if subscriptions:
             client.subscribe(subscriptions)
         self._notify(True)
+        backlog = self.backlog
+        if backlog:
+            logger.info("bridge %s: sending %d message(s) held while disconnected", self.settings.name, len(backlog))
+        while backlog:
+            topic, payload, qos, retain = backlog.popleft()
+            client.publish(topic, payload, qos=qos, retain=retain)
 
     def _on_disconnect(self, client: gmqtt.Client, packet: Any, exc: Exception | None = None) -> None:
         if self.connected:
@@ -154,15 +162,20 @@ class Bridge:
     # ---- local messages ------------------------------------------------------------
 
     def _published(self, principal: Principal | None, message: Message) -> None:
-        if message.origin is self.session or not self.connected or self.client is None:
+        if message.origin is self.session:
             return
         topic = message.topic
         for t in self.outgoing:
             if topic_matches(t.local_prefix + t.pattern, topic):
                 remote = t.remote_prefix + topic[len(t.local_prefix):]
+                qos = min(message.qos, t.qos)
+                if not self.connected or self.client is None:
+                    if qos:
+                        self.backlog.append((remote, message.payload, qos, message.retain))
+                    return
                 if self.echoes:
                     self._expect_echo(remote, message.payload)
-                self.client.publish(remote, message.payload, qos=min(message.qos, t.qos), retain=message.retain)
+                self.client.publish(remote, message.payload, qos=qos, retain=message.retain)
                 return
 
     def _expect_echo(self, topic: str, payload: bytes) -> None:

@@ -97,3 +97,21 @@ def test_the_bridge_reconnects_and_says_so_in_its_notification_topic(bridged, cl
     cloud.subscribe("sensors/#", qos=1)
     local.publish("sensors/after", b"back", qos=1)
     assert cloud.expect(1, timeout=5)[0].payload == b"back"
+
+
+def test_messages_for_an_unreachable_remote_are_held_until_it_answers(bridged, client_factory):
+    broker, remote = bridged
+    local = client_factory(broker.port, client_id="edge-hold").connect()
+    local.subscribe("$SYS/broker/connection/cloud/state", qos=1)
+    _wait_connected(local)
+    remote.stop()
+    _wait_connected(local, value=b"0")
+    local.publish("sensors/last", b"held", qos=1, retain=True)
+    local.publish("sensors/lost", b"qos 0 is not held", qos=0, retain=True)
+    remote.start()
+    _wait_connected(local, value=b"1", timeout=15)
+    cloud = client_factory(remote.port, client_id="cloud-late").connect()
+    cloud.subscribe("sensors/#", qos=1)
+    [message] = cloud.expect(1, timeout=5)  # the retained message the bridge sent on connecting
+    assert (message.topic, message.payload) == ("sensors/last", b"held")
+    cloud.expect_none(0.5)

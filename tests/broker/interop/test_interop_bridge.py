@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.broker.interop.mosquitto_process import Mosquitto, free_port
+from tests.broker.net.tls_certs import make_pki
 
 
 @pytest.fixture
@@ -115,3 +116,35 @@ def test_messages_for_an_unreachable_remote_are_held_until_it_answers(bridged, c
     [message] = cloud.expect(1, timeout=5)  # the retained message the bridge sent on connecting
     assert (message.topic, message.payload) == ("sensors/last", b"held")
     cloud.expect_none(0.5)
+
+
+def test_a_bridge_over_mutual_tls(start_broker, client_factory, tmp_path):
+    """bridge_cafile / bridge_certfile / bridge_keyfile against a Mosquitto that requires a
+    client certificate."""
+    pki = make_pki(tmp_path)
+    port = free_port()
+    remote = Mosquitto(tmp_path, port, extra=(
+        f"allow_anonymous true\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
+        f"cafile {pki.ca}\nrequire_certificate true\n")).start()
+    try:
+        conf = tmp_path / "edge-tls.conf"
+        conf.write_text(f"""\
+allow_anonymous true
+connection secure
+address 127.0.0.1:{port}
+bridge_cafile {pki.ca}
+bridge_certfile {pki.client_cert}
+bridge_keyfile {pki.client_key}
+topic telemetry/# out 1
+""")
+        broker = start_broker("--config", str(conf), anonymous=False)
+        local = client_factory(broker.port, client_id="edge-tls").connect()
+        local.subscribe("$SYS/broker/connection/secure/state", qos=1)
+        _wait_connected(local, topic="$SYS/broker/connection/secure/state")
+        cloud = client_factory(port, client_id="cloud-tls")
+        cloud.connect(tls={"ca_certs": str(pki.ca), "certfile": str(pki.client_cert), "keyfile": str(pki.client_key)})
+        cloud.subscribe("telemetry/#", qos=1)
+        local.publish("telemetry/t", b"over mtls", qos=1)
+        assert cloud.expect(1, timeout=5)[0].payload == b"over mtls"
+    finally:
+        remote.stop()

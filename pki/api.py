@@ -11,6 +11,7 @@ from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from devices.audit import Actor
@@ -76,8 +77,10 @@ class EnrollView(APIView):
 
     authentication_classes: list[Any] = []  # devices have no session; the token is the credential
     permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "enroll"  # ROOST_ENROLL_RATE per client address
 
-    @extend_schema(request=EnrollRequestSerializer, responses={201: dict, 400: dict, 403: dict, 409: dict, 413: dict})
+    @extend_schema(request=EnrollRequestSerializer, responses={201: dict, 400: dict, 403: dict, 409: dict, 413: dict, 429: dict})
     def post(self, request: Request) -> Response:
         try:
             _check_declared_length(request, MAX_ENROLL_BODY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -217,6 +218,16 @@ STORAGES = {
     },
 }
 
+# Enrollment requests per client address (REQUESTS/PERIOD, PERIOD one of s, min, h, day),
+# counted per web process. A token is a 256-bit secret, so this guards the CPU (CSR
+# checks, signing) more than the tokens.
+ROOST_ENROLL_RATE = envstr("ROOST_ENROLL_RATE", "30/min").strip()
+if not re.fullmatch(r"[1-9]\d*/(s|sec|m|min|h|hour|d|day)", ROOST_ENROLL_RATE):
+    raise ImproperlyConfigured(f"ROOST_ENROLL_RATE={ROOST_ENROLL_RATE!r}: expected REQUESTS/PERIOD such as 30/min")
+# Reverse proxies in front of the web server: the client address is then taken from
+# X-Forwarded-For, this many hops from the end. 0 trusts no such header.
+ROOST_NUM_PROXIES = envint("ROOST_NUM_PROXIES", 0, minimum=0, maximum=10)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
@@ -225,6 +236,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "DEFAULT_THROTTLE_RATES": {"enroll": ROOST_ENROLL_RATE},
+    "NUM_PROXIES": ROOST_NUM_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Roost API",

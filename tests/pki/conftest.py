@@ -9,6 +9,14 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
+def fresh_throttles() -> None:
+    """Rate limits count per client address in the cache; each test starts at zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def pki_data_dir(settings: Any, tmp_path: Path) -> Path:
     data = tmp_path / "data"
     data.mkdir()

@@ -196,3 +196,22 @@ def test_durations_read_like_the_cli_promises() -> None:
     for bad in ("", "soon", "0h", "5x", "-3d", "24h garbage"):
         with pytest.raises(PkiError):
             parse_duration(bad)
+
+
+@pytest.mark.django_db
+def test_enrollment_is_rate_limited_per_client_address(acme: Any, device_client: Client, monkeypatch: Any) -> None:
+    from rest_framework.throttling import ScopedRateThrottle
+
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"enroll": "3/min"})
+    new = create_token(acme, uses=10)
+    codes = [_enroll(device_client, new.secret, f"meter-{i}").status_code for i in range(3)]
+    assert codes == [201, 201, 201]
+    refused = _enroll(device_client, new.secret, "meter-3")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    # A spoofed X-Forwarded-For does not make a new client (ROOST_NUM_PROXIES=0).
+    body = json.dumps({"token": new.secret, "name": "meter-4", "csr": csr_pem(cn="meter-4")})
+    spoofed = device_client.post(URL, data=body, content_type="application/json", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert spoofed.status_code == 429
+    other = Client(REMOTE_ADDR="198.51.100.7")
+    assert _enroll(other, new.secret, "meter-5").status_code == 201
+    assert EnrollmentToken.objects.get(pk=new.token.pk).uses == 4

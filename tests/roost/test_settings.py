@@ -75,6 +75,7 @@ def test_production_reads_the_secret_key_from_a_file(tmp_path: Path) -> None:
         ({"ROOST_DEBUG": "maybe"}, "ROOST_DEBUG='maybe' is not a boolean"),
         ({"ROOST_ENV": "staging"}, "ROOST_ENV='staging' is not one of"),
         ({"ROOST_PUBLIC_URL": "example.com"}, "must start with http:// or https://"),
+        ({"ROOST_ENROLL_RATE": "thirty"}, "ROOST_ENROLL_RATE='thirty': expected REQUESTS/PERIOD"),
         ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL must be a postgres:// or sqlite:// URL"),
     ],
 )

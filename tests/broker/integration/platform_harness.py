@@ -178,12 +178,13 @@ class Bundle:
 class PlatformBroker:
     """`manage.py runbroker` on free loopback ports; restarts keep the ports."""
 
-    def __init__(self, platform: Platform, *, plain: bool = False) -> None:
+    def __init__(self, platform: Platform, *, plain: bool = False, wss: bool = False) -> None:
         self.platform = platform
         self.port = free_port()
         self.bridge_port = free_port()
         self.metrics_port = free_port()
         self.plain_port = free_port() if plain else 0
+        self.wss_port = free_port() if wss else 0
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
 
@@ -192,7 +193,8 @@ class PlatformBroker:
         self.proc = subprocess.Popen(
             [sys.executable, MANAGE, "runbroker", "--port", str(self.port),
              "--bridge-port", str(self.bridge_port), "--metrics-port", str(self.metrics_port),
-             "--plain-port", str(self.plain_port), "--connect-timeout", "3", "--sys-interval", "1"],
+             "--plain-port", str(self.plain_port), "--wss-port", str(self.wss_port),
+             "--connect-timeout", "3", "--sys-interval", "1"],
             cwd=REPO, env=self.platform.env, text=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )

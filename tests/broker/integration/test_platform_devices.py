@@ -20,6 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from broker.mqtt import Connect, encode
+from tests.broker.conftest import Client
 from tests.broker.integration.platform_harness import (
     Bundle,
     Platform,
@@ -320,3 +321,35 @@ def test_mosquitto_pub_without_the_device_certificate_is_refused(
                      "-C", "1", "-W", "10")
     assert got.stdout.strip() == "on"
 
+
+
+# MQTT over WebSocket for devices --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wss_broker(platform: Platform, registry: dict[str, Bundle]) -> Any:
+    process = PlatformBroker(platform, wss=True)
+    try:
+        yield process.start()
+    finally:
+        process.kill()
+
+
+def test_devices_reach_the_broker_over_websocket_with_the_same_mutual_tls(
+        wss_broker: PlatformBroker, registry: dict[str, Bundle], clients: Any) -> None:
+    """For devices that can only leave their network on an HTTPS port, as AWS IoT allows."""
+    bundle = registry["sensor-1"]
+    sensor = clients(Client(wss_broker.wss_port, "sensor-1", 5, transport="websockets"))
+    sensor.client.tls_set(**bundle.tls())
+    sensor.connect()
+    assert [g.value for g in sensor.subscribe("devices/sensor-1/#", qos=1)] == [1]
+    assert [g.value for g in sensor.subscribe("devices/sensor-2/#", qos=1)] == [0x87]  # same ACLs
+    plain = clients(device_client(wss_broker, registry["sensor-2"])).connect()  # and the same topics
+    plain.publish("devices/sensor-1/cmd", b"no", qos=1)
+    sensor.publish("devices/sensor-1/state", b"over wss", qos=1)
+    [message] = sensor.expect(1)
+    assert (message.topic, message.payload) == ("devices/sensor-1/state", b"over wss")
+    impostor = clients(Client(wss_broker.wss_port, "sensor-2", 5, transport="websockets"))
+    impostor.client.tls_set(**bundle.tls())  # sensor-1's certificate, sensor-2's client id
+    impostor.connect(wait=False)
+    assert impostor.connected.wait(5) and impostor.connack[1].value == 0x85

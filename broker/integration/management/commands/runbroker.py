@@ -44,6 +44,9 @@ class Command(BaseCommand):
         parser.add_argument("--plain-port", type=int, default=settings.ROOST_BROKER_PLAIN_PORT,
                             help="plain-TCP port on --host for signed principals only "
                                  "(env ROOST_BROKER_PLAIN_PORT, default 0: off)")
+        parser.add_argument("--wss-port", type=int, default=settings.ROOST_BROKER_WSS_PORT,
+                            help="MQTT over WebSocket with the same mutual TLS, on --host, for devices "
+                                 "that can only reach HTTPS ports (env ROOST_BROKER_WSS_PORT, default 0: off)")
         parser.add_argument("--metrics-port", type=int, default=settings.ROOST_BROKER_METRICS_PORT,
                             help="loopback port of the Prometheus metrics endpoint (0: none)")
         parser.add_argument("--connect-timeout", type=float, default=10.0)
@@ -54,6 +57,10 @@ class Command(BaseCommand):
         listeners = [Listener(options["host"], options["port"], tls=True, name="devices")]
         if options["bridge_port"]:
             listeners.append(Listener("127.0.0.1", options["bridge_port"], name=BRIDGE_LISTENER))
+        if options["wss_port"]:
+            # Same certificate authentication as 8883: every listener outside TOKEN_LISTENERS.
+            listeners.append(Listener(options["host"], options["wss_port"], tls=True, websocket=True,
+                                      name="devices-wss"))
         if options["plain_port"]:
             listeners.append(Listener(options["host"], options["plain_port"], name=PLAIN_LISTENER))
             if not _is_loopback(options["host"]):

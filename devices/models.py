@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
-from django.db import models
+from django.db import models, transaction
 
 from .validators import validate_device_name
 
@@ -159,6 +159,14 @@ class Device(models.Model):
             raise ValidationError({"tags": "Tags must be a list of strings."})
         if not isinstance(self.attributes, dict):
             raise ValidationError({"attributes": "Attributes must be a JSON object."})
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        with transaction.atomic():
+            # The row is locked before the rows pointing at it (events, retained messages)
+            # are touched. The broker's write-behind locks the devices it writes about first
+            # too, so the two wait for each other in one order and never deadlock.
+            list(Device.objects.select_for_update().filter(pk=self.pk).values_list("pk", flat=True))
+            return super().delete(*args, **kwargs)
 
     def snapshot(self) -> dict[str, Any]:
         """The registry fields, as recorded in audit events."""

@@ -119,6 +119,12 @@ class WriteBehind:
     ) -> None:
         close_old_connections()
         with transaction.atomic():
+            # Devices first, in id order: a device deletion locks its row first as well, so
+            # the two serialize instead of deadlocking over the rows that point at it.
+            ids = _device_ids(retained, presence, events)
+            if ids:
+                list(Device.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
+                     .values_list("pk", flat=True))
             retained = _without_dangling_references(retained, events)
             upserts = [
                 RetainedMessage(
@@ -147,6 +153,14 @@ class WriteBehind:
             if events:
                 ConnectionEvent.objects.bulk_create(events, batch_size=500)
         self.rows_written += len(retained) + len(presence) + len(events)
+
+
+def _device_ids(retained: dict[tuple[int, str], RetainedRow | None], presence: dict[int, PresenceRow],
+                events: list[ConnectionEvent]) -> list[int]:
+    ids = set(presence)
+    ids |= {e.device_id for e in events if e.device_id is not None}
+    ids |= {row.publisher_id for row in retained.values() if row is not None and row.publisher_id is not None}
+    return sorted(ids)
 
 
 def _without_dangling_references(

@@ -3,11 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db import transaction
 from django.http import HttpRequest
 
 from .audit import Actor, record_audit
 from .changes import record_change
 from .models import AuditEvent, ChangeEvent, Device, DeviceGroup, Membership, Tenant
+from .services import delete_device
 
 
 class RegistryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -30,6 +32,13 @@ class RegistryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                      tenant=None if isinstance(obj, Tenant) else tenant)
         super().delete_model(request, obj)
         record_change(self.change_kind, "deleted", pk, tenant=None if isinstance(obj, Tenant) else tenant)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        # "Delete selected" goes object by object, so every deletion is audited and
+        # announced to the broker like a single one (a bulk delete would be silent).
+        with transaction.atomic():
+            for obj in queryset.order_by("pk"):
+                self.delete_model(request, obj)
 
 
 class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -71,6 +80,11 @@ class DeviceAdmin(RegistryAdmin):
     list_filter = ["tenant", "enabled", "online", "group", "protocol_version"]
     search_fields = ["name", "display_name", "last_ip"]
     readonly_fields = ["online", "last_seen", "last_ip", "protocol_version", "created", "updated"]
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        # The service also deletes the device's own ACL rules with their change events, which
+        # a database cascade would drop silently.
+        delete_device(obj, actor=Actor.for_user(request.user))
 
 
 @admin.register(AuditEvent)

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from .audit import Actor, record_audit
 from .changes import record_change
 from .models import AuditEvent, ChangeEvent, Device, DeviceGroup, Membership, Tenant
-from .services import delete_device
+from .services import delete_device, delete_tenant
 
 
 class RegistryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -54,6 +54,9 @@ class TenantAdmin(RegistryAdmin):
     list_filter = ["enabled"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        delete_tenant(obj, actor=Actor.for_user(request.user))
 
 
 @admin.register(Membership)

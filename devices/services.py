@@ -145,3 +145,16 @@ def delete_device(device: Device, *, actor: Actor | None = None) -> None:
         device_deleting.send(sender=Device, device=device, actor=actor)
         device.delete()
         record_change("device", "deleted", pk, tenant=tenant, payload={"name": name})
+
+
+def delete_tenant(tenant: Tenant, *, actor: Actor | None = None) -> None:
+    """Delete a tenant and everything in it; the broker ends its sessions and forgets its
+    devices, certificates, rules and retained messages (the slug may be used again)."""
+    actor = actor or Actor.system()
+    with transaction.atomic():
+        pk, slug = tenant.pk, tenant.slug
+        # Device rows first, in id order, as the broker's write-behind locks them.
+        list(Device.objects.select_for_update().filter(tenant=tenant).order_by("pk").values_list("pk", flat=True))
+        record_audit(actor, "tenant.delete", tenant, tenant=None, before=_tenant_state(tenant))
+        tenant.delete()
+        record_change("tenant", "deleted", pk, tenant=None, payload={"slug": slug})

@@ -51,3 +51,5 @@ def test_delete_selected_deletes_each_device_as_a_single_delete_would(admin_clie
     for device, rule in pairs[:2]:
         _assert_deleted_with_events(device, rule)
     assert Device.objects.filter(pk=pairs[2][0].pk).exists()
+
+

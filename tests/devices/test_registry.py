@@ -132,3 +132,16 @@ def test_group_names_follow_the_device_name_rule(acme) -> None:
     with pytest.raises(ValidationError):
         create_group(acme, "floor/1")
     assert not DeviceGroup.objects.exists()
+
+
+def test_deleting_a_tenant_is_audited_and_announced_with_its_slug(acme) -> None:
+    """(The admin refuses it while the tenant holds CAs, whose certificates must stay answerable.)"""
+    from devices.services import delete_tenant
+
+    create_device(acme, "d1")
+    pk = acme.pk
+    delete_tenant(acme)
+    assert AuditEvent.objects.filter(action="tenant.delete", target_id=str(pk)).exists()
+    change = ChangeEvent.objects.get(kind="tenant", op="deleted", object_id=str(pk))
+    assert change.payload == {"slug": "acme"}  # the broker forgets the tenant's rules by slug
+    assert not Device.objects.filter(name="d1").exists()

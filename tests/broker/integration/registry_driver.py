@@ -79,6 +79,11 @@ def _operations() -> dict[str, Callable[..., Any]]:
     def tenant_create(slug: str) -> int:
         return create_tenant(slug).pk
 
+    def tenant_delete(slug: str) -> None:
+        from devices.services import delete_tenant
+
+        delete_tenant(tenant_of(slug))
+
     def tenant_enable(slug: str, enabled: bool) -> None:
         set_tenant_enabled(tenant_of(slug), enabled)
 
@@ -175,7 +180,7 @@ def _operations() -> dict[str, Callable[..., Any]]:
 
     return {
         "retained_clear": retained_clear, "device_delete": device_delete,
-        "prepare": prepare, "tenant_create": tenant_create, "tenant_enable": tenant_enable,
+        "prepare": prepare, "tenant_create": tenant_create, "tenant_enable": tenant_enable, "tenant_delete": tenant_delete,
         "device_create": device_create, "device_enable": device_enable, "device_state": device_state,
         "cert_issue": cert_issue, "cert_issue_expired": cert_issue_expired, "cert_revoke": cert_revoke, "rule_create": rule_create,
         "rules_of": rules_of, "rule_update": rule_update, "retained": retained,

@@ -241,3 +241,22 @@ def test_clearing_a_retained_message_from_the_platform_removes_it_without_a_rest
     eventually(lambda: platform.call("retained", tenant=LIVE, topic="devices/retainer/dropped") is None)
     device.subscribe("devices/retainer/#", qos=1)
     assert [(m.topic, m.payload) for m in device.collect(0.5)] == [("devices/retainer/kept", b"stays")]
+
+
+def test_deleting_a_tenant_ends_everything_of_it_and_its_slug_starts_empty_again(
+        broker: PlatformBroker, platform: Platform, clients: Any) -> None:
+    slug = "it-reborn"
+    platform.call("tenant_create", slug=slug)
+    old = platform.device(slug, "phoenix")
+    assert eventually(lambda: connack_code(broker.port, old.ca, old.cert, old.key, "phoenix") == 0)
+    device = clients(device_client(broker, old)).connect()
+    device.publish("devices/phoenix/state", b"old life", qos=1, retain=True)
+    platform.call("tenant_delete", slug=slug)
+    _kicked_within(device, 1.0)
+    assert _refusal(broker, old, clients) == 0x86  # its certificates are gone with it
+    platform.call("tenant_create", slug=slug)
+    new = platform.device(slug, "phoenix")
+    assert eventually(lambda: connack_code(broker.port, new.ca, new.cert, new.key, "phoenix") == 0)
+    again = clients(device_client(broker, new)).connect()
+    assert [g.value for g in again.subscribe("devices/phoenix/#", qos=1)] == [1]
+    again.expect_none(0.5)  # the deleted tenant's retained message did not survive it

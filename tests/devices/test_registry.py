@@ -145,3 +145,21 @@ def test_deleting_a_tenant_is_audited_and_announced_with_its_slug(acme) -> None:
     change = ChangeEvent.objects.get(kind="tenant", op="deleted", object_id=str(pk))
     assert change.payload == {"slug": "acme"}  # the broker forgets the tenant's rules by slug
     assert not Device.objects.filter(name="d1").exists()
+
+
+def test_the_tenant_delete_command_wants_a_confirmation(acme) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from devices.services import create_device
+
+    create_device(acme, "d1")
+    with pytest.raises(CommandError, match=r"removes its 1 device\(s\).*repeat with --yes"):
+        call_command("tenant", "delete", "acme")
+    assert Tenant.objects.filter(slug="acme").exists()
+    out = StringIO()
+    call_command("tenant", "delete", "acme", "--yes", stdout=out)
+    assert "deleted tenant acme and its 1 device(s)" in out.getvalue()
+    assert not Tenant.objects.filter(slug="acme").exists()
+    assert ChangeEvent.objects.filter(kind="tenant", op="deleted", payload={"slug": "acme"}).exists()

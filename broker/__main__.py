@@ -257,8 +257,11 @@ async def serve(config: BrokerConfig, access: AccessControl, connection_messages
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     if access.passwords is not None or access.acl is not None:
-        with contextlib.suppress(NotImplementedError):
+        try:
             loop.add_signal_handler(signal.SIGHUP, access.reload, broker)
+        except NotImplementedError:  # an event loop without signal handlers
+            logger.warning("SIGHUP cannot be handled here: the password and ACL files are read "
+                           "at start only")
     await stop.wait()
     logger.info("shutting down")
     for bridge in running:

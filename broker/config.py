@@ -35,6 +35,14 @@ class BridgeTopic:
     local_prefix: str = ""
     remote_prefix: str = ""
 
+    @property
+    def local_filter(self) -> str:
+        return self.local_prefix + self.pattern
+
+    @property
+    def remote_filter(self) -> str:
+        return self.remote_prefix + self.pattern
+
 
 @dataclass(slots=True)
 class BridgeSettings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from broker.engine.interfaces import ClientInfo, EventHooks
+from broker.engine.interfaces import ClientInfo, EventHooks, format_address
 from broker.mqtt.reason_codes import reason_name
 
 logger = logging.getLogger("broker")
@@ -12,23 +12,16 @@ logger = logging.getLogger("broker")
 PROTOCOLS = {3: "3.1", 4: "3.1.1", 5: "5.0"}
 
 
-def _address(info: ClientInfo) -> str:
-    if info.remote_address is None:
-        return "?"
-    host, port = info.remote_address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def connected(info: ClientInfo) -> None:
     user = info.principal.attributes.get("username")
     logger.info("client %r connected from %s on %s (MQTT %s, clean %s, keep alive %d%s)",
-                info.client_id, _address(info), info.listener, PROTOCOLS.get(info.protocol_level, "?"),
+                info.client_id, format_address(info.remote_address), info.listener, PROTOCOLS.get(info.protocol_level, "?"),
                 "yes" if info.clean_start else "no", info.keep_alive,
                 f", user {user!r}" if user is not None else "")
 
 
 def disconnected(info: ClientInfo, reason: int) -> None:
-    logger.info("client %r from %s disconnected: %s", info.client_id, _address(info), reason_name(reason))
+    logger.info("client %r from %s disconnected: %s", info.client_id, format_address(info.remote_address), reason_name(reason))
 
 
 def install(hooks: EventHooks) -> None:

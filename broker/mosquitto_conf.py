@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.config import BridgeSettings, BridgeTopic
+from broker.config_files import ConfigFileError, read_text, significant_lines
 
 # Options with no effect on who may connect or what happens to messages.
 IGNORED = {
@@ -31,7 +32,7 @@ _DURATION = re.compile(r"^(\d+)([hdwmy])$")
 _UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigFileError):
     """A mosquitto.conf that Roost cannot run as its author meant."""
 
 
@@ -88,10 +89,7 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
     persistence = False
     location = None
     options: list[str] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in significant_lines(text):
         name, _, value = line.partition(" ")
         value = value.strip()
         where = f"{source}:{number}"
@@ -171,8 +169,8 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
         elif name in IGNORED:
             out.ignored.append(f"{where}: {name}")
         else:
-            raise ConfigError(f"{where}: {name!r} is not supported (bridges, plugins, PSK, "
-                              "CRL files and per-listener security have no equivalent)")
+            raise ConfigError(f"{where}: {name!r} is not supported (plugins, PSK, CRL "
+                              "files and per-listener security have no equivalent)")
     for bridge in out.bridges:
         if not bridge.host:
             raise ConfigError(f"{source}: bridge {bridge.name!r} has no address")
@@ -277,8 +275,4 @@ def _bridge_topic(value: str, where: str) -> BridgeTopic:
 
 
 def read(path: str | Path) -> Translation:
-    try:
-        text = Path(path).read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: {error}") from None
-    return translate(text, str(path))
+    return translate(read_text(path, ConfigError), str(path))

@@ -68,3 +68,11 @@ def charlie(globex: Any, django_user_model: Any) -> Any:
     user = django_user_model.objects.create_user("charlie", password="charlie-password-1")
     Membership.objects.create(user=user, tenant=globex, role=Role.OWNER)
     return user
+
+
+@pytest.fixture
+def admin_client(client: Any, django_user_model: Any) -> Any:
+    """The Django test client logged in as a superuser named root (the audit's actor label)."""
+    user = django_user_model.objects.create_superuser("root", password="root-password-1")
+    client.force_login(user)
+    return client

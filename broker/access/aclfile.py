@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.config_files import read_text, significant_lines
 from broker.engine.interfaces import Action, Decision, Principal
 from broker.mqtt.errors import ProtocolError
 from broker.mqtt.filters import contains, matches, overlaps
@@ -68,10 +69,7 @@ def parse_acl(text: str, source: str = "acl file") -> AclRules:
     users: dict[str, list[AclLine]] = {}
     patterns: list[AclLine] = []
     current = anonymous
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in significant_lines(text):
         keyword, _, rest = line.partition(" ")
         rest = rest.strip()
         if keyword == "user":
@@ -173,11 +171,7 @@ class AclFile:
         self.load()
 
     def load(self) -> None:
-        try:
-            text = self.path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise AccessFileError(f"{self.path}: {error}") from None
-        self.rules = parse_acl(text, str(self.path))
+        self.rules = parse_acl(read_text(self.path, AccessFileError), str(self.path))
         self.generation += 1
 
     def client_rules(self, principal: Principal) -> ClientRules:

@@ -15,13 +15,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.config_files import ConfigFileError, read_text, significant_lines
 from broker.engine.interfaces import ConnectionFacts, Principal, certificate_common_name
 from broker.mqtt.reason_codes import ReasonCode
 
 logger = logging.getLogger("broker")
 
 
-class AccessFileError(ValueError):
+class AccessFileError(ConfigFileError):
     """A password or ACL file that cannot be used, with the file and line at fault."""
 
 
@@ -67,14 +68,7 @@ class PasswordFile:
 
     def load(self) -> None:
         users: dict[str, PasswordHash] = {}
-        try:
-            text = self.path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise AccessFileError(f"{self.path}: {error}") from None
-        for number, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
+        for number, line in significant_lines(read_text(self.path, AccessFileError)):
             username, colon, hashed = line.partition(":")
             if not colon or not username:
                 raise AccessFileError(f"{self.path}:{number}: expected username:hash")

@@ -138,6 +138,22 @@ class Admin:
                                           broker.now(), None)
         broker.publish(message, None)
 
+    def forget_mountpoint(self, mountpoint: str) -> tuple[int, int]:
+        """End every session under a mountpoint and drop all its retained messages, `$`
+        topics included (a deleted tenant). Returns (sessions, retained messages)."""
+        if not mountpoint:
+            raise ValueError("forget_mountpoint needs a mountpoint")
+        broker = self.broker
+        sessions = [s for s in broker.sessions.values() if s.mountpoint == mountpoint]
+        for session in sessions:
+            if session.conn is not None:
+                session.conn.disconnect(ReasonCode.ADMINISTRATIVE_ACTION)
+            broker.end_session(session)
+        topics = [message.topic for message in broker.retained if message.topic.startswith(mountpoint)]
+        for topic in topics:
+            broker.retained.clear(topic)
+        return len(sessions), len(topics)
+
     def clear_retained(self, topic: str, mountpoint: str = "") -> bool:
         return self.broker.retained.clear(mountpoint + topic)
 

@@ -111,6 +111,14 @@ class ClientInfo:
     keep_alive: int
 
 
+def format_address(address: tuple[str, int] | None, missing: str = "?") -> str:
+    """A remote address as host:port, an IPv6 host in brackets."""
+    if address is None:
+        return missing
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 ConnectedHook = Callable[[ClientInfo], None]
 DisconnectedHook = Callable[[ClientInfo, int], None]
 PublishedHook = Callable[["Principal | None", "Message"], None]

@@ -108,12 +108,7 @@ class Snapshot:
 
 
 def _store_message(message: Message, mono_now: float, wall_now: float) -> StoredMessage:
-    props: dict[str, Any] = {}
-    if message.properties is not None:
-        for name in _FORWARDED:
-            value = getattr(message.properties, name)
-            if value is not None:
-                props[name] = value
+    props = _properties_of(message.properties, _FORWARDED)
     expires_at = None
     if message.expiry_at is not None:
         expires_at = wall_now + (message.expiry_at - mono_now)
@@ -282,11 +277,16 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _message(raw: dict[str, Any]) -> StoredMessage:
+def _loaded_properties(raw: dict[str, Any]) -> dict[str, Any]:
+    """Stored properties as `Properties` takes them: JSON made the user property pairs lists."""
     props = dict(raw.get("properties") or {})
     if "user_properties" in props:
         props["user_properties"] = [tuple(p) for p in props["user_properties"]]
-    return StoredMessage(raw["topic"], raw["payload"], raw["qos"], raw["retain"], props,
+    return props
+
+
+def _message(raw: dict[str, Any]) -> StoredMessage:
+    return StoredMessage(raw["topic"], raw["payload"], raw["qos"], raw["retain"], _loaded_properties(raw),
                          raw.get("expires_at"))
 
 
@@ -316,10 +316,8 @@ def snapshot_from_json(text: str) -> Snapshot:
 
 
 def _will(raw: dict[str, Any]) -> StoredWill:
-    props = dict(raw.get("properties") or {})
-    if "user_properties" in props:
-        props["user_properties"] = [tuple(p) for p in props["user_properties"]]
-    return StoredWill(raw["topic"], raw["payload"], raw["qos"], raw["retain"], props, raw["due_at"])
+    return StoredWill(raw["topic"], raw["payload"], raw["qos"], raw["retain"], _loaded_properties(raw),
+                      raw["due_at"])
 
 
 def snapshot_to_json(snap: Snapshot) -> str:

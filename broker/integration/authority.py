@@ -8,7 +8,7 @@ from collections import Counter
 from acl.compiler import DecisionCache, Matcher, compile_rules
 from acl.loading import TenantRules
 from acl.rules import Principal as AclPrincipal
-from broker.engine.interfaces import Action, ConnectionFacts, Decision, Principal
+from broker.engine.interfaces import Action, ConnectionFacts, Decision, Principal, format_address
 
 from .bridge import verify_principal
 from .identities import Authenticated, DeviceIdentity, IdentityIndex, Refusal, TenantInfo
@@ -50,7 +50,7 @@ class PlatformAuthority:
         result = self.identities.authenticate(leaf, facts.client_id, facts.username)
         if isinstance(result, Refusal):
             self.refusals[result.why] += 1
-            log.info("refused %r from %s: %s", facts.client_id, _address(facts), result.why)
+            log.info("refused %r from %s: %s", facts.client_id, format_address(facts.remote_address), result.why)
             return result.reason_code
         return self.principal_for(result)
 
@@ -171,5 +171,3 @@ class PlatformAuthority:
         return tenant, device
 
 
-def _address(facts: ConnectionFacts) -> str:
-    return f"{facts.remote_address[0]}:{facts.remote_address[1]}" if facts.remote_address else "?"

@@ -124,19 +124,15 @@ class LiveEffects:
     def _forget_tenant(self, tenant: TenantInfo) -> None:
         """A deleted tenant: its sessions, retained messages and identities go, so a tenant
         created later with the same slug starts empty."""
-        ids, broker = self.identities, self.admin.broker
+        ids = self.identities
         for device_id in [d for d, device in ids.devices.items() if device.tenant_id == tenant.id]:
             device = ids.devices.pop(device_id)
             ids.device_by_name.pop((device.tenant_id, device.name), None)
         for fingerprint in [f for f, cert in ids.certs.items() if cert.tenant_id == tenant.id]:
             del ids.certs[fingerprint]
-        for session in [s for s in broker.sessions.values() if s.mountpoint == tenant.mountpoint]:
-            broker.end_session(session)
-        # `#` does not reach the `$roost/...` topics, which the broker keeps per tenant too.
-        for topic_filter in ("#", "$roost/#"):
-            for message in broker.retained.match(tenant.mountpoint + topic_filter):
-                broker.retained.clear(message.topic)
-        log.info("tenant %s deleted: its sessions, identities and retained messages are gone", tenant.slug)
+        sessions, retained = self.admin.forget_mountpoint(tenant.mountpoint)
+        log.info("tenant %s deleted: %d session(s) and %d retained message(s) forgotten",
+                 tenant.slug, sessions, retained)
 
     def apply(self, changes: Changes) -> None:
         ids = self.identities

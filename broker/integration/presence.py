@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.engine.broker import Broker
-from broker.engine.interfaces import ClientInfo, Principal
+from broker.engine.interfaces import ClientInfo, Principal, format_address
 from broker.engine.message import Message, message_from_properties
 from broker.mqtt.reason_codes import reason_name
 
@@ -48,12 +48,12 @@ class PresenceHooks:
         self.writer.presence(device_id, PresenceRow(True, now, address, info.protocol_level))
         self.writer.connection_event(ConnectionEvent(
             tenant_id=attrs.get("tenant_id"), device_id=device_id, client_id=info.client_id,
-            event=ConnectionEvent.CONNECTED, remote_address=_address(info),
+            event=ConnectionEvent.CONNECTED, remote_address=format_address(info.remote_address, ""),
             protocol_version=info.protocol_level, certificate_serial=attrs.get("serial", ""), at=now,
         ))
         state = {"online": True, "since": now.isoformat(), "protocol": PROTOCOL_NAMES.get(info.protocol_level),
-                 "address": _address(info)}
-        self._announce(info.principal, state, "connected", {"at": now.isoformat(), "address": _address(info),
+                 "address": format_address(info.remote_address, "")}
+        self._announce(info.principal, state, "connected", {"at": now.isoformat(), "address": format_address(info.remote_address, ""),
                                                             "protocol": state["protocol"]})
 
     def disconnected(self, info: ClientInfo, reason: int) -> None:
@@ -69,11 +69,11 @@ class PresenceHooks:
         self.writer.connection_event(ConnectionEvent(
             tenant_id=attrs.get("tenant_id"), device_id=device_id, client_id=info.client_id,
             event=ConnectionEvent.DISCONNECTED, reason=why, reason_code=reason,
-            remote_address=_address(info), protocol_version=info.protocol_level,
+            remote_address=format_address(info.remote_address, ""), protocol_version=info.protocol_level,
             certificate_serial=attrs.get("serial", ""), at=now,
         ))
         state = {"online": False, "since": now.isoformat(), "protocol": PROTOCOL_NAMES.get(info.protocol_level),
-                 "address": _address(info), "reason": why}
+                 "address": format_address(info.remote_address, ""), "reason": why}
         self._announce(info.principal, state, "disconnected", {"at": now.isoformat(), "reason": why,
                                                                "reason_code": reason})
 
@@ -121,13 +121,6 @@ class PresenceHooks:
         body = json.dumps({"device": device, **details}, separators=(",", ":")).encode()
         self.broker.publish(message_from_properties(
             f"{mountpoint}$roost/events/{event}/{device}", body, 1, False, None, now, None))
-
-
-def _address(info: ClientInfo) -> str:
-    if not info.remote_address:
-        return ""
-    host, port = info.remote_address[0], info.remote_address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _properties(message: Message) -> dict[str, Any]:

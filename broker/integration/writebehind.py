@@ -122,10 +122,9 @@ class WriteBehind:
             # Devices first, in id order: a device deletion locks its row first as well, so
             # the two serialize instead of deadlocking over the rows that point at it.
             ids = _device_ids(retained, presence, events)
-            if ids:
-                list(Device.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
-                     .values_list("pk", flat=True))
-            retained = _without_dangling_references(retained, events)
+            devices = set(Device.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
+                          .values_list("pk", flat=True)) if ids else set()
+            retained = _without_dangling_references(retained, events, devices)
             upserts = [
                 RetainedMessage(
                     tenant_id=tenant_id, topic=topic, payload=row.payload, qos=row.qos,
@@ -164,7 +163,7 @@ def _device_ids(retained: dict[tuple[int, str], RetainedRow | None], presence: d
 
 
 def _without_dangling_references(
-    retained: dict[tuple[int, str], RetainedRow | None], events: list[ConnectionEvent],
+    retained: dict[tuple[int, str], RetainedRow | None], events: list[ConnectionEvent], devices: set[int],
 ) -> dict[tuple[int, str], RetainedRow | None]:
     """Drop what points at devices or tenants deleted since it was recorded.
 
@@ -172,11 +171,9 @@ def _without_dangling_references(
     would fail the whole transaction at commit, at every retry, so that one deletion would
     stop every later write of the broker. Such rows lose the reference instead (a deleted
     tenant's retained messages go entirely); the events' tenant and device are nullable.
+    `devices` are the ids, of those referenced, that still exist (locked by the caller).
     """
-    device_ids = {e.device_id for e in events if e.device_id is not None}
-    device_ids |= {row.publisher_id for row in retained.values() if row is not None and row.publisher_id is not None}
     tenant_ids = {e.tenant_id for e in events if e.tenant_id is not None} | {tenant for tenant, _ in retained}
-    devices = set(Device.objects.filter(pk__in=device_ids).values_list("pk", flat=True)) if device_ids else set()
     tenants = set(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", flat=True)) if tenant_ids else set()
     for event in events:
         if event.device_id is not None and event.device_id not in devices:

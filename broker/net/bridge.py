@@ -31,8 +31,7 @@ from broker.engine.broker import Broker
 from broker.engine.interfaces import Principal
 from broker.engine.message import Message, message_from_properties
 from broker.engine.session import Session
-from broker.engine.topics import topic_matches
-from broker.mqtt.filters import overlaps
+from broker.mqtt.filters import levels_match, overlaps
 
 logger = logging.getLogger("broker")
 
@@ -49,12 +48,12 @@ class Bridge:
         name = settings.name
         # The origin of every message the bridge publishes locally: never forwarded back.
         self.session = Session(f"bridge:{name}", "", Principal(f"bridge:{name}"))
-        self.outgoing = [t for t in settings.topics if t.direction in ("out", "both")]
-        self.incoming = [t for t in settings.topics if t.direction in ("in", "both")]
+        # Each topic line with the filter it matches, split once: (levels, line).
+        self.outgoing = [(t.local_filter.split("/"), t) for t in settings.topics if t.direction in ("out", "both")]
+        self.incoming = [(t.remote_filter.split("/"), t) for t in settings.topics if t.direction in ("in", "both")]
         # MQTT 3.1.1 echo suppression, needed only where what goes out can come back in.
         self.echoes = settings.protocol_version < 5 and any(
-            overlaps(o.remote_prefix + o.pattern, i.remote_prefix + i.pattern)
-            for o in self.outgoing for i in self.incoming)
+            overlaps(o.remote_filter, i.remote_filter) for _, o in self.outgoing for _, i in self.incoming)
         self._sent: dict[tuple[str, bytes], deque[float]] = {}
         self._sent_at: deque[tuple[float, tuple[str, bytes]]] = deque()
         # QoS 1/2 messages for the remote broker while it is unreachable, oldest dropped first.
@@ -127,8 +126,8 @@ class Bridge:
         self.connected = True
         logger.info("bridge %s: connected to %s:%d", self.settings.name, self.settings.host, self.settings.port)
         no_local = self.settings.protocol_version == 5
-        subscriptions = [gmqtt.Subscription(t.remote_prefix + t.pattern, qos=t.qos, no_local=no_local)
-                         for t in self.incoming]
+        subscriptions = [gmqtt.Subscription(t.remote_filter, qos=t.qos, no_local=no_local)
+                         for _, t in self.incoming]
         if subscriptions:
             client.subscribe(subscriptions)
         self._notify(True)
@@ -150,8 +149,9 @@ class Bridge:
                     properties: dict[str, Any]) -> int:
         if self.echoes and self._is_echo(topic, bytes(payload)):
             return 0
-        for t in self.incoming:
-            if topic_matches(t.remote_prefix + t.pattern, topic):
+        levels = topic.split("/")
+        for filter_levels, t in self.incoming:
+            if levels_match(filter_levels, levels):
                 local = t.local_prefix + topic[len(t.remote_prefix):]
                 retain = bool(properties.get("retain"))
                 message = Message(local, bytes(payload), min(qos, t.qos), retain, None, None, self.session)
@@ -165,8 +165,9 @@ class Bridge:
         if message.origin is self.session:
             return
         topic = message.topic
-        for t in self.outgoing:
-            if topic_matches(t.local_prefix + t.pattern, topic):
+        levels = topic.split("/")
+        for filter_levels, t in self.outgoing:
+            if levels_match(filter_levels, levels):
                 remote = t.remote_prefix + topic[len(t.local_prefix):]
                 qos = min(message.qos, t.qos)
                 if not self.connected or self.client is None:

@@ -20,7 +20,6 @@ _VERIFY_REASONS = {
     18: "unknown CA",  # self-signed leaf
     19: "unknown CA",  # self-signed certificate in chain
     20: "unknown CA",  # unable to get local issuer certificate
-    23: "certificate revoked",
     26: "unsuitable certificate purpose",
 }
 _SSL_REASONS = {

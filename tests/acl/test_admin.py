@@ -11,13 +11,6 @@ from devices.services import create_device
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(client, django_user_model, acme):
-    user = django_user_model.objects.create_superuser("root", password="root-password-1")
-    client.force_login(user)
-    return client
-
-
 def rule_form(acme, **overrides):
     data = {"tenant": acme.pk, "subject_kind": "all_devices", "subject_group": "", "subject_device": "",
             "subject_role": "", "subject_service": "", "action": "publish", "topic_filter": "cmd/{device}",

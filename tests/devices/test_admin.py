@@ -12,13 +12,6 @@ from devices.services import create_device
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(client, django_user_model, acme):
-    user = django_user_model.objects.create_superuser("root", password="root-password-1")
-    client.force_login(user)
-    return client
-
-
 def _device_with_a_rule(acme, name):
     device = create_device(acme, name)
     rule = create_rule(acme, subject_kind="device", subject_device=device, action="both", topic_filter=f"{name}/#")

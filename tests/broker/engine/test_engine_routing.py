@@ -334,6 +334,25 @@ def test_admin_sets_and_clears_retained_messages():
     assert admin.retained("cfg/#") == []
 
 
+
+def test_admin_forgets_a_mountpoint_with_its_sessions_and_every_retained_message():
+    class Tenants:
+        def authenticate(self, facts):
+            return Principal(facts.username, mountpoint=f"t/{facts.username}/")
+
+    broker, _ = make_broker(authenticator=Tenants(), mount_levels=1)
+    admin = Admin(broker)
+    acme = connected(broker, "dev", username="acme", clean_start=False,
+                     properties=Properties(session_expiry_interval=600))
+    connected(broker, "dev", username="globex")
+    admin.set_retained("status", b"acme", mountpoint="t/acme/")
+    admin.set_retained("$roost/presence/dev", b"{}", mountpoint="t/acme/")  # `#` does not reach it
+    admin.set_retained("status", b"globex", mountpoint="t/globex/")
+    assert admin.forget_mountpoint("t/acme/") == (1, 2)
+    assert isinstance(acme.received()[-1], Disconnect)
+    assert ("t/acme/", "dev") not in broker.sessions and ("t/globex/", "dev") in broker.sessions
+    assert [m.topic for m in broker.retained] == ["t/globex/status"]
+
 def test_a_memory_store_carries_sessions_and_retained_messages_across_a_restart():
     store = MemoryStore()
     broker, clock = make_broker(store=store)

@@ -46,14 +46,25 @@ def _wait_connected(client, topic="$SYS/broker/connection/cloud/state", value=b"
                 return
 
 
+
+def _edge_client(client_factory, broker, client_id, bridge="cloud"):
+    """A client of the bridging broker, returned once the bridge says it is connected."""
+    local = client_factory(broker.port, client_id=client_id).connect()
+    local.subscribe(f"$SYS/broker/connection/{bridge}/state", qos=1)
+    _wait_connected(local, topic=f"$SYS/broker/connection/{bridge}/state")
+    return local
+
+
+def _cloud_client(client_factory, port, client_id, topic_filter, **connect):
+    cloud = client_factory(port, client_id=client_id).connect(**connect)
+    cloud.subscribe(topic_filter, qos=1)
+    return cloud
+
 def test_messages_go_out_and_come_in(bridged, client_factory):
     broker, remote = bridged
-    local = client_factory(broker.port, client_id="edge-app").connect()
-    local.subscribe("$SYS/broker/connection/cloud/state", qos=1)
-    _wait_connected(local)
+    local = _edge_client(client_factory, broker, "edge-app")
     local.subscribe("commands/#", qos=1)
-    cloud = client_factory(remote.port, client_id="cloud-app").connect()
-    cloud.subscribe("sensors/#", qos=1)
+    cloud = _cloud_client(client_factory, remote.port, "cloud-app", "sensors/#")
     local.publish("sensors/t1", b"21.5", qos=1)
     [out] = cloud.expect(1, timeout=5)
     assert (out.topic, out.payload) == ("sensors/t1", b"21.5")
@@ -68,12 +79,9 @@ def test_messages_go_out_and_come_in(bridged, client_factory):
 
 def test_prefixes_map_topics_both_ways_without_loops(bridged, client_factory):
     broker, remote = bridged
-    local = client_factory(broker.port, client_id="edge-prefix").connect()
-    local.subscribe("$SYS/broker/connection/cloud/state", qos=1)
-    _wait_connected(local)
+    local = _edge_client(client_factory, broker, "edge-prefix")
     local.subscribe("edge/#", qos=1)
-    cloud = client_factory(remote.port, client_id="cloud-prefix").connect()
-    cloud.subscribe("cloud/#", qos=1)
+    cloud = _cloud_client(client_factory, remote.port, "cloud-prefix", "cloud/#")
     local.publish("edge/up", b"from the edge", qos=1)
     assert [(m.topic, m.payload) for m in cloud.expect(1)] == [("cloud/up", b"from the edge")]
     assert [(m.topic, m.payload) for m in local.expect(1)] == [("edge/up", b"from the edge")]  # its own
@@ -87,32 +95,26 @@ def test_prefixes_map_topics_both_ways_without_loops(bridged, client_factory):
 
 def test_the_bridge_reconnects_and_says_so_in_its_notification_topic(bridged, client_factory):
     broker, remote = bridged
-    local = client_factory(broker.port, client_id="edge-watch").connect()
-    local.subscribe("$SYS/broker/connection/cloud/state", qos=1)
-    _wait_connected(local)
+    local = _edge_client(client_factory, broker, "edge-watch")
     remote.stop()
     _wait_connected(local, value=b"0")
     remote.start()
     _wait_connected(local, value=b"1", timeout=15)
-    cloud = client_factory(remote.port, client_id="cloud-again").connect()
-    cloud.subscribe("sensors/#", qos=1)
+    cloud = _cloud_client(client_factory, remote.port, "cloud-again", "sensors/#")
     local.publish("sensors/after", b"back", qos=1)
     assert cloud.expect(1, timeout=5)[0].payload == b"back"
 
 
 def test_messages_for_an_unreachable_remote_are_held_until_it_answers(bridged, client_factory):
     broker, remote = bridged
-    local = client_factory(broker.port, client_id="edge-hold").connect()
-    local.subscribe("$SYS/broker/connection/cloud/state", qos=1)
-    _wait_connected(local)
+    local = _edge_client(client_factory, broker, "edge-hold")
     remote.stop()
     _wait_connected(local, value=b"0")
     local.publish("sensors/last", b"held", qos=1, retain=True)
     local.publish("sensors/lost", b"qos 0 is not held", qos=0, retain=True)
     remote.start()
     _wait_connected(local, value=b"1", timeout=15)
-    cloud = client_factory(remote.port, client_id="cloud-late").connect()
-    cloud.subscribe("sensors/#", qos=1)
+    cloud = _cloud_client(client_factory, remote.port, "cloud-late", "sensors/#")
     [message] = cloud.expect(1, timeout=5)  # the retained message the bridge sent on connecting
     assert (message.topic, message.payload) == ("sensors/last", b"held")
     cloud.expect_none(0.5)
@@ -138,12 +140,9 @@ bridge_keyfile {pki.client_key}
 topic telemetry/# out 1
 """)
         broker = start_broker("--config", str(conf), anonymous=False)
-        local = client_factory(broker.port, client_id="edge-tls").connect()
-        local.subscribe("$SYS/broker/connection/secure/state", qos=1)
-        _wait_connected(local, topic="$SYS/broker/connection/secure/state")
-        cloud = client_factory(port, client_id="cloud-tls")
-        cloud.connect(tls={"ca_certs": str(pki.ca), "certfile": str(pki.client_cert), "keyfile": str(pki.client_key)})
-        cloud.subscribe("telemetry/#", qos=1)
+        local = _edge_client(client_factory, broker, "edge-tls", bridge="secure")
+        cloud = _cloud_client(client_factory, port, "cloud-tls", "telemetry/#", tls={
+            "ca_certs": str(pki.ca), "certfile": str(pki.client_cert), "keyfile": str(pki.client_key)})
         local.publish("telemetry/t", b"over mtls", qos=1)
         assert cloud.expect(1, timeout=5)[0].payload == b"over mtls"
     finally:

@@ -21,7 +21,7 @@ from wsproto.events import (
 
 from broker.mqtt import Connack, Connect, Publish, StreamDecoder, Subscribe, encode
 from broker.mqtt.packets import Subscription
-from tests.broker.net.tls_certs import make_pki
+from tests.broker.net.tls_certs import assert_refused_in_handshake, make_pki
 
 
 class RawWebSocket:
@@ -137,15 +137,18 @@ def test_a_ping_gets_a_pong_and_a_close_gets_a_close(ws_broker):
     raw.close()
 
 
+def _connected(port, client_id):
+    """A raw WebSocket client, upgraded and past its MQTT CONNACK."""
+    raw = RawWebSocket(port)
+    assert isinstance(raw.next_event(), AcceptConnection)
+    raw.send(BytesMessage(data=encode(Connect(protocol_level=4, client_id=client_id), 4)))
+    assert isinstance(raw.mqtt()[0], Connack)
+    return raw
+
+
 def test_the_broker_closes_a_websocket_it_drops_with_a_close_frame(ws_broker):
-    first = RawWebSocket(ws_broker.ws_port)
-    assert isinstance(first.next_event(), AcceptConnection)
-    first.send(BytesMessage(data=encode(Connect(protocol_level=4, client_id="twice"), 4)))
-    assert isinstance(first.mqtt()[0], Connack)
-    second = RawWebSocket(ws_broker.ws_port)
-    assert isinstance(second.next_event(), AcceptConnection)
-    second.send(BytesMessage(data=encode(Connect(protocol_level=4, client_id="twice"), 4)))
-    assert isinstance(second.mqtt()[0], Connack)
+    first = _connected(ws_broker.ws_port, "twice")
+    second = _connected(ws_broker.ws_port, "twice")
     [closing] = first.mqtt()  # taken over: a close frame, not a bare TCP close
     assert isinstance(closing, CloseConnection)
     first.close()
@@ -174,12 +177,5 @@ def test_wss_with_client_certificates(start_broker, client_factory, tmp_path):
     client.subscribe("secure/#", qos=1)
     client.publish("secure/ws", b"wss", qos=1)
     assert client.expect(1)[0].payload == b"wss"
-    context = ssl.create_default_context(cafile=str(pki.ca))  # no client certificate
-    with (
-        socket.create_connection(("127.0.0.1", broker.wss_port), timeout=5) as raw,
-        pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)),
-        context.wrap_socket(raw, server_hostname="localhost") as tls,
-    ):
-        tls.sendall(b"GET /mqtt HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        if not tls.recv(4):
-            raise ConnectionResetError("closed")
+    no_certificate = ssl.create_default_context(cafile=str(pki.ca))
+    assert_refused_in_handshake(broker.wss_port, no_certificate, b"GET /mqtt HTTP/1.1\r\nHost: localhost\r\n\r\n")

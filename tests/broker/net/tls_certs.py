@@ -1,12 +1,16 @@
-"""A throwaway CA with a server and a client certificate, made with `cryptography`."""
+"""A throwaway CA with a server and a client certificate, made with `cryptography`, and a
+check that a broker refuses a client in the TLS handshake."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -77,3 +81,16 @@ def make_pki(directory: Path) -> Pki:
     _write_key(key, directory / "other.key")
     return Pki(directory / "ca.pem", *paths["server"], *paths["client"],
                directory / "other.pem", directory / "other.key")
+
+
+def assert_refused_in_handshake(port: int, context: ssl.SSLContext, first_bytes: bytes) -> None:
+    """The broker ends the connection in TLS. With TLS 1.3 a refused client certificate
+    shows only on the first read, as an alert or a close."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)),
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(first_bytes)
+        if not tls.recv(4):
+            raise ConnectionResetError("closed")

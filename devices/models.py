@@ -226,3 +226,59 @@ class ChangeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.id} {self.kind} {self.op} {self.object_id}"
+
+
+class ApiKeyRole(models.TextChoices):
+    """The roles an API key may hold: those of memberships, below owner."""
+
+    VIEWER = "viewer", "Viewer"
+    OPERATOR = "operator", "Operator"
+    ADMIN = "admin", "Admin"
+
+
+class ApiKey(models.Model):
+    """A tenant's credential for scripts and back ends: only a hash of the secret is stored.
+
+    The key reads `rk_<12 hex>_<secret>`; the first part is the public prefix used to find the
+    row (and as the MQTT username of a service client), the whole key is hashed.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    role = models.CharField(max_length=16, choices=ApiKeyRole.choices, default=ApiKeyRole.VIEWER)
+    prefix = models.CharField(max_length=32, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_by = models.CharField(max_length=200)
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant", "-created", "-id"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.name} ({self.prefix})"
+
+    @property
+    def label(self) -> str:
+        """How the key appears as an actor in the audit trail."""
+        return f"api-key:{self.name}"
+
+    def is_usable(self, now: Any = None) -> bool:
+        from django.utils import timezone
+
+        now = now or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    def has_role(self, role: str) -> bool:
+        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "prefix": self.prefix,
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None}

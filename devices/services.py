@@ -136,6 +136,17 @@ def set_device_enabled(device: Device, enabled: bool, *, actor: Actor | None = N
     return update_device(device, actor=actor, enabled=enabled)
 
 
+def kick_device(device: Device, *, actor: Actor | None = None) -> None:
+    """Ask the broker to disconnect the device's live session now (MQTT 5: DISCONNECT 0x98).
+
+    Through the outbox, so every broker node hears it and nothing is lost if one is down;
+    the device may reconnect at once (disable it to keep it out)."""
+    actor = actor or Actor.system()
+    with transaction.atomic():
+        record_audit(actor, "device.kick", device, tenant=device.tenant, after={"online": device.online})
+        record_change("device", "kick", device.pk, tenant=device.tenant, payload={"name": device.name})
+
+
 def delete_device(device: Device, *, actor: Actor | None = None) -> None:
     actor = actor or Actor.system()
     with transaction.atomic():

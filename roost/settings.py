@@ -88,6 +88,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
     "channels",
     "roost",
     "devices",
@@ -102,6 +104,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "roost.api.middleware.ApiOptionalSlashMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -229,22 +232,58 @@ if not re.fullmatch(r"[1-9]\d*/(s|sec|m|min|h|hour|d|day)", ROOST_ENROLL_RATE):
 # X-Forwarded-For, this many hops from the end. 0 trusts no such header.
 ROOST_NUM_PROXIES = envint("ROOST_NUM_PROXIES", 0, minimum=0, maximum=10)
 
+# The REST API: requests per key (or user) and period, and the largest body most endpoints take.
+ROOST_API_RATE = envstr("ROOST_API_RATE", "1200/min").strip()
+if not re.fullmatch(r"[1-9]\d*/(s|sec|m|min|h|hour|d|day)", ROOST_API_RATE):
+    raise ImproperlyConfigured(f"ROOST_API_RATE={ROOST_API_RATE!r}: expected REQUESTS/PERIOD such as 1200/min")
+ROOST_API_MAX_BODY = envint("ROOST_API_MAX_BODY", 1024 * 1024, minimum=1024)
+
+# Throttle counters (and other shared counters) live in Redis when there is one, so that
+# limits hold across web processes; otherwise in each process's memory.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "roost"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so that a request without credentials gets 401 with WWW-Authenticate: Bearer.
+        "roost.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 100,
-    "DEFAULT_THROTTLE_RATES": {"enroll": ROOST_ENROLL_RATE},
+    "DEFAULT_PAGINATION_CLASS": "roost.api.pagination.ApiCursorPagination",
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["roost.api.throttling.ApiRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"enroll": ROOST_ENROLL_RATE, "api": ROOST_API_RATE},
+    "EXCEPTION_HANDLER": "roost.api.errors.exception_handler",
     "NUM_PROXIES": ROOST_NUM_PROXIES,
+    "PAGE_SIZE": 100,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Roost API",
-    "DESCRIPTION": "Device registry, certificates, enrollment and topic ACLs.",
+    "DESCRIPTION": (
+        "Provision and run a fleet: tenants, devices, groups, certificates, enrollment tokens, "
+        "topic ACLs, retained state, bulk imports, API keys and the audit trail. Authenticate "
+        "with `Authorization: Bearer <API key>`; tenant resources live under "
+        "`/api/v1/tenants/{tenant}/`. Every 4xx has the same body: `code`, `message`, `field`, `errors`."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "roost.api.schema.add_error_responses",
+    ],
 }
 
 LOG_LEVEL = envstr("ROOST_LOG_LEVEL", "INFO").upper()

@@ -76,3 +76,40 @@ def admin_client(client: Any, django_user_model: Any) -> Any:
     user = django_user_model.objects.create_superuser("root", password="root-password-1")
     client.force_login(user)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Any:
+    """Throttle counters start at zero in every test (the cache is Redis when REDIS_URL is set)."""
+    yield
+    from django.core.cache import cache
+
+    try:
+        cache.clear()
+    except Exception:  # noqa: S110 - a test without settings or Redis has nothing to clear
+        pass
+
+
+@pytest.fixture
+def make_api_key(db: Any) -> Any:
+    """make_api_key(tenant, role="admin", name="") -> the key's secret (shown once)."""
+    from devices.apikeys import create_api_key
+
+    def make(tenant: Any, role: str = "admin", name: str = "", expires_days: int | None = None) -> str:
+        return create_api_key(tenant, role=role, name=name or f"{role}-key", expires_days=expires_days).key
+
+    return make
+
+
+@pytest.fixture
+def api() -> Any:
+    """api(key=None) -> a DRF test client sending `Authorization: Bearer key` when given."""
+    from rest_framework.test import APIClient
+
+    def client_for(key: str | None = None) -> Any:
+        client = APIClient()
+        if key:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        return client
+
+    return client_for

@@ -32,6 +32,9 @@ class Changes:
     certs: dict[str, CertRecord | None] = field(default_factory=dict)
     rules: dict[str, TenantRules | None] = field(default_factory=dict)
     retained_clears: list[tuple[str, str]] = field(default_factory=list)
+    """(tenant slug, topic filter): one topic, or a subtree when the filter has wildcards."""
+    kicks: list[int] = field(default_factory=list)
+    """Devices to disconnect now (an operator's kick)."""
     trust_bundle: str | None = None
     """The new client CA bundle when a CA was created or rotated."""
     server_cert: tuple[str, str] | None = None
@@ -52,6 +55,8 @@ def prepare(events: list[ChangeEvent]) -> Changes:
             slug = info.slug if info else payload.get("slug")
             if slug:
                 changes.rules[slug] = _rules_or_none(slug)
+        elif kind == "device" and event.op == "kick":
+            changes.kicks.append(int(event.object_id))
         elif kind == "device":
             device_id = int(event.object_id)
             changes.devices[device_id] = scratch.reload_device(device_id)
@@ -67,8 +72,9 @@ def prepare(events: list[ChangeEvent]) -> Changes:
                 changes.rules[slug] = _rules_or_none(slug)
         elif kind == "retained" and event.op == "clear":
             slug = payload.get("tenant") or _slug_of(event.tenant_id)
-            if slug and "topic" in payload:
-                changes.retained_clears.append((slug, payload["topic"]))
+            topic = payload.get("filter") or payload.get("topic")
+            if slug and isinstance(topic, str) and topic:
+                changes.retained_clears.append((slug, topic))
         elif kind == "certificate_authority":
             changes.trust_bundle = trusted_client_ca_bundle()
         elif kind == "broker_certificate":
@@ -183,11 +189,19 @@ class LiveEffects:
             dropped = self.admin.recheck_subscriptions(mountpoint=mountpoint)
             if dropped:
                 log.info("ACL change in %s dropped %d live subscription(s)", slug, dropped)
-        for slug, topic in changes.retained_clears:
-            self.admin.clear_retained(topic, mountpoint=mountpoint_for(slug))
-            tenant = ids.tenant_by_mountpoint.get(mountpoint_for(slug))
-            if tenant is not None:
-                self.retained_cleared(tenant.id, topic)
+        for device_id in changes.kicks:
+            kicked += self.admin.kick_where(_with_attribute("device_id", device_id))
+        for slug, topic_filter in changes.retained_clears:
+            mountpoint = mountpoint_for(slug)
+            if "+" in topic_filter or "#" in topic_filter:
+                topics = [topic for topic, _ in self.admin.retained(topic_filter, mountpoint=mountpoint)]
+            else:
+                topics = [topic_filter]
+            tenant = ids.tenant_by_mountpoint.get(mountpoint)
+            for topic in topics:
+                self.admin.clear_retained(topic, mountpoint=mountpoint)
+                if tenant is not None:
+                    self.retained_cleared(tenant.id, topic)
         if self.tls is not None:
             if changes.trust_bundle is not None:
                 self.tls.add_trust(changes.trust_bundle)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.broker.conftest import Client
-from tests.broker.integration.platform_harness import Platform, PlatformBroker
+from tests.broker.integration.platform_harness import Platform, PlatformBroker, PlatformWeb
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +36,16 @@ def broker(platform: Platform) -> Iterator[PlatformBroker]:
         yield process.start()
     finally:
         process.kill()
+
+
+@pytest.fixture(scope="module")
+def web(platform: Platform, broker: PlatformBroker) -> Iterator[PlatformWeb]:
+    """The web service on the platform's database, beside this module's broker."""
+    process = PlatformWeb(platform, broker)
+    try:
+        yield process.start()
+    finally:
+        process.stop()
 
 
 @pytest.fixture

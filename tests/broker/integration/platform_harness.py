@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -255,6 +256,81 @@ class PlatformBroker:
 
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics().get((name, frozenset(labels.items())), 0.0)
+
+
+# The web service -----------------------------------------------------------------------------
+
+
+class PlatformWeb:
+    """The web service (daphne, as `roost up` runs it) on a free loopback port, on the
+    platform's database, for tests that drive the REST API against a running broker."""
+
+    def __init__(self, platform: Platform, broker: PlatformBroker | None = None) -> None:
+        self.platform = platform
+        self.broker = broker
+        self.port = free_port()
+        self.proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(self.platform.env, ROOST_WEB_PORT=str(self.port),
+                   ROOST_PUBLIC_URL=self.url, ROOST_API_RATE="100000/min")
+        if self.broker is not None:
+            env["ROOST_BROKER_METRICS_PORT"] = str(self.broker.metrics_port)
+            env["ROOST_BROKER_PORT"] = str(self.broker.port)
+        return env
+
+    def start(self, timeout: float = 30.0) -> PlatformWeb:
+        log = (self.platform.data_dir / f"web-{self.port}.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "roost.asgi:application"],
+            cwd=REPO, env=self.env(), text=True, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("the web service did not start:\n" + (self.platform.data_dir / f"web-{self.port}.log").read_text())
+
+    def request(self, method: str, path: str, key: str | None = None, body: Any = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
+        """(status, decoded JSON or raw bytes, headers) of one API call."""
+        data = None
+        sent = dict(headers or {})
+        if key:
+            sent["Authorization"] = f"Bearer {key}"
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            sent.setdefault("Content-Type", "application/json")
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=sent)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                status, raw, got = r.status, r.read(), dict(r.headers)
+        except urllib.error.HTTPError as err:
+            status, raw, got = err.code, err.read(), dict(err.headers)
+        if got.get("Content-Type", "").startswith("application/json") and raw:
+            return status, json.loads(raw), got
+        return status, raw, got
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 # Device connections --------------------------------------------------------------------------

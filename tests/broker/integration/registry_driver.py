@@ -178,8 +178,13 @@ def _operations() -> dict[str, Callable[..., Any]]:
     def retained_clear(tenant: str, topic: str) -> None:
         clear_retained(tenant_of(tenant), topic, actor=Actor.system())
 
+    def api_key_create(tenant: str, role: str, name: str = "") -> str:
+        from devices.apikeys import create_api_key
+
+        return create_api_key(tenant_of(tenant), role=role, name=name).key
+
     return {
-        "retained_clear": retained_clear, "device_delete": device_delete,
+        "retained_clear": retained_clear, "api_key_create": api_key_create, "device_delete": device_delete,
         "prepare": prepare, "tenant_create": tenant_create, "tenant_enable": tenant_enable, "tenant_delete": tenant_delete,
         "device_create": device_create, "device_enable": device_enable, "device_state": device_state,
         "cert_issue": cert_issue, "cert_issue_expired": cert_issue_expired, "cert_revoke": cert_revoke, "rule_create": rule_create,

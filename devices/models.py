@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -282,3 +283,62 @@ class ApiKey(models.Model):
         return {"name": self.name, "role": self.role, "prefix": self.prefix,
                 "expires_at": self.expires_at.isoformat() if self.expires_at else None,
                 "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None}
+
+
+class ImportJobState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ImportJob(models.Model):
+    """A bulk import of devices (and optionally their certificates), run by the worker.
+
+    The uploaded file and the result bundle live under ROOST_DATA_DIR/jobs/<id>/ (see
+    `devices.imports.job_dir`), never in the database. `done` counts the rows handled so far,
+    whatever their outcome: `created + existing + failed == done`, and `done == total` at the end.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.CharField(max_length=200, help_text="The actor's label, as in the audit trail.")
+    created_by_kind = models.CharField(max_length=16, choices=ActorKind.choices, default=ActorKind.SYSTEM)
+    created_by_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                        on_delete=models.SET_NULL, related_name="+")
+    state = models.CharField(max_length=16, choices=ImportJobState.choices, default=ImportJobState.PENDING,
+                             db_index=True)
+    input_format = models.CharField(max_length=8, help_text="csv or json.")
+    input_name = models.CharField(max_length=200, blank=True, help_text="The uploaded file's name, if any.")
+    options = models.JSONField(default=dict, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    existing_count = models.PositiveIntegerField(default=0)
+    certificate_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True,
+                              help_text="The first errors: {row, name, code, message, field}.")
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds spent per phase.")
+    message = models.TextField(blank=True, help_text="Why the job failed as a whole, if it did.")
+    has_bundle = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated = models.DateTimeField(auto_now=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug} import {self.id} ({self.state})"
+
+    @property
+    def issue_certs(self) -> bool:
+        return bool((self.options or {}).get("issue_certs"))
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (ImportJobState.DONE, ImportJobState.FAILED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
 from .audit import Actor, record_audit
@@ -169,3 +169,166 @@ def delete_tenant(tenant: Tenant, *, actor: Actor | None = None) -> None:
         record_audit(actor, "tenant.delete", tenant, tenant=None, before=_tenant_state(tenant))
         tenant.delete()
         record_change("tenant", "deleted", pk, tenant=None, payload={"slug": slug})
+
+
+# --- Tenants, groups and members as the REST API changes them -----------------------------------
+
+
+def update_tenant(tenant: Tenant, *, name: str | None = None, enabled: bool | None = None,
+                  actor: Actor | None = None) -> Tenant:
+    """Rename and/or enable/disable a tenant (enabling goes through set_tenant_enabled)."""
+    actor = actor or Actor.system()
+    with transaction.atomic():
+        if name is not None and name != tenant.name:
+            tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+            before = _tenant_state(tenant)
+            tenant.name = name
+            tenant.full_clean(validate_unique=False, validate_constraints=False)
+            tenant.save(update_fields=["name", "updated"])
+            record_audit(actor, "tenant.update", tenant, tenant=tenant, before=before, after=_tenant_state(tenant))
+            record_change("tenant", "updated", tenant.pk, tenant=tenant, payload=_tenant_state(tenant))
+        if enabled is not None and enabled != tenant.enabled:
+            tenant = set_tenant_enabled(tenant, enabled, actor=actor)
+    return tenant
+
+
+def _group_state(group: DeviceGroup) -> dict[str, Any]:
+    return {"name": group.name, "parent": group.parent.name if group.parent_id else None,
+            "description": group.description}
+
+
+_GROUP_EDITABLE = {"name", "parent", "description"}
+
+
+def update_group(group: DeviceGroup, *, actor: Actor | None = None, **changes: Any) -> DeviceGroup:
+    """Rename, move (parent) or describe a group; a parent that would make a cycle is refused."""
+    actor = actor or Actor.system()
+    unknown = set(changes) - _GROUP_EDITABLE
+    if unknown:
+        raise ValidationError(f"These group fields cannot be changed here: {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        group = DeviceGroup.objects.select_for_update().select_related("tenant", "parent").get(pk=group.pk)
+        before = _group_state(group)
+        for field, value in changes.items():
+            setattr(group, field, value)
+        group.full_clean(validate_unique=False, validate_constraints=False)
+        try:
+            with transaction.atomic():
+                group.save()
+        except IntegrityError:
+            raise ValidationError(
+                {"name": f"Group {group.name!r} already exists in tenant {group.tenant.slug}."}) from None
+        after = _group_state(group)
+        record_audit(actor, "group.update", group, tenant=group.tenant, before=before, after=after)
+        # The broker recomputes its devices' groups ({group} in topic filters, group rules).
+        record_change("group", "updated", group.pk, tenant=group.tenant, payload=after)
+    return group
+
+
+def delete_group(group: DeviceGroup, *, actor: Actor | None = None) -> None:
+    """Delete an empty-of-children group that no ACL rule names; its devices become ungrouped."""
+    actor = actor or Actor.system()
+    with transaction.atomic():
+        group = DeviceGroup.objects.select_for_update().select_related("tenant", "parent").get(pk=group.pk)
+        children = sorted(group.children.values_list("name", flat=True)[:5])
+        if children:
+            raise ValidationError(
+                f"Group {group.name!r} has nested groups ({', '.join(children)}); move or delete them first.",
+                code="group_has_children")
+        rules = group.acl_rules.count()
+        if rules:
+            raise ValidationError(
+                f"{rules} ACL rule(s) name group {group.name!r}; change or delete them first.",
+                code="group_in_use")
+        tenant, pk, before = group.tenant, group.pk, _group_state(group)
+        ungrouped = group.devices.count()
+        record_audit(actor, "group.delete", group, tenant=tenant, before=before,
+                     after={"devices_ungrouped": ungrouped})
+        group.delete()
+        record_change("group", "deleted", pk, tenant=tenant, payload={"name": before["name"]})
+
+
+def _rank(role: str) -> int:
+    from .models import ROLE_RANK
+
+    return ROLE_RANK[Role(role)]
+
+
+def _check_member_change(acting_role: str | None, old: str | None, new: str | None) -> None:
+    """Nobody grants a role above their own or changes a member who ranks above them, so only
+    an owner grants or takes away ownership (and an admin API key never touches an owner)."""
+    if acting_role is None:
+        return  # the system: the CLI and the admin site
+    if new is not None and _rank(new) > _rank(acting_role):
+        raise PermissionDenied(f"Your role ({acting_role}) cannot grant the {new} role.")
+    if old is not None and _rank(old) > _rank(acting_role):
+        raise PermissionDenied(f"Your role ({acting_role}) cannot change a member who is {old}.")
+
+
+def _check_not_last_owner(membership: Membership) -> None:
+    if membership.role != Role.OWNER:
+        return
+    # The owners' rows locked, so two admins cannot each remove "the other" last owner.
+    owners = list(Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Role.OWNER)
+                  .values_list("pk", flat=True))
+    if owners == [membership.pk]:
+        raise ValidationError({"role": ValidationError(
+            "This is the tenant's last owner; make someone else owner first.", code="last_owner")})
+
+
+def _membership_state(membership: Membership) -> dict[str, Any]:
+    return {"user": membership.user.get_username(), "role": membership.role}
+
+
+def invite_member(tenant: Tenant, user: Any, role: str, *, actor: Actor | None = None,
+                  acting_role: str | None = None) -> Membership:
+    """Make an existing user a member (refused if they already are; change the role instead)."""
+    actor = actor or Actor.system()
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}; use one of {', '.join(Role.values)}."})
+    _check_member_change(acting_role, None, role)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                membership = Membership.objects.create(user=user, tenant=tenant, role=role)
+        except IntegrityError:
+            raise ValidationError({"user": ValidationError(
+                f"{user.get_username()} is already a member of {tenant.slug}; change their role instead.",
+                code="already_member")}) from None
+        state = _membership_state(membership)
+        record_audit(actor, "membership.create", membership, tenant=tenant, after=state)
+        record_change("membership", "created", membership.pk, tenant=tenant, payload={"user_id": user.pk, "role": role})
+    return membership
+
+
+def change_member_role(membership: Membership, role: str, *, actor: Actor | None = None,
+                       acting_role: str | None = None) -> Membership:
+    actor = actor or Actor.system()
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}; use one of {', '.join(Role.values)}."})
+    with transaction.atomic():
+        membership = Membership.objects.select_for_update().select_related("user", "tenant").get(pk=membership.pk)
+        if membership.role == role:
+            return membership
+        _check_member_change(acting_role, membership.role, role)
+        _check_not_last_owner(membership)
+        before = _membership_state(membership)
+        membership.role = role
+        membership.save(update_fields=["role"])
+        record_audit(actor, "membership.update", membership, tenant=membership.tenant, before=before,
+                     after=_membership_state(membership))
+        record_change("membership", "updated", membership.pk, tenant=membership.tenant,
+                      payload={"user_id": membership.user_id, "role": role})
+    return membership
+
+
+def remove_member(membership: Membership, *, actor: Actor | None = None, acting_role: str | None = None) -> None:
+    actor = actor or Actor.system()
+    with transaction.atomic():
+        membership = Membership.objects.select_for_update().select_related("user", "tenant").get(pk=membership.pk)
+        _check_member_change(acting_role, membership.role, None)
+        _check_not_last_owner(membership)
+        tenant, pk, user_id = membership.tenant, membership.pk, membership.user_id
+        record_audit(actor, "membership.delete", membership, tenant=tenant, before=_membership_state(membership))
+        membership.delete()
+        record_change("membership", "deleted", pk, tenant=tenant, payload={"user_id": user_id})

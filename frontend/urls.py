@@ -1,11 +1,32 @@
+"""Portal pages, mounted at /portal/. A device's pages live under devices/NAME/; the list's own
+pages under devices/-/, a segment no device name can take (names start with a letter or digit)."""
+
+from __future__ import annotations
+
 from django.urls import path
 
-from . import views
+from .views import device, devices, home, overview, retained
 
 app_name = "frontend"
 urlpatterns = [
-    path("t/<slug:slug>/topics/", views.topic_tree, name="topic-tree"),
-    path("t/<slug:slug>/retained/", views.retained_detail, name="retained-detail"),
-    path("t/<slug:slug>/retained/clear", views.clear_retained_view, name="retained-clear"),
-    path("t/<slug:slug>/devices/<str:name>/retained/", views.device_retained, name="device-retained"),
+    path("", home.home, name="home"),
+    path("t/<slug:slug>/", overview.overview, name="overview"),
+    path("t/<slug:slug>/devices/", devices.device_list, name="devices"),
+    path("t/<slug:slug>/devices/-/new/", devices.device_create, name="device-create"),
+    path("t/<slug:slug>/devices/-/bulk/", devices.device_bulk, name="device-bulk"),
+    path("t/<slug:slug>/devices/<str:name>/", device.device_detail, name="device"),
+    path("t/<slug:slug>/devices/<str:name>/kick/", device.device_kick, name="device-kick"),
+    path("t/<slug:slug>/devices/<str:name>/delete/", device.device_delete, name="device-delete"),
+    path("t/<slug:slug>/devices/<str:name>/certificates/", device.certificate_issue, name="certificate-issue"),
+    path("t/<slug:slug>/devices/<str:name>/certificates/<str:serial>/revoke/", device.certificate_revoke,
+         name="certificate-revoke"),
+    path("t/<slug:slug>/devices/<str:name>/certificates/<str:serial>.pem", device.certificate_pem,
+         name="certificate-pem"),
+    path("t/<slug:slug>/devices/<str:name>/issued/<str:token>/", devices.device_issued, name="device-issued"),
+    path("t/<slug:slug>/devices/<str:name>/issued/<str:token>/<str:kind>/", devices.device_bundle,
+         name="device-bundle"),
+    path("t/<slug:slug>/devices/<str:name>/retained/", retained.device_retained, name="device-retained"),
+    path("t/<slug:slug>/topics/", retained.topic_tree, name="topic-tree"),
+    path("t/<slug:slug>/retained/", retained.retained_detail, name="retained-detail"),
+    path("t/<slug:slug>/retained/clear", retained.clear_retained_view, name="retained-clear"),
 ]

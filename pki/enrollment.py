@@ -21,7 +21,7 @@ from devices.models import DeviceGroup, Tenant
 from devices.validators import DEVICE_NAME_RULE, is_valid_device_name
 
 from .csr import load_csr
-from .errors import PkiError, bad_request, conflict, forbidden
+from .errors import PkiError, bad_request, conflict, forbidden, not_found
 from .issuance import IssuedCertificate, bundle_for, issue_certificate
 from .models import EnrollmentToken
 
@@ -77,6 +77,33 @@ def create_token(tenant: Tenant, *, uses: int = 1, expires_in: timedelta = timed
             "prefix": token.prefix, "max_uses": uses, "expires_at": token.expires_at.isoformat(),
             "group": group.name if group else None, "label": token.label})
     return NewToken(token, secret)
+
+
+def find_token(tenant: Tenant, prefix: str) -> EnrollmentToken:
+    """A tenant's token by the public prefix it was shown with (`roost_enr_` and six characters)."""
+    matches = list(EnrollmentToken.objects.select_related("tenant", "group")
+                   .filter(tenant=tenant, prefix=prefix)[:2])
+    if not matches:
+        raise not_found(f"No enrollment token {prefix!r} in tenant {tenant.slug!r}.", code="token_not_found")
+    if len(matches) > 1:
+        # Six random characters make this rare, but the prefix is not a unique column.
+        raise conflict(f"Several tokens of tenant {tenant.slug!r} start with {prefix!r}; revoke them in the admin.",
+                       code="ambiguous_token")
+    return matches[0]
+
+
+def revoke_token(token: EnrollmentToken, *, actor: Actor | None = None) -> EnrollmentToken:
+    """Disable a token for good: the next enrollment with it is refused. Devices it enrolled stay."""
+    actor = actor or Actor.system()
+    with transaction.atomic():
+        # Conditional update: of two concurrent revocations one wins and the other conflicts.
+        if not EnrollmentToken.objects.filter(pk=token.pk, enabled=True).update(enabled=False):
+            raise conflict(f"The enrollment token {token.prefix} is already revoked.", code="already_revoked")
+        token.refresh_from_db()
+        record_audit(actor, "enrollment_token.revoke", token, tenant=token.tenant, before={"enabled": True},
+                     after={"prefix": token.prefix, "enabled": False, "uses": token.uses,
+                            "max_uses": token.max_uses})
+    return token
 
 
 def _claim(token: EnrollmentToken) -> None:

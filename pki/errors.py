@@ -12,9 +12,6 @@ class PkiError(Exception):
         self.code = code
         self.status = status
 
-    def as_dict(self) -> dict[str, str]:
-        return {"error": self.code, "detail": self.message}
-
 
 def bad_request(message: str, code: str = "invalid") -> PkiError:
     return PkiError(message, code=code, status=400)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import URLPattern, path
 
-from . import api, views
+from . import views
+from .api import urls as api_urls
 
 app_name = "pki"
 urlpatterns: list[URLPattern] = [
@@ -16,14 +19,5 @@ urlpatterns: list[URLPattern] = [
     path("ocsp", views.ocsp_post, name="ocsp"),
     path("ocsp/<path:encoded>", views.ocsp_get, name="ocsp-get"),
 ]
-# Routes mounted under /api/v1/.
-api_urlpatterns: list[URLPattern] = [
-    path("enroll", api.EnrollView.as_view(), name="pki-enroll"),
-    path("tenants/<slug:tenant>/certificates", api.TenantCertificatesView.as_view(), name="pki-certificates"),
-    path("tenants/<slug:tenant>/certificates/<str:serial>/revoke", api.RevokeCertificateView.as_view(),
-         name="pki-certificate-revoke"),
-    path("tenants/<slug:tenant>/devices/<str:device>/certificates", api.DeviceCertificatesView.as_view(),
-         name="pki-device-certificates"),
-    path("tenants/<slug:tenant>/enrollment-tokens", api.EnrollmentTokensView.as_view(),
-         name="pki-enrollment-tokens"),
-]
+# Routes mounted under /api/v1/ (roost/api/urls.py): the PKI's REST API, see pki/api/.
+api_urlpatterns: list[Any] = api_urls.urlpatterns

@@ -29,6 +29,8 @@ ROOST_BROKER_BIND = envstr("ROOST_BROKER_BIND", "0.0.0.0" if envstr("ROOST_ENV")
 ROOST_BROKER_BRIDGE_PORT = envint("ROOST_BROKER_BRIDGE_PORT", 8884, minimum=0, maximum=65535)
 ROOST_BROKER_PLAIN_PORT = envint("ROOST_BROKER_PLAIN_PORT", 0, minimum=0, maximum=65535)
 ROOST_BROKER_WSS_PORT = envint("ROOST_BROKER_WSS_PORT", 0, minimum=0, maximum=65535)
+# TLS without client certificates for a tenant's back ends, authenticated by API key (0: off).
+ROOST_BROKER_SERVICE_PORT = envint("ROOST_BROKER_SERVICE_PORT", 0, minimum=0, maximum=65535)
 ROOST_BROKER_METRICS_PORT = envint("ROOST_BROKER_METRICS_PORT", 9883, minimum=0, maximum=65535)
 ROOST_BROKER_MAX_QUEUED = envint("ROOST_BROKER_MAX_QUEUED", 1000, minimum=0)
 ROOST_BROKER_FLUSH_INTERVAL = float(envint("ROOST_BROKER_FLUSH_MS", 500, minimum=10, maximum=60000)) / 1000
@@ -196,6 +198,24 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "devices-housekeeping": {"task": "devices.tasks.prune_change_events", "schedule": 3600.0},
 }
 
+# --- portal sign-in ---
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "frontend:home"
+LOGOUT_REDIRECT_URL = "login"
+# Failed sign-ins allowed per user name and client address per minute; more are refused
+# without checking the password until the minute has passed (counted in CACHES).
+ROOST_LOGIN_ATTEMPTS = envint("ROOST_LOGIN_ATTEMPTS", 5, minimum=1, maximum=1000)
+# Password-reset mail: printed to the console unless an SMTP server is configured.
+EMAIL_HOST = envstr("ROOST_EMAIL_HOST")
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.console.EmailBackend")
+EMAIL_PORT = envint("ROOST_EMAIL_PORT", 587, minimum=1, maximum=65535)
+EMAIL_HOST_USER = envstr("ROOST_EMAIL_USER")
+EMAIL_HOST_PASSWORD = envsecret("ROOST_EMAIL_PASSWORD")
+EMAIL_USE_TLS = envbool("ROOST_EMAIL_TLS", True)
+DEFAULT_FROM_EMAIL = envstr("ROOST_EMAIL_FROM", "roost@localhost")
+# --- end portal sign-in ---
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -237,6 +257,12 @@ ROOST_API_RATE = envstr("ROOST_API_RATE", "1200/min").strip()
 if not re.fullmatch(r"[1-9]\d*/(s|sec|m|min|h|hour|d|day)", ROOST_API_RATE):
     raise ImproperlyConfigured(f"ROOST_API_RATE={ROOST_API_RATE!r}: expected REQUESTS/PERIOD such as 1200/min")
 ROOST_API_MAX_BODY = envint("ROOST_API_MAX_BODY", 1024 * 1024, minimum=1024)
+# Bulk imports (POST devices/import, `roost device import`): rows per file, the largest upload,
+# and how long finished jobs are kept (their bundles hold private keys; the worker prunes them).
+ROOST_IMPORT_MAX_ROWS = envint("ROOST_IMPORT_MAX_ROWS", 100_000, minimum=1, maximum=1_000_000)
+ROOST_IMPORT_MAX_BODY = envint("ROOST_IMPORT_MAX_BODY", 64 * 1024 * 1024, minimum=1024)
+ROOST_IMPORT_KEEP_DAYS = envint("ROOST_IMPORT_KEEP_DAYS", 7, minimum=1, maximum=365)
+CELERY_BEAT_SCHEDULE["devices-prune-import-jobs"] = {"task": "devices.tasks.prune_import_jobs", "schedule": 3600.0}
 
 # Throttle counters (and other shared counters) live in Redis when there is one, so that
 # limits hold across web processes; otherwise in each process's memory.
@@ -253,11 +279,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "roost.api.schema.ApiAutoSchema",
+    # JSON bodies only (an endpoint that reads CSV or files sets its own parser_classes).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "roost.api.pagination.ApiCursorPagination",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.OrderingFilter",
+        "roost.api.filters.StrictOrderingFilter",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["roost.api.throttling.ApiRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"enroll": ROOST_ENROLL_RATE, "api": ROOST_API_RATE},
@@ -283,7 +312,10 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "roost.api.schema.add_error_responses",
+        "roost.api.schema.add_links",
     ],
+    # No request to validator.swagger.io: the docs work offline and the schema stays here.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 LOG_LEVEL = envstr("ROOST_LOG_LEVEL", "INFO").upper()

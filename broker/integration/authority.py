@@ -1,4 +1,5 @@
-"""Authentication by certificate and authorization by compiled ACLs, from memory only."""
+"""Authentication by certificate (devices) or API key (services) and authorization by
+compiled ACLs, from memory only."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from acl.rules import Principal as AclPrincipal
 from broker.engine.interfaces import Action, ConnectionFacts, Decision, Principal, format_address
 
 from .bridge import verify_principal
-from .identities import Authenticated, DeviceIdentity, IdentityIndex, Refusal, TenantInfo
+from .identities import (
+    Authenticated,
+    AuthenticatedService,
+    DeviceIdentity,
+    IdentityIndex,
+    Refusal,
+    TenantInfo,
+)
 
 log = logging.getLogger("roost.broker.auth")
 
@@ -19,6 +27,8 @@ NOT_AUTHORIZED = 0x87
 BAD_USER_NAME_OR_PASSWORD = 0x86
 BRIDGE_LISTENER = "bridge"
 PLAIN_LISTENER = "plain"
+SERVICE_LISTENER = "service"
+"""TLS without client certificates: API keys only (and API keys nowhere else)."""
 # Without TLS there is no certificate: these listeners take signed principals only.
 TOKEN_LISTENERS = frozenset((BRIDGE_LISTENER, PLAIN_LISTENER))
 
@@ -28,7 +38,8 @@ def acl_principal_of(tenant: TenantInfo, device: DeviceIdentity) -> AclPrincipal
 
 
 class PlatformAuthority:
-    """The broker's Authenticator and Authorizer for devices on the mTLS listener.
+    """The broker's Authenticator and Authorizer: devices on the mTLS listeners, services with
+    API keys on the service listener, signed principals on the bridge and plain listeners.
 
     A connection's principal carries its decision cache in `attributes["acl"]`; a session
     restored from storage gets one on first use. `refusals` and `denials` feed the metrics.
@@ -46,13 +57,21 @@ class PlatformAuthority:
     def authenticate(self, facts: ConnectionFacts) -> Principal | int:
         if facts.listener in TOKEN_LISTENERS:
             return self._authenticate_bridge(facts)
+        if facts.listener == SERVICE_LISTENER:
+            service = self.identities.authenticate_key(facts.username, facts.password, facts.client_id)
+            if isinstance(service, Refusal):
+                return self._refuse(facts, service)
+            return self.service_principal_for(service, facts.client_id)
         leaf = facts.peer_certificates[0] if facts.peer_certificates else None
         result = self.identities.authenticate(leaf, facts.client_id, facts.username)
         if isinstance(result, Refusal):
-            self.refusals[result.why] += 1
-            log.info("refused %r from %s: %s", facts.client_id, format_address(facts.remote_address), result.why)
-            return result.reason_code
+            return self._refuse(facts, result)
         return self.principal_for(result)
+
+    def _refuse(self, facts: ConnectionFacts, refusal: Refusal) -> int:
+        self.refusals[refusal.why] += 1
+        log.info("refused %r from %s: %s", facts.client_id, format_address(facts.remote_address), refusal.why)
+        return refusal.reason_code
 
     def principal_for(self, auth: Authenticated) -> Principal:
         acl = acl_principal_of(auth.tenant, auth.device)
@@ -65,6 +84,26 @@ class PlatformAuthority:
                 "tenant_id": auth.tenant.id,
                 "fingerprint": auth.certificate.fingerprint,
                 "serial": auth.certificate.serial,
+            },
+        )
+
+    def service_principal_for(self, auth: AuthenticatedService, client_id: str) -> Principal:
+        """A back end acting in its tenant's namespace, with the rules for service <key name>.
+
+        The ACL principal is found again from `api_key_prefix` whenever rules or the key
+        change (and for a session restored after a restart), so a renamed, revoked or expired
+        key loses its rights with no fixed copy left behind.
+        """
+        key = auth.key
+        acl = AclPrincipal.for_service(auth.tenant.slug, key.name)
+        return Principal(
+            name=client_id,
+            mountpoint=auth.tenant.mountpoint,
+            attributes={
+                "acl": DecisionCache(self.matcher_for(acl)),
+                "tenant_id": auth.tenant.id,
+                "api_key_prefix": key.prefix,
+                "service": key.name,
             },
         )
 
@@ -138,15 +177,10 @@ class PlatformAuthority:
     def rebind(self, principal: Principal) -> bool:
         """Recompile a live principal's matcher from current rules and identity; False if gone."""
         attributes = principal.attributes
-        fixed = attributes.get("acl_principal")
-        if isinstance(fixed, AclPrincipal):
-            acl = fixed
-        else:
-            identity = self._identity(principal)
-            if identity is None:
-                attributes.pop("acl", None)
-                return False
-            acl = acl_principal_of(*identity)
+        acl = self._acl_principal(principal)
+        if acl is None:
+            attributes.pop("acl", None)
+            return False
         matcher = self.matcher_for(acl)
         cache = attributes.get("acl")
         if isinstance(cache, DecisionCache):
@@ -160,6 +194,19 @@ class PlatformAuthority:
         if cache is None and self.rebind(principal):
             cache = principal.attributes.get("acl")
         return cache  # type: ignore[no-any-return]
+
+    def _acl_principal(self, principal: Principal) -> AclPrincipal | None:
+        attributes = principal.attributes
+        fixed = attributes.get("acl_principal")
+        if isinstance(fixed, AclPrincipal):
+            return fixed
+        prefix = attributes.get("api_key_prefix")
+        if isinstance(prefix, str):
+            tenant = self.identities.tenant_by_mountpoint.get(principal.mountpoint)
+            key = self.identities.usable_key(prefix, tenant.id) if tenant is not None else None
+            return AclPrincipal.for_service(tenant.slug, key.name) if tenant and key else None
+        identity = self._identity(principal)
+        return acl_principal_of(*identity) if identity is not None else None
 
     def _identity(self, principal: Principal) -> tuple[TenantInfo, DeviceIdentity] | None:
         tenant = self.identities.tenant_by_mountpoint.get(principal.mountpoint)

@@ -1,17 +1,21 @@
-"""The broker's in-memory picture of who may connect: tenants, devices and certificates.
+"""The broker's in-memory picture of who may connect: tenants, devices, certificates and
+the API keys of service clients.
 
 Loaded once at start and kept current from the change feed, so authenticating a connection
-costs a dictionary lookup by certificate fingerprint and never a database query.
+costs a dictionary lookup (by certificate fingerprint, or by API key prefix) and never a
+database query.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from devices.models import Device, DeviceGroup, Tenant
+from devices.apikeys import hash_key, split_key
+from devices.models import ApiKey, Device, DeviceGroup, Tenant
 from pki.models import Certificate, CertificateStatus
 
 # MQTT 5 CONNACK reason codes used here (mapped to 3.1.1 return codes by the engine).
@@ -58,6 +62,24 @@ class CertRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceKey:
+    """What the broker keeps of an API key: never the key itself, only its SHA-256."""
+
+    id: int
+    prefix: str
+    tenant_id: int
+    name: str
+    """The service id its clients have in ACL rules (subject kind "service")."""
+    role: str
+    key_hash: str
+    expires_at: datetime | None
+    revoked: bool
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     reason_code: int
     why: str
@@ -68,6 +90,12 @@ class Authenticated:
     tenant: TenantInfo
     device: DeviceIdentity
     certificate: CertRecord
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedService:
+    tenant: TenantInfo
+    key: ServiceKey
 
 
 MOUNT_LEVELS = 1
@@ -89,6 +117,8 @@ class IdentityIndex:
         self.devices: dict[int, DeviceIdentity] = {}
         self.device_by_name: dict[tuple[int, str], DeviceIdentity] = {}
         self.certs: dict[str, CertRecord] = {}
+        self.api_keys: dict[str, ServiceKey] = {}
+        """By public prefix (the MQTT user name of a service client)."""
 
     # Loading (database, called from a worker thread) --------------------------------------
 
@@ -100,6 +130,9 @@ class IdentityIndex:
             self._put_device(device, groups)
         for cert in Certificate.objects.all():
             self._put_cert(cert)
+        # Revoked keys can never come back; expired ones are kept so a refusal says why.
+        for api_key in ApiKey.objects.filter(revoked_at__isnull=True):
+            self._put_api_key(api_key)
 
     def reload_tenant(self, tenant_id: int) -> TenantInfo | None:
         tenant = Tenant.objects.filter(pk=tenant_id).first()
@@ -135,6 +168,14 @@ class IdentityIndex:
             return None
         return self._put_cert(cert)
 
+    def reload_api_key(self, key_id: int) -> ServiceKey | None:
+        api_key = ApiKey.objects.filter(pk=key_id).first()
+        return None if api_key is None else self._put_api_key(api_key)
+
+    def forget_tenant_keys(self, tenant_id: int) -> None:
+        for prefix in [p for p, key in self.api_keys.items() if key.tenant_id == tenant_id]:
+            del self.api_keys[prefix]
+
     def _put_tenant(self, tenant: Tenant) -> TenantInfo:
         info = TenantInfo(tenant.pk, tenant.slug, tenant.enabled)
         self.tenants[info.id] = info
@@ -160,6 +201,12 @@ class IdentityIndex:
         record = CertRecord(cert.fingerprint, cert.serial, cert.tenant_id, cert.device_id, cert.status,
                             cert.not_before, cert.not_after)
         self.certs[record.fingerprint] = record
+        return record
+
+    def _put_api_key(self, api_key: ApiKey) -> ServiceKey:
+        record = ServiceKey(api_key.pk, api_key.prefix, api_key.tenant_id, api_key.name, api_key.role,
+                            api_key.key_hash, api_key.expires_at, api_key.revoked_at is not None)
+        self.api_keys[record.prefix] = record
         return record
 
     # Decisions (event loop, memory only) ----------------------------------------------------
@@ -191,3 +238,47 @@ class IdentityIndex:
         if username and username != device.name:
             return Refusal(BAD_USER_NAME_OR_PASSWORD, "user name differs from the device name")
         return Authenticated(tenant, device, record)
+
+    def authenticate_key(self, username: str | None, password: bytes | None, client_id: str,
+                         now: datetime | None = None) -> AuthenticatedService | Refusal:
+        """A service client: user name = the key's public prefix, password = the whole key."""
+        if not password:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "no API key")
+        try:
+            key = password.decode("ascii")
+        except UnicodeDecodeError:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "malformed API key")
+        parts = split_key(key)
+        if parts is None:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "malformed API key")
+        prefix = parts[0]
+        if username != prefix:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "user name differs from the API key prefix")
+        record = self.api_keys.get(prefix)
+        if record is None:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "unknown API key")
+        if not hmac.compare_digest(record.key_hash, hash_key(key.strip())):
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "wrong API key")
+        if record.revoked:
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "API key revoked")
+        if record.expired(now or datetime.now(UTC)):
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "API key expired")
+        tenant = self.tenants.get(record.tenant_id)
+        if tenant is None or not tenant.enabled:
+            # As on the REST API: a key of a disabled tenant is simply not a usable key.
+            return Refusal(BAD_USER_NAME_OR_PASSWORD, "API key of a disabled tenant")
+        if (tenant.id, client_id) in self.device_by_name:
+            # Sessions are keyed by client id within the tenant: a service taking a device's
+            # name would take over (and disconnect) that device's session.
+            return Refusal(CLIENT_IDENTIFIER_NOT_VALID, "service client id is a device name")
+        return AuthenticatedService(tenant, record)
+
+    def usable_key(self, prefix: str, tenant_id: int, now: datetime | None = None) -> ServiceKey | None:
+        """The key of a live service session if it may still act (for re-binding its ACLs)."""
+        record = self.api_keys.get(prefix)
+        tenant = self.tenants.get(tenant_id)
+        if record is None or record.revoked or record.tenant_id != tenant_id or tenant is None:
+            return None
+        if not tenant.enabled or record.expired(now or datetime.now(UTC)):
+            return None
+        return record

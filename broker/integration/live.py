@@ -6,9 +6,11 @@ on the event loop and only swaps in-memory state and acts on connections.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from acl.loading import TenantRules, load_tenant_rules
 from broker.engine.admin import Admin
@@ -17,7 +19,14 @@ from devices.models import ChangeEvent, Device, DeviceGroup, Tenant
 from pki.broker import ensure_broker_server_certificate, trusted_client_ca_bundle
 
 from .authority import PlatformAuthority
-from .identities import CertRecord, DeviceIdentity, IdentityIndex, TenantInfo, mountpoint_for
+from .identities import (
+    CertRecord,
+    DeviceIdentity,
+    IdentityIndex,
+    ServiceKey,
+    TenantInfo,
+    mountpoint_for,
+)
 from .tls import TlsReloader
 
 log = logging.getLogger("roost.broker.live")
@@ -31,6 +40,8 @@ class Changes:
     devices: dict[int, DeviceIdentity | None] = field(default_factory=dict)
     certs: dict[str, CertRecord | None] = field(default_factory=dict)
     rules: dict[str, TenantRules | None] = field(default_factory=dict)
+    api_keys: dict[str, ServiceKey | None] = field(default_factory=dict)
+    """By prefix; None: the key row is gone."""
     retained_clears: list[tuple[str, str]] = field(default_factory=list)
     """(tenant slug, topic filter): one topic, or a subtree when the filter has wildcards."""
     kicks: list[int] = field(default_factory=list)
@@ -66,6 +77,11 @@ def prepare(events: list[ChangeEvent]) -> Changes:
             fingerprint = payload.get("fingerprint")
             if fingerprint:
                 changes.certs[fingerprint] = scratch.reload_certificate(fingerprint)
+        elif kind == "api_key":
+            record = scratch.reload_api_key(int(event.object_id))
+            prefix = record.prefix if record is not None else payload.get("prefix")
+            if isinstance(prefix, str) and prefix:
+                changes.api_keys[prefix] = record
         elif kind == "acl_rule":
             slug = payload.get("tenant") or _slug_of(event.tenant_id)
             if slug:
@@ -136,6 +152,7 @@ class LiveEffects:
             ids.device_by_name.pop((device.tenant_id, device.name), None)
         for fingerprint in [f for f, cert in ids.certs.items() if cert.tenant_id == tenant.id]:
             del ids.certs[fingerprint]
+        ids.forget_tenant_keys(tenant.id)
         sessions, retained = self.admin.forget_mountpoint(tenant.mountpoint)
         log.info("tenant %s deleted: %d session(s) and %d retained message(s) forgotten",
                  tenant.slug, sessions, retained)
@@ -171,6 +188,17 @@ class LiveEffects:
                 ids.certs[fingerprint] = cert
             if cert is None or cert.status != "active":
                 kicked += self.admin.kick_where(_with_attribute("fingerprint", fingerprint))
+        now = datetime.now(UTC)
+        for prefix, key in changes.api_keys.items():
+            if key is None:
+                ids.api_keys.pop(prefix, None)
+            else:
+                ids.api_keys[prefix] = key
+            if key is None or key.revoked or key.expired(now):
+                kicked += self.admin.kick_where(_with_attribute("api_key_prefix", prefix))
+            # Its sessions (connected or kept) follow the key: a new name brings the rules of
+            # that service, a dead key loses every subscription and delivery.
+            self._rebind_service_sessions({prefix})
         # Rules: new decisions from the next publish on; subscriptions re-checked now.
         touched = set(changes.rules)
         for slug, rules in changes.rules.items():
@@ -210,3 +238,37 @@ class LiveEffects:
         if kicked:
             log.info("disconnected %d client(s) after registry changes", kicked)
 
+
+    def _rebind_service_sessions(self, prefixes: set[str]) -> None:
+        for session in list(self.admin.broker.sessions.values()):
+            if session.principal.attributes.get("api_key_prefix") in prefixes:
+                self.authority.rebind(session.principal)
+                self.admin.recheck_subscriptions(client_id=session.client_id, mountpoint=session.mountpoint)
+
+    def expire_api_keys(self, since: datetime, now: datetime) -> int:
+        """Disconnect the service clients of keys that expired in (since, now].
+
+        A key already expired at connect time was refused then, so only this window can
+        hold keys with live clients; the scan is over the keys, not the sessions.
+        """
+        due = {prefix for prefix, key in self.identities.api_keys.items()
+               if key.expires_at is not None and since < key.expires_at <= now}
+        if not due:
+            return 0
+        kicked = self.admin.kick_where(lambda principal: principal.attributes.get("api_key_prefix") in due)
+        self._rebind_service_sessions(due)
+        if kicked:
+            log.info("disconnected %d service client(s) whose API key expired", kicked)
+        return kicked
+
+    async def watch_key_expiry(self, interval: float = 1.0) -> None:
+        """Run `expire_api_keys` every `interval` seconds, for as long as the broker runs."""
+        since = datetime.now(UTC)
+        while True:
+            await asyncio.sleep(interval)
+            now = datetime.now(UTC)
+            try:
+                self.expire_api_keys(since, now)
+            except Exception:
+                log.exception("checking API key expiry failed")
+            since = now

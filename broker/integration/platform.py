@@ -17,7 +17,7 @@ from devices.changes import latest_change_id
 from devices.models import Device
 from pki.broker import ensure_broker_server_certificate, trusted_client_ca_bundle
 
-from .authority import PlatformAuthority
+from .authority import SERVICE_LISTENER, PlatformAuthority
 from .changefeed import ChangeFeed
 from .identities import MOUNT_LEVELS, IdentityIndex
 from .live import Changes, LiveEffects, prepare
@@ -25,7 +25,7 @@ from .metrics import BrokerCollector, serve_metrics
 from .models import BrokerState
 from .presence import PresenceHooks
 from .store import DatabaseStore
-from .tls import TlsReloader, device_server_context
+from .tls import TlsReloader, device_server_context, service_server_context
 from .writebehind import PresenceRow, WriteBehind
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class Platform:
         self.store = DatabaseStore()
         self.writer = WriteBehind(interval=settings.ROOST_BROKER_FLUSH_INTERVAL)
         self.tls_context: ssl.SSLContext | None = None
+        self.service_tls_context: ssl.SSLContext | None = None
+        self._key_expiry: asyncio.Task[None] | None = None
         self.broker: Broker | None = None
         self.admin: Admin | None = None
         self.live: LiveEffects | None = None
@@ -57,6 +59,8 @@ class Platform:
         """Everything from the database, before a single client is accepted (worker thread)."""
         chain, key = ensure_broker_server_certificate()
         self.tls_context = device_server_context(str(chain), str(key), trusted_client_ca_bundle())
+        if any(listener.name == SERVICE_LISTENER for listener in self.config.listeners):
+            self.service_tls_context = service_server_context(str(chain), str(key))
         # Read the cursor first: rows committed while we load are then applied twice, which
         # is harmless, and none is missed. Rows since the previous broker stopped are replayed
         # too: most only repeat what the load reads, but some exist only as outbox rows (a
@@ -88,8 +92,14 @@ class Platform:
             presence.announce_offline(device_id, "broker_restarted")
         self.live = LiveEffects(self.identities, self.authority, self.admin,
                                 retained_cleared=self.writer.retained_clear,
-                                tls=TlsReloader(self.tls_context) if self.tls_context else None)
+                                tls=self._tls_reloader())
         return broker
+
+    def _tls_reloader(self) -> TlsReloader | None:
+        if self.tls_context is None:
+            return None
+        others = (self.service_tls_context,) if self.service_tls_context is not None else ()
+        return TlsReloader(self.tls_context, *others)
 
     async def start_feeds(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.live is not None
@@ -100,6 +110,8 @@ class Platform:
             self.live.apply(pending)
         self.feed.start(loop)
         self.writer.start()
+        if self.service_tls_context is not None:
+            self._key_expiry = loop.create_task(self.live.watch_key_expiry())
 
     def _apply(self, changes: Changes, last_id: int) -> None:
         assert self.live is not None
@@ -123,6 +135,8 @@ class Platform:
             self.broker.stop()
         if self.feed is not None:
             self.feed.stop()
+        if self._key_expiry is not None:
+            self._key_expiry.cancel()
         await self.writer.stop()
         await asyncio.to_thread(self._close)
 

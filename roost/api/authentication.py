@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -31,10 +33,15 @@ class KeyUser:
 
 
 def client_address(request: Request) -> str | None:
-    """The caller's address, as DRF's throttles see it (X-Forwarded-For only behind proxies)."""
+    """The caller's IP address, as DRF's throttles see it (X-Forwarded-For only behind
+    ROOST_NUM_PROXIES proxies); None when that is not an IP address (a forged header)."""
     from rest_framework.throttling import BaseThrottle
 
-    return BaseThrottle().get_ident(request) or None
+    ident = BaseThrottle().get_ident(request) or ""
+    try:
+        return str(ipaddress.ip_address(ident))
+    except ValueError:
+        return None
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

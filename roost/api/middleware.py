@@ -1,11 +1,49 @@
-"""API paths answer with or without their trailing slash (no redirect: a POST survives)."""
+"""What every path under /api/ gets before and after its view.
+
+Before: the path works with or without its trailing slash (no redirect, so a POST survives).
+After: a 4xx that Django itself produced (an unknown route, a CSRF refusal, a malformed Host)
+is answered in the API's one error shape, like every refusal from an API view, instead of
+Django's HTML page.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from http import HTTPStatus
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
+
+from .errors import error_body
+
+# Headers of the original refusal that a client may act on.
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate", "Vary")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Bad Request"
+
+
+def json_refusal(request: HttpRequest, response: HttpResponse) -> JsonResponse:
+    """The error-shape twin of a non-JSON 4xx `response`."""
+    status = response.status_code
+    if status == 404:
+        code = "not_found"
+        message = f"Nothing at {request.path}; GET /api/v1/ lists the API's collections."
+    elif status == 413:
+        code, message = "body_too_large", "The request body is too large."
+    else:
+        phrase = _phrase(status)
+        code = phrase.lower().replace(" ", "_").replace("-", "_")
+        message = f"The request was refused: {phrase}."
+    answer = JsonResponse(error_body([{"code": code, "message": message, "field": None}]), status=status)
+    for name in _KEPT_HEADERS:
+        if name in response:
+            answer[name] = response[name]
+    return answer
 
 
 class ApiOptionalSlashMiddleware:
@@ -16,7 +54,9 @@ class ApiOptionalSlashMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
-        if path.startswith(self.prefix) and not path.endswith("/"):
+        if not path.startswith(self.prefix):
+            return self.get_response(request)
+        if not path.endswith("/"):
             try:
                 resolve(path)
             except Resolver404:
@@ -26,4 +66,12 @@ class ApiOptionalSlashMiddleware:
                     pass
                 else:
                     request.path_info = path + "/"
-        return self.get_response(request)
+        response = self.get_response(request)
+        if 400 <= response.status_code < 500 and not _is_json(response):
+            return json_refusal(request, response)
+        return response
+
+
+def _is_json(response: HttpResponse) -> bool:
+    content_type = response.get("Content-Type", "").split(";")[0].strip().lower()
+    return content_type == "application/json" or content_type.endswith("+json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -13,6 +14,10 @@ from .access import api_key_of
 
 class ApiRateThrottle(SimpleRateThrottle):
     scope = "api"
+
+    def get_rate(self) -> str:
+        # Read at request time (DRF binds its rates at import), so the setting can change.
+        return str(settings.ROOST_API_RATE)
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         key = api_key_of(request)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.urls import NoReverseMatch
 from django.utils.functional import cached_property
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -16,15 +18,19 @@ from devices.audit import Actor
 from devices.models import Role, Tenant
 
 from .access import actor_for, tenant_for, visible_tenants
-from .errors import too_large
+from .errors import bad_request, too_large
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def check_body_size(request: Request, limit: int) -> None:
     """Refuse an oversized body from its Content-Length, before anything is read."""
-    raw = request._request.META.get("CONTENT_LENGTH") or ""
-    if raw and (not raw.isdigit() or int(raw) > limit):
+    raw = (request._request.META.get("CONTENT_LENGTH") or "").strip()
+    if not raw:
+        return
+    if not (raw.isascii() and raw.isdigit()):
+        raise bad_request("The Content-Length header is not a number.", code="invalid_content_length")
+    if int(raw) > limit:
         raise too_large(f"The request body is larger than {limit} bytes.")
 
 
@@ -72,30 +78,65 @@ class TenantScopedMixin(BodyLimitMixin):
         _ = self.tenant  # the role check, before any handler runs
 
 
-# The tenant-scoped collections, as listed by the root (name → URL name).
+# The collections the root lists (name -> URL name): under each tenant, and at the top level.
 TENANT_ROOTS: dict[str, str] = {}
+GLOBAL_ROOTS: dict[str, str] = {}
 
 
-def register_root(name: str, url_name: str) -> None:
-    TENANT_ROOTS[name] = url_name
+def register_root(name: str, url_name: str, *, tenant_scoped: bool = True) -> None:
+    """List a collection on `/api/v1/`: per tenant (`url_name` takes a `tenant` argument) or once."""
+    (TENANT_ROOTS if tenant_scoped else GLOBAL_ROOTS)[name] = url_name
+
+
+def _links(request: Request, roots: dict[str, str], **kwargs: Any) -> dict[str, str]:
+    links = {}
+    for name, url_name in sorted(roots.items()):
+        try:
+            links[name] = reverse(url_name, kwargs=kwargs or None, request=request)
+        except NoReverseMatch:
+            continue  # an app whose API is not mounted here
+    return links
+
+
+class _TenantRootSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    links = serializers.DictField(child=serializers.URLField(), help_text="Collection name -> URL.")
+
+
+class ApiRootSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    schema = serializers.URLField(help_text="The OpenAPI 3 schema of this API.")
+    docs = serializers.URLField(help_text="The interactive documentation (Swagger UI).")
+    links = serializers.DictField(child=serializers.URLField(),
+                                  help_text="Collections outside any tenant: name -> URL.")
+    tenants = _TenantRootSerializer(many=True, help_text="The tenants the caller can see (an API "
+                                    "key: its own), each with its collections.")
 
 
 class ApiRootView(BodyLimitMixin, APIView):
     """The entry point: the caller's tenants and, for each, the collections under it."""
 
-    @extend_schema(responses={200: dict}, summary="List the caller's tenants and their API roots")
+    max_tenants = 200
+
+    @extend_schema(
+        summary="List the caller's tenants and their collections", tags=["root"],
+        responses={200: ApiRootSerializer},
+        examples=[OpenApiExample("An operator key of acme", response_only=True, value={
+            "schema": "https://roost.example.com/api/schema/",
+            "docs": "https://roost.example.com/api/docs/",
+            "links": {"tenants": "https://roost.example.com/api/v1/tenants/"},
+            "tenants": [{"slug": "acme", "name": "Acme", "links": {
+                "devices": "https://roost.example.com/api/v1/tenants/acme/devices/"}}],
+        })],
+    )
     def get(self, request: Request) -> Response:
-        tenants = []
-        for tenant in visible_tenants(request).order_by("slug")[:200]:
-            links = {}
-            for name, url_name in TENANT_ROOTS.items():
-                try:
-                    links[name] = reverse(url_name, kwargs={"tenant": tenant.slug}, request=request)
-                except Exception:  # noqa: S112 - a root not mounted here is simply not listed
-                    continue
-            tenants.append({"slug": tenant.slug, "name": tenant.name, "links": links})
+        tenants = [
+            {"slug": tenant.slug, "name": tenant.name, "links": _links(request, TENANT_ROOTS, tenant=tenant.slug)}
+            for tenant in visible_tenants(request).order_by("slug")[: self.max_tenants]
+        ]
         return Response({
             "schema": reverse("schema", request=request),
             "docs": reverse("api-docs", request=request),
+            "links": _links(request, GLOBAL_ROOTS),
             "tenants": tenants,
         })

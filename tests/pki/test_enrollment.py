@@ -69,7 +69,7 @@ def test_a_single_use_token_is_refused_the_second_time(acme: Any, device_client:
     new = create_token(acme, uses=1)
     assert _enroll(device_client, new.secret, "meter-001").status_code == 201
     second = _enroll(device_client, new.secret, "meter-002")
-    assert second.status_code == 403 and second.json()["error"] == "token_used_up"
+    assert second.status_code == 403 and second.json()["code"] == "token_used_up"
     assert not Device.objects.filter(name="meter-002").exists()
     assert AuditEvent.objects.filter(action="enrollment.refuse", tenant=acme).count() == 1
 
@@ -79,7 +79,7 @@ def test_an_expired_token_is_refused(acme: Any, device_client: Client) -> None:
     new = create_token(acme)
     EnrollmentToken.objects.filter(pk=new.token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     response = _enroll(device_client, new.secret, "meter-001")
-    assert response.status_code == 403 and response.json()["error"] == "token_expired"
+    assert response.status_code == 403 and response.json()["code"] == "token_expired"
 
 
 @pytest.mark.django_db
@@ -89,7 +89,7 @@ def test_a_disabled_tenant_accepts_no_enrollment(acme: Any, device_client: Clien
     new = create_token(acme)
     set_tenant_enabled(acme, False)
     response = _enroll(device_client, new.secret, "meter-001")
-    assert response.status_code == 403 and response.json()["error"] == "tenant_disabled"
+    assert response.status_code == 403 and response.json()["code"] == "tenant_disabled"
     assert not Device.objects.exists()
 
 
@@ -145,7 +145,7 @@ def test_a_failed_enrollment_leaves_no_device_and_keeps_the_token_use(acme: Any,
     conflict = _enroll(device_client, new.secret, "taken")
     assert conflict.status_code == 409
     bad_csr = _enroll(device_client, new.secret, "meter-001", csr_with_swapped_key())
-    assert bad_csr.status_code == 400 and "signature does not match" in bad_csr.json()["detail"]
+    assert bad_csr.status_code == 400 and "signature does not match" in bad_csr.json()["message"]
     assert not Device.objects.filter(name="meter-001").exists()
     assert EnrollmentToken.objects.get(pk=new.token.pk).uses == 0
     assert _enroll(device_client, new.secret, "meter-001").status_code == 201
@@ -161,7 +161,7 @@ def test_a_failure_after_the_device_is_created_rolls_the_device_back(acme: Any, 
     new = create_token(acme, uses=1)
     # Same key as `holder`: refused only after the device row was written inside the transaction.
     response = _enroll(device_client, new.secret, "meter-001", key_owner_csr)
-    assert response.status_code == 409 and response.json()["error"] == "public_key_in_use"
+    assert response.status_code == 409 and response.json()["code"] == "public_key_in_use"
     assert not Device.objects.filter(name="meter-001").exists()
     assert EnrollmentToken.objects.get(pk=new.token.pk).uses == 0
 
@@ -171,7 +171,7 @@ def test_an_invalid_device_name_is_refused_with_the_allowed_characters(acme: Any
     new = create_token(acme)
     response = _enroll(device_client, new.secret, "bad name/#")
     assert response.status_code == 400
-    assert "letters, digits and . _ : -" in response.json()["detail"]
+    assert "letters, digits and . _ : -" in response.json()["message"]
 
 
 @pytest.mark.django_db

@@ -11,6 +11,7 @@ from django.db import transaction
 from devices.audit import Actor
 from devices.models import Device
 from devices.services import create_device
+from pki.bundles import KEY_FILE, device_files
 from pki.errors import PkiError
 from pki.issuance import find_device, issue_from_csr, issue_with_generated_key
 from pki.keystore import write_private_file
@@ -72,14 +73,17 @@ class Command(BaseCommand):
             issued = issue_from_csr(device, csr, actor=actor, days=options["days"])
         else:
             issued = issue_with_generated_key(device, actor=actor, days=options["days"])
-            write_private_file(out / "device.key", issued.private_key_pem.encode())
-        (out / "ca.pem").write_text(issued.root_pem)
-        # Leaf then issuing CA: clients present the whole chain, the broker trusts only the root above it.
-        (out / "device.pem").write_text(issued.certificate_pem + issued.chain_pem)
+        # The same files as the API's zip bundle (pki/bundles.py).
+        files = device_files(issued)
+        for name, data in files.items():
+            if name == KEY_FILE:
+                write_private_file(out / name, data)
+            else:
+                (out / name).write_bytes(data)
         cert = issued.certificate
         self.stdout.write(f"issued {cert.serial} for {tenant.slug}/{device.name}, valid until "
                           f"{cert.not_after:%Y-%m-%d %H:%M} UTC")
-        self.stdout.write(f"wrote {', '.join(sorted(p.name for p in out.iterdir() if p.name in _FILES))} to {out}")
+        self.stdout.write(f"wrote {', '.join(sorted(files))} to {out}")
 
     def _revoke(self, options: dict[str, Any]) -> None:
         reason = parse_reason(options["reason"])
@@ -103,5 +107,3 @@ class Command(BaseCommand):
         for row in [header, *rows]:
             self.stdout.write("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
-
-_FILES = {"ca.pem", "device.pem", "device.key"}

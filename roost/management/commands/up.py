@@ -42,8 +42,14 @@ class Command(BaseCommand):
             children.append(Child("worker", python_argv("-m", "celery", "-A", "roost", "worker", "--beat",
                                                         "--loglevel", "INFO", "--pool", "threads", "--concurrency", "4")))
         if not options["no_broker"]:
-            children.append(Child("broker", python_argv(manage, "runbroker")))
+            broker = ["runbroker"]
+            if settings.ROOST_BROKER_SERVICE_PORT:
+                broker += ["--service-port", str(settings.ROOST_BROKER_SERVICE_PORT)]
+            children.append(Child("broker", python_argv(manage, *broker)))
         self.stdout.write(f"Roost web on http://{options['bind']}:{settings.ROOST_WEB_PORT}/ (Ctrl-C stops everything)")
+        if not options["no_broker"] and settings.ROOST_BROKER_SERVICE_PORT:
+            self.stdout.write(f"Service clients (API keys) on mqtts://{settings.ROOST_BROKER_BIND}:"
+                              f"{settings.ROOST_BROKER_SERVICE_PORT}")
         code = Supervisor(children, self.stdout).run()
         if code:
             raise SystemExit(code)

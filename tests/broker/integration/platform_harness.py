@@ -179,13 +179,15 @@ class Bundle:
 class PlatformBroker:
     """`manage.py runbroker` on free loopback ports; restarts keep the ports."""
 
-    def __init__(self, platform: Platform, *, plain: bool = False, wss: bool = False) -> None:
+    def __init__(self, platform: Platform, *, plain: bool = False, wss: bool = False,
+                 service: bool = False) -> None:
         self.platform = platform
         self.port = free_port()
         self.bridge_port = free_port()
         self.metrics_port = free_port()
         self.plain_port = free_port() if plain else 0
         self.wss_port = free_port() if wss else 0
+        self.service_port = free_port() if service else 0
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
 
@@ -195,7 +197,9 @@ class PlatformBroker:
             [sys.executable, MANAGE, "runbroker", "--port", str(self.port),
              "--bridge-port", str(self.bridge_port), "--metrics-port", str(self.metrics_port),
              "--plain-port", str(self.plain_port), "--wss-port", str(self.wss_port),
-             "--connect-timeout", "3", "--sys-interval", "1"],
+             "--connect-timeout", "3", "--sys-interval", "1",
+             # Left out when off, so a broker started here has runbroker's default.
+             *(["--service-port", str(self.service_port)] if self.service_port else [])],
             cwd=REPO, env=self.platform.env, text=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
@@ -351,6 +355,17 @@ def bridge_client(broker: PlatformBroker, client_id: str, token: str, *, version
     return client
 
 
+def service_client(broker: PlatformBroker, key: str, client_id: str, *, version: int = 5,
+                   username: str | None = None) -> Client:
+    """A paho client for the service listener: server-only TLS, the API key as the password
+    and its public prefix as the user name (unless `username` says otherwise)."""
+    client = Client(broker.service_port, client_id, version)
+    client.client.tls_set(ca_certs=str(broker.platform.data_dir / "pki" / "root-ca.pem"))
+    prefix = "_".join(key.split("_")[:2])  # rk_<12 hex>
+    client.client.username_pw_set(prefix if username is None else username, key)
+    return client
+
+
 def tls_socket(port: int, ca: str, cert: str | None = None, key: str | None = None) -> ssl.SSLSocket:
     context = ssl.create_default_context(cafile=ca)
     if cert is not None:
@@ -366,11 +381,12 @@ def tls_socket(port: int, ca: str, cert: str | None = None, key: str | None = No
 
 
 def connack_code(port: int, ca: str, cert: str | None, key: str | None, client_id: str,
-                 level: int = 4) -> int | None:
+                 level: int = 4, username: str | None = None, password: str | None = None) -> int | None:
     """The CONNACK code (3.1.1 return code or 5.0 reason code) exactly as it came off the
     wire, or None when the broker closed without one."""
     with tls_socket(port, ca, cert, key) as sock:
-        sock.sendall(encode(Connect(protocol_level=level, client_id=client_id), level))
+        sock.sendall(encode(Connect(protocol_level=level, client_id=client_id, username=username,
+                                    password=None if password is None else password.encode()), level))
         decoder = StreamDecoder(server_side=False, protocol_level=level)
         while True:
             data = sock.recv(65536)

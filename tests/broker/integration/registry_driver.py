@@ -178,13 +178,34 @@ def _operations() -> dict[str, Callable[..., Any]]:
     def retained_clear(tenant: str, topic: str) -> None:
         clear_retained(tenant_of(tenant), topic, actor=Actor.system())
 
-    def api_key_create(tenant: str, role: str, name: str = "") -> str:
+    def api_key_create(tenant: str, role: str, name: str = "", expires_days: int | None = None) -> str:
         from devices.apikeys import create_api_key
 
-        return create_api_key(tenant_of(tenant), role=role, name=name).key
+        return create_api_key(tenant_of(tenant), role=role, name=name, expires_days=expires_days).key
+
+    def api_key_expire_in(prefix: str, seconds: float) -> None:
+        """Move a key's expiry to now + seconds (negative: already past), with its change event.
+
+        No service changes an expiry (keys get theirs at creation), so this is the test's
+        stand-in for the clock having moved on.
+        """
+        from datetime import timedelta
+
+        from django.db import transaction
+        from django.utils import timezone
+
+        from devices.changes import record_change
+        from devices.models import ApiKey
+
+        with transaction.atomic():
+            api_key = ApiKey.objects.select_related("tenant").get(prefix=prefix)
+            api_key.expires_at = timezone.now() + timedelta(seconds=seconds)
+            api_key.save(update_fields=["expires_at"])
+            record_change("api_key", "updated", api_key.pk, tenant=api_key.tenant, payload={"prefix": prefix})
 
     return {
         "retained_clear": retained_clear, "api_key_create": api_key_create, "device_delete": device_delete,
+        "api_key_expire_in": api_key_expire_in,
         "prepare": prepare, "tenant_create": tenant_create, "tenant_enable": tenant_enable, "tenant_delete": tenant_delete,
         "device_create": device_create, "device_enable": device_enable, "device_state": device_state,
         "cert_issue": cert_issue, "cert_issue_expired": cert_issue_expired, "cert_revoke": cert_revoke, "rule_create": rule_create,

@@ -7,6 +7,7 @@ import logging
 import signal
 import ssl
 from argparse import ArgumentParser
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -17,18 +18,64 @@ from broker.engine.admin import Admin
 from broker.engine.broker import Broker
 from broker.net.listener import Server
 
-from ...authority import BRIDGE_LISTENER, PLAIN_LISTENER
+from ...authority import BRIDGE_LISTENER, PLAIN_LISTENER, SERVICE_LISTENER
 from ...platform import Platform
 
 log = logging.getLogger("roost.broker")
 
 
 class PlatformServer(Server):
-    """The network layer with the platform's live-reloadable mTLS context."""
+    """The network layer with the platform's live-reloadable TLS contexts.
 
-    def __init__(self, config: BrokerConfig, broker: Broker, context: ssl.SSLContext) -> None:
+    A Server has one TLS context for all its listeners; the service listener needs another
+    (no client certificate), so it runs in a companion Server that shares this one's
+    connection registry: shutdown, connection limits and TLS failure counts cover both.
+    """
+
+    def __init__(self, config: BrokerConfig, broker: Broker, context: ssl.SSLContext,
+                 service_context: ssl.SSLContext | None = None) -> None:
+        own = [listener for listener in config.listeners if listener.name != SERVICE_LISTENER]
+        super().__init__(replace(config, listeners=own), broker)
+        self._tls = context
+        self.service: ServiceServer | None = None
+        services = [listener for listener in config.listeners if listener.name == SERVICE_LISTENER]
+        if services:
+            if service_context is None:
+                raise ValueError("the service listener needs its TLS context")
+            self.service = ServiceServer(replace(config, listeners=services), broker, service_context, self)
+
+    async def start(self) -> None:
+        await super().start()
+        if self.service is not None:
+            try:
+                await self.service.start()
+            except OSError:
+                for server in self._servers:
+                    server.close()
+                raise
+            self.bound.extend(self.service.bound)
+            for listener, port in self.service.bound:
+                log.info("service clients (API keys) on %s", listener.url(port))
+
+    async def shutdown(self) -> None:
+        if self.service is not None:
+            self.service.stop_listening()  # its connections are in our registry
+        await super().shutdown()
+
+
+class ServiceServer(Server):
+    """The service listener (API keys): server-only TLS, connections registered with `owner`."""
+
+    def __init__(self, config: BrokerConfig, broker: Broker, context: ssl.SSLContext, owner: Server) -> None:
         super().__init__(config, broker)
         self._tls = context
+        self.protocols = owner.protocols
+        self.tls_failures = owner.tls_failures
+        self.batcher = owner.batcher
+
+    def stop_listening(self) -> None:
+        for server in self._servers:
+            server.close()
 
 
 class Command(BaseCommand):
@@ -47,6 +94,10 @@ class Command(BaseCommand):
         parser.add_argument("--wss-port", type=int, default=settings.ROOST_BROKER_WSS_PORT,
                             help="MQTT over WebSocket with the same mutual TLS, on --host, for devices "
                                  "that can only reach HTTPS ports (env ROOST_BROKER_WSS_PORT, default 0: off)")
+        parser.add_argument("--service-port", type=int, default=settings.ROOST_BROKER_SERVICE_PORT,
+                            help="TLS port on --host for a tenant's back ends, authenticated by API key "
+                                 "(user name = key prefix, password = key; no client certificate) "
+                                 "(env ROOST_BROKER_SERVICE_PORT, default 0: off)")
         parser.add_argument("--metrics-port", type=int, default=settings.ROOST_BROKER_METRICS_PORT,
                             help="loopback port of the Prometheus metrics endpoint (0: none)")
         parser.add_argument("--connect-timeout", type=float, default=10.0)
@@ -61,6 +112,8 @@ class Command(BaseCommand):
             # Same certificate authentication as 8883: every listener outside TOKEN_LISTENERS.
             listeners.append(Listener(options["host"], options["wss_port"], tls=True, websocket=True,
                                       name="devices-wss"))
+        if options["service_port"]:
+            listeners.append(Listener(options["host"], options["service_port"], tls=True, name=SERVICE_LISTENER))
         if options["plain_port"]:
             listeners.append(Listener(options["host"], options["plain_port"], name=PLAIN_LISTENER))
             if not _is_loopback(options["host"]):
@@ -91,7 +144,7 @@ async def serve(config: BrokerConfig, metrics_port: int) -> int:
     await asyncio.to_thread(platform.load)
     broker = platform.start_broker(loop)
     assert platform.tls_context is not None  # made by load()
-    server = PlatformServer(config, broker, platform.tls_context)
+    server = PlatformServer(config, broker, platform.tls_context, platform.service_tls_context)
     await platform.start_feeds(loop)
     try:
         await server.start()

@@ -1,0 +1,265 @@
+"""Serializers of the registry API: the shape of what is shown, and the shape of what is accepted.
+
+Business rules (uniqueness, cycles, who may grant which role) stay in devices/services.py;
+these only check types and sizes and name the field at fault.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from broker.integration.models import ConnectionEvent, RetainedMessage
+
+from ..models import AuditEvent, Device, DeviceGroup, Membership, Role, Tenant
+from ..validators import DEVICE_NAME_RULE, validate_device_name
+
+MAX_TAGS = 64
+MAX_ATTRIBUTES_JSON = 64 * 1024
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    text: str = _DATETIME.to_representation(value)
+    return text
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 128,
+                      "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"})
+class NameField(serializers.CharField):
+    """A device or group name: what ends up in topics and client ids (devices/validators.py)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=128, validators=[validate_device_name], **kwargs)
+
+
+# Tenants -------------------------------------------------------------------------------------
+
+
+class TenantSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    role = serializers.SerializerMethodField(help_text="The caller's role in this tenant (null for platform "
+                                                       "staff who are not members).")
+
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "enabled", "role", "created", "updated"]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "string", "enum": Role.values, "nullable": True})
+    def get_role(self, obj: Tenant) -> str | None:
+        return getattr(obj, "caller_role", None)
+
+
+class TenantCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    slug = serializers.SlugField(max_length=63, help_text="The tenant's id in URLs, topics and the CLI.")
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
+                                 help_text="A display name; the slug when empty.")
+
+
+class TenantUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=200, required=False)
+    enabled = serializers.BooleanField(required=False, help_text="A disabled tenant's devices are "
+                                                                 "disconnected and refused; its API keys stop working.")
+
+
+# Devices -------------------------------------------------------------------------------------
+
+
+class PresenceSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    online = serializers.BooleanField(help_text="Connected now, as the broker last wrote (written behind, "
+                                                "within about a second).")
+    last_seen = serializers.DateTimeField(allow_null=True, help_text="When it last connected or disconnected.")
+    address = serializers.IPAddressField(allow_null=True, help_text="The address it last connected from.")
+    protocol_version = serializers.IntegerField(allow_null=True, help_text="MQTT protocol level of the last "
+                                                "connection: 3 (3.1), 4 (3.1.1) or 5 (5.0).")
+    certificate_serial = serializers.CharField(allow_null=True, help_text="Serial of the certificate of the "
+                                               "live connection (hex); null when offline.")
+
+
+class DeviceSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """How a device is shown. Built by hand in to_representation: a page of 1,000 devices is
+    the hot path of fleet dashboards, and per-field serializer calls cost more than the query."""
+
+    name = serializers.CharField(help_text="The MQTT client id and certificate CN.")
+    display_name = serializers.CharField()
+    group = serializers.CharField(allow_null=True, help_text="The device's group (one per device), by name.")
+    tags = serializers.ListField(child=serializers.CharField())
+    attributes = serializers.DictField(child=serializers.JSONField())
+    enabled = serializers.BooleanField()
+    presence = PresenceSerializer()
+    created = serializers.DateTimeField()
+    updated = serializers.DateTimeField()
+
+    def to_representation(self, device: Device) -> dict[str, Any]:
+        online = device.online
+        serial = getattr(device, "live_serial", None) if online else None
+        return {
+            "name": device.name,
+            "display_name": device.display_name,
+            "group": device.group.name if device.group_id is not None else None,
+            "tags": device.tags,
+            "attributes": device.attributes,
+            "enabled": device.enabled,
+            "presence": {
+                "online": online,
+                "last_seen": _iso(device.last_seen),
+                "address": device.last_ip,
+                "protocol_version": device.protocol_version,
+                "certificate_serial": serial or None,
+            },
+            "created": _iso(device.created),
+            "updated": _iso(device.updated),
+        }
+
+
+def _check_tags(value: list[str]) -> list[str]:
+    if len(value) > MAX_TAGS:
+        raise serializers.ValidationError(f"At most {MAX_TAGS} tags.")
+    return value
+
+
+def _check_attributes(value: dict[str, Any]) -> dict[str, Any]:
+    if len(json.dumps(value)) > MAX_ATTRIBUTES_JSON:
+        raise serializers.ValidationError(f"Attributes take at most {MAX_ATTRIBUTES_JSON} bytes as JSON.")
+    return value
+
+
+class DeviceWriteSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    group = serializers.CharField(max_length=128, required=False, allow_null=True,
+                                  help_text="A group of this tenant by name; null for none.")
+    tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False,
+                                 validators=[_check_tags])
+    attributes = serializers.DictField(child=serializers.JSONField(), required=False,
+                                       validators=[_check_attributes],
+                                       help_text="Free-form JSON; topic filters may use `{attr:KEY}`.")
+    enabled = serializers.BooleanField(required=False, help_text="A disabled device is disconnected and "
+                                                                 "refused until enabled again.")
+
+
+class DeviceCreateSerializer(DeviceWriteSerializer):
+    name = NameField(help_text=f"The MQTT client id: {DEVICE_NAME_RULE}.")
+
+    class Meta:
+        fields = ["name", "display_name", "group", "tags", "attributes", "enabled"]
+
+
+class DeviceUpdateSerializer(DeviceWriteSerializer):
+    name = serializers.CharField(required=False, help_text="Cannot change (it is the MQTT client id and the "
+                                                           "certificate's CN); accepted only when unchanged.")
+
+
+class KickSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    kicked = serializers.BooleanField(help_text="Always true: the disconnect was handed to the broker, which "
+                                                "ends a live session within about a second (MQTT 5: "
+                                                "DISCONNECT 0x98).")
+    online = serializers.BooleanField(help_text="Whether the device was online by the last presence the broker "
+                                                "wrote; false means there was probably no session to end.")
+
+
+class ConnectionEventSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = ConnectionEvent
+        fields = ["event", "at", "client_id", "remote_address", "protocol_version", "certificate_serial",
+                  "reason", "reason_code"]
+        read_only_fields = fields
+
+
+class RetainedSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    topic = serializers.CharField()
+    payload = serializers.CharField(help_text="The payload: text when it is UTF-8, else base64.")
+    encoding = serializers.ChoiceField(choices=["utf-8", "base64"], help_text="How `payload` is written.")
+    qos = serializers.IntegerField()
+    size = serializers.IntegerField(help_text="Payload size in bytes.")
+    updated = serializers.DateTimeField()
+
+    def to_representation(self, row: RetainedMessage) -> dict[str, Any]:
+        data = bytes(row.payload)
+        try:
+            payload, encoding = data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            payload, encoding = base64.b64encode(data).decode("ascii"), "base64"
+        return {"topic": row.topic, "payload": payload, "encoding": encoding, "qos": row.qos,
+                "size": len(data), "updated": _iso(row.updated)}
+
+
+# Groups --------------------------------------------------------------------------------------
+
+
+class GroupSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    parent = serializers.SerializerMethodField(help_text="The parent group's name, or null at the top.")
+    device_count = serializers.IntegerField(read_only=True, help_text="Devices directly in this group "
+                                            "(not counting nested groups).")
+
+    class Meta:
+        model = DeviceGroup
+        fields = ["name", "parent", "description", "device_count", "created"]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_parent(self, group: DeviceGroup) -> str | None:
+        return group.parent.name if group.parent_id else None
+
+
+class GroupWriteSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = NameField(help_text=f"The group's name: {DEVICE_NAME_RULE}.")
+    parent = serializers.CharField(max_length=128, required=False, allow_null=True,
+                                   help_text="The parent group by name; null or absent for a top-level group.")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+
+
+# Members -------------------------------------------------------------------------------------
+
+
+class MemberSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    username = serializers.CharField(source="user.username", read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True, allow_blank=True)
+
+    class Meta:
+        model = Membership
+        fields = ["username", "email", "role", "created"]
+        read_only_fields = fields
+
+
+class MemberInviteSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    user = serializers.CharField(max_length=254, help_text="An existing user's username or email address. "
+                                                           "Users are never created here.")
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.VIEWER)
+
+
+class MemberUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+# Audit ---------------------------------------------------------------------------------------
+
+
+class AuditEventSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    at = serializers.DateTimeField(source="created", read_only=True)
+    actor = serializers.CharField(source="actor_label", read_only=True,
+                                  help_text="A user name, `api-key:NAME`, or `system`.")
+    target = serializers.CharField(source="target_repr", read_only=True)
+    before = serializers.JSONField(read_only=True, allow_null=True)
+    after = serializers.JSONField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "actor", "actor_kind", "action", "target_type", "target_id", "target", "before",
+                  "after"]
+        read_only_fields = fields
+
+
+__all__ = [
+    "AuditEventSerializer", "ConnectionEventSerializer", "DeviceCreateSerializer", "DeviceSerializer",
+    "DeviceUpdateSerializer", "GroupSerializer", "GroupWriteSerializer", "KickSerializer",
+    "MemberInviteSerializer", "MemberSerializer", "MemberUpdateSerializer",
+    "RetainedSerializer", "TenantCreateSerializer", "TenantSerializer", "TenantUpdateSerializer",
+]

@@ -1,0 +1,97 @@
+"""The device list's filters, search and sort orders (django-filter)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
+
+from devices.models import Device, DeviceGroup, Tenant
+
+YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
+# (query value, label, ordering); the first is the default. Name breaks every tie.
+SORTS = {
+    "name": ("name", ("name",)),
+    "-name": ("name, descending", ("-name",)),
+    "-last_seen": ("last seen, newest first", ("-last_seen", "name")),
+    "last_seen": ("last seen, oldest first", ("last_seen", "name")),
+    "group": ("group", ("group__name", "name")),
+    "-online": ("online first", ("-online", "name")),
+    "-created": ("newest first", ("-created", "name")),
+}
+_ATTRIBUTE = re.compile(r"\s*([^=\s][^=]{0,63}?)\s*(?:=\s*(.*?)\s*)?", re.DOTALL)
+
+
+def _yes_no(queryset: QuerySet[Device], field: str, value: str) -> QuerySet[Device]:
+    if value == "yes":
+        return queryset.filter(**{field: True})
+    if value == "no":
+        return queryset.filter(**{field: False})
+    return queryset
+
+
+class DeviceFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search",
+                                  widget=forms.TextInput(attrs={"type": "search", "placeholder": "name or display name"}))
+    group = django_filters.ModelChoiceFilter(queryset=DeviceGroup.objects.none(), label="Group",
+                                             empty_label="any group", method="in_group")
+    attr = django_filters.CharFilter(method="with_attribute", label="Attribute",
+                                     widget=forms.TextInput(attrs={"placeholder": "key or key=value"}))
+    online = django_filters.ChoiceFilter(choices=YES_NO[1:], empty_label="any", label="Online",
+                                         method="is_online")
+    enabled = django_filters.ChoiceFilter(choices=YES_NO[1:], empty_label="any", label="Enabled",
+                                          method="is_enabled")
+    sort = django_filters.ChoiceFilter(choices=[(k, v[0]) for k, v in SORTS.items()], empty_label=None,
+                                       label="Sort by", method="sorted_by")
+
+    class Meta:
+        model = Device
+        fields: list[str] = []
+
+    def __init__(self, data: Any, tenant: Tenant, **kwargs: Any) -> None:
+        queryset = Device.objects.filter(tenant=tenant).select_related("group")
+        super().__init__(data, queryset=queryset, **kwargs)
+        self.filters["group"].queryset = DeviceGroup.objects.filter(tenant=tenant).order_by("name")
+        self.filters["group"].field.label_from_instance = lambda group: group.name
+
+    @property
+    def qs(self) -> QuerySet[Device]:
+        queryset = super().qs
+        # The default order applies when no valid sort was asked for.
+        if not (getattr(self.form, "cleaned_data", None) or {}).get("sort"):
+            queryset = queryset.order_by("name")
+        return queryset
+
+    def search(self, queryset: QuerySet[Device], name: str, value: str) -> QuerySet[Device]:
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(name__icontains=value) | Q(display_name__icontains=value))
+
+    def in_group(self, queryset: QuerySet[Device], name: str, value: DeviceGroup | None) -> QuerySet[Device]:
+        # A group includes the devices of the groups nested under it.
+        return queryset.filter(group_id__in=value.descendant_ids()) if value is not None else queryset
+
+    def with_attribute(self, queryset: QuerySet[Device], name: str, value: str) -> QuerySet[Device]:
+        match = _ATTRIBUTE.fullmatch(value or "")
+        if not match:
+            return queryset
+        key, wanted = match.group(1), match.group(2)
+        queryset = queryset.filter(attributes__has_key=key)
+        if wanted is None:
+            return queryset
+        # KeyTextTransform takes the key literally (a key may contain "__").
+        return queryset.alias(_attr=KeyTextTransform(key, "attributes")).filter(_attr=wanted)
+
+    def is_online(self, queryset: QuerySet[Device], name: str, value: str) -> QuerySet[Device]:
+        return _yes_no(queryset, "online", value)
+
+    def is_enabled(self, queryset: QuerySet[Device], name: str, value: str) -> QuerySet[Device]:
+        return _yes_no(queryset, "enabled", value)
+
+    def sorted_by(self, queryset: QuerySet[Device], name: str, value: str) -> QuerySet[Device]:
+        return queryset.order_by(*SORTS.get(value, SORTS["name"])[1])

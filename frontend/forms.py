@@ -1,0 +1,197 @@
+"""Portal forms. They check the shape of what a person typed; the rules live in the services."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+
+from devices.models import DeviceGroup, Tenant
+from devices.validators import DEVICE_NAME_RULE, validate_device_name
+from pki.csr import MAX_CSR_BYTES, load_csr
+from pki.errors import PkiError
+from pki.issuance import MAX_DAYS
+from pki.models import RevocationReason
+
+from . import throttle
+
+ATTRIBUTES_HELP = "One key=value per line (or a JSON object), e.g. site=north."
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """Django's sign-in form, refusing further tries after too many failures per user and address."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "throttled": "Too many failed sign-in attempts for this user from your address. "
+                     "Wait a minute, then try again.",
+    }
+
+    def clean(self) -> dict[str, Any]:
+        username = self.cleaned_data.get("username") or ""
+        address = throttle.client_address(self.request)
+        if throttle.is_throttled(username, address):
+            raise ValidationError(self.error_messages["throttled"], code="throttled")
+        try:
+            return super().clean()
+        except ValidationError:
+            throttle.note_failure(username, address)
+            raise
+
+
+def parse_attributes(text: str) -> dict[str, Any]:
+    """`key=value` lines, or a JSON object, into the device's attributes."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ValidationError(f"This is not valid JSON: {exc}.") from None
+        if not isinstance(value, dict):
+            raise ValidationError("Attributes must be a JSON object.")
+        return value
+    attributes: dict[str, Any] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValidationError(f"Line {number} ({line[:40]!r}) is not key=value.")
+        if len(key) > 64 or any(ord(c) < 32 for c in key):
+            raise ValidationError(f"Line {number}: a key has at most 64 printable characters.")
+        if key in attributes:
+            raise ValidationError(f"Line {number}: the key {key!r} appears twice.")
+        attributes[key] = value.strip()
+    return attributes
+
+
+def format_attributes(attributes: dict[str, Any]) -> str:
+    """The text parse_attributes() reads back into the same attributes."""
+    if all(isinstance(v, str) and "\n" not in v for v in attributes.values()):
+        return "\n".join(f"{k}={v}" for k, v in attributes.items())
+    return json.dumps(attributes, indent=2, ensure_ascii=False)
+
+
+class AttributesField(forms.CharField):
+    widget = forms.Textarea(attrs={"rows": 3, "spellcheck": "false"})
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", ATTRIBUTES_HELP)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return format_attributes(value) if isinstance(value, dict) else value
+
+    def clean(self, value: Any) -> dict[str, Any]:  # type: ignore[override]
+        return parse_attributes(super().clean(value) or "")
+
+
+class GroupField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    def __init__(self, tenant: Tenant, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("empty_label", "(no group)")
+        super().__init__(queryset=DeviceGroup.objects.filter(tenant=tenant).order_by("name"), **kwargs)
+
+    def label_from_instance(self, obj: DeviceGroup) -> str:  # type: ignore[override]
+        return obj.name
+
+
+class CertificateRequestForm(forms.Form):
+    """How the key of a new certificate comes to be: generated here, or from the device's CSR."""
+
+    GENERATE, CSR = "generate", "csr"
+    key_source = forms.ChoiceField(
+        label="Private key", widget=forms.RadioSelect, initial=GENERATE,
+        choices=[(GENERATE, "Generate a key here (ECDSA P-256), downloaded once with the certificate"),
+                 (CSR, "Sign my certificate signing request (the key never leaves the device)")],
+    )
+    csr_file = forms.FileField(label="CSR file (PEM or DER)", required=False)
+    csr_text = forms.CharField(
+        label="…or paste the CSR (PEM)", required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false",
+                                     "placeholder": "-----BEGIN CERTIFICATE REQUEST-----"}),
+    )
+    days = forms.IntegerField(label="Validity in days", required=False, min_value=1, max_value=MAX_DAYS,
+                              help_text="Empty: the platform's default.")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("key_source") != self.CSR:
+            data["csr"] = None
+            return data
+        upload = data.get("csr_file")
+        if upload is not None:
+            raw = upload.read(MAX_CSR_BYTES + 1)
+            where = "csr_file"
+        else:
+            raw = (data.get("csr_text") or "").encode()
+            where = "csr_text"
+        if not raw.strip():
+            self.add_error("csr_text", "Upload or paste the certificate signing request.")
+            return data
+        try:
+            load_csr(raw)  # checked here so that a bad CSR is reported before anything is created
+        except PkiError as exc:
+            self.add_error(where, exc.message)
+            return data
+        data["csr"] = raw
+        return data
+
+
+class DeviceCreateForm(CertificateRequestForm):
+    field_order = ["name", "display_name", "group", "attributes", "key_source", "csr_file", "csr_text", "days"]
+
+    name = forms.CharField(max_length=128, validators=[validate_device_name], help_text=(
+        f"The MQTT client id: {DEVICE_NAME_RULE}."),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "none"}))
+    display_name = forms.CharField(max_length=200, required=False)
+    attributes = AttributesField()
+
+    def __init__(self, tenant: Tenant, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["group"] = GroupField(tenant)
+        self.order_fields(self.field_order)
+
+
+class DeviceEditForm(forms.Form):
+    display_name = forms.CharField(max_length=200, required=False)
+    attributes = AttributesField()
+    enabled = forms.BooleanField(required=False, help_text="A disabled device is disconnected and refused.")
+
+    def __init__(self, tenant: Tenant, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["group"] = GroupField(tenant)
+        self.order_fields(["display_name", "group", "attributes", "enabled"])
+
+
+class RevokeForm(forms.Form):
+    reason = forms.ChoiceField(choices=RevocationReason.choices, initial=RevocationReason.UNSPECIFIED)
+
+
+class BulkDeviceForm(forms.Form):
+    ENABLE, DISABLE, DELETE = "enable", "disable", "delete"
+    action = forms.ChoiceField(choices=[(ENABLE, "Enable"), (DISABLE, "Disable"), (DELETE, "Delete")])
+    pk = forms.TypedMultipleChoiceField(coerce=int, label="Devices", error_messages={
+        "required": "Select at least one device."})
+    confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, device_ids: list[int], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["pk"].choices = [(pk, pk) for pk in device_ids]  # type: ignore[attr-defined]
+
+
+def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
+    """Show a service's ValidationError at the fields it names (the others above the form)."""
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.error_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)

@@ -1,0 +1,1 @@
+"""Portal views, one module per page family; each calls the services, never a model's save()."""

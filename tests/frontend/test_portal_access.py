@@ -1,0 +1,201 @@
+"""Who may open and submit every portal page: the permission matrix.
+
+Anonymous visitors are sent to sign in; a role below the page's answers 403 (the retained
+clear keeps its earlier 404); a member of another tenant gets 404, as if the tenant did not
+exist; platform staff see every tenant.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from broker.integration.models import RetainedMessage
+from devices.models import Membership, Role
+from devices.services import create_device
+from frontend import bundles
+from pki.issuance import issue_with_generated_key
+
+pytestmark = pytest.mark.django_db
+
+V, O = Role.VIEWER, Role.OPERATOR
+DEVICE = "/portal/t/acme/devices/sensor-1"
+# (method, path, the lowest role that may do it). {serial} and {token} are filled in per test.
+PAGES = [
+    ("GET", "/portal/t/acme/", V),
+    ("GET", "/portal/t/acme/devices/", V),
+    ("GET", "/portal/t/acme/devices/?online=yes&sort=-last_seen", V),
+    ("GET", "/portal/t/acme/devices/-/new/", O),
+    ("POST", "/portal/t/acme/devices/-/new/", O),
+    ("POST", "/portal/t/acme/devices/-/bulk/", O),
+    ("GET", f"{DEVICE}/", V),
+    ("POST", f"{DEVICE}/", O),
+    ("POST", f"{DEVICE}/kick/", O),
+    ("GET", f"{DEVICE}/delete/", O),
+    ("POST", f"{DEVICE}/delete/", O),
+    ("POST", f"{DEVICE}/certificates/", O),
+    ("POST", f"{DEVICE}/certificates/{{serial}}/revoke/", O),
+    ("GET", f"{DEVICE}/certificates/{{serial}}.pem", V),
+    ("GET", f"{DEVICE}/issued/{{token}}/", O),
+    ("POST", f"{DEVICE}/issued/{{token}}/zip/", O),
+    ("GET", f"{DEVICE}/retained/", V),
+    ("GET", "/portal/t/acme/topics/", V),
+    ("GET", "/portal/t/acme/retained/?topic=devices/sensor-1/state", V),
+    ("POST", "/portal/t/acme/retained/clear", O),
+]
+RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3, Role.OWNER: 4}
+IDS = [f"{method} {path}" for method, path, _ in PAGES]
+
+
+@pytest.fixture
+def fleet(acme: Any, alice: Any) -> dict[str, str]:
+    device = create_device(acme, "sensor-1")
+    issued = issue_with_generated_key(device)
+    RetainedMessage.objects.create(tenant=acme, topic="devices/sensor-1/state", payload=b"on",
+                                   publisher=device, publisher_name="sensor-1", updated=datetime.now(UTC))
+    return {"serial": issued.certificate.serial, "token": bundles.keep(alice, device, issued)}
+
+
+@pytest.fixture
+def member(acme: Any, django_user_model: Any) -> Any:
+    """member(role) -> a signed-in client of a new user with that role in acme."""
+    def make(role: str) -> Client:
+        user = django_user_model.objects.create_user(f"{role}-user", password="x-password-1")
+        Membership.objects.create(user=user, tenant=acme, role=role)
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+def _send(client: Client, method: str, path: str, fleet: dict[str, str]) -> Any:
+    url = path.format(**fleet)
+    return client.get(url) if method == "GET" else client.post(url, {})
+
+
+@pytest.mark.parametrize(("method", "path", "needed"), PAGES, ids=IDS)
+def test_an_anonymous_visitor_is_sent_to_sign_in(method: str, path: str, needed: str, fleet: Any) -> None:
+    response = _send(Client(), method, path, fleet)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.OPERATOR, Role.ADMIN, Role.OWNER])
+@pytest.mark.parametrize(("method", "path", "needed"), PAGES, ids=IDS)
+def test_a_member_may_do_what_their_role_allows_and_is_refused_the_rest(
+        method: str, path: str, needed: str, role: str, fleet: Any, member: Any) -> None:
+    response = _send(member(role), method, path, fleet)
+    if RANK[Role(role)] >= RANK[Role(needed)]:
+        assert response.status_code in (200, 302), response.content[:300]
+        assert not response.get("Location", "").startswith("/accounts/login/")
+    elif path.endswith("/retained/clear"):
+        assert response.status_code == 404
+    else:
+        assert response.status_code == 403
+
+
+@pytest.mark.parametrize(("method", "path", "needed"), PAGES, ids=IDS)
+def test_a_member_of_another_tenant_gets_not_found(method: str, path: str, needed: str, fleet: Any,
+                                                   charlie: Any) -> None:
+    client = Client()
+    client.force_login(charlie)
+    assert _send(client, method, path, fleet).status_code == 404
+
+
+@pytest.mark.parametrize("flag", ["is_staff", "is_superuser"])
+@pytest.mark.parametrize(("method", "path", "needed"), PAGES, ids=IDS)
+def test_platform_staff_may_do_everything_in_every_tenant(method: str, path: str, needed: str, flag: str,
+                                                          fleet: Any, django_user_model: Any) -> None:
+    staff = django_user_model.objects.create_user("staffer", password="x-password-1", **{flag: True})
+    client = Client()
+    client.force_login(staff)
+    response = _send(client, method, path, fleet)
+    assert response.status_code in (200, 302), response.content[:300]
+    assert not response.get("Location", "").startswith("/accounts/login/")
+
+
+def test_an_unknown_tenant_is_not_found_even_for_staff(admin_client: Client) -> None:
+    assert admin_client.get("/portal/t/nowhere/").status_code == 404
+
+
+def test_a_viewer_sees_the_device_page_without_any_form_that_changes_it(bob: Any, fleet: Any) -> None:
+    client = Client()
+    client.force_login(bob)
+    body = client.get(f"{DEVICE}/").content.decode()
+    assert "sensor-1" in body
+    for action in ("kick/", "delete/", "/revoke/", 'id="edit-device"', "certificates/\""):
+        assert action not in body
+
+
+def test_a_viewer_sees_no_create_button_nor_bulk_actions(bob: Any, fleet: Any) -> None:
+    client = Client()
+    client.force_login(bob)
+    body = client.get("/portal/t/acme/devices/").content.decode()
+    assert "sensor-1" in body
+    assert "/devices/-/new/" not in body and 'id="bulk-form"' not in body and 'name="pk"' not in body
+
+
+def test_every_page_names_the_tenant_the_user_and_their_role(alice: Any, fleet: Any) -> None:
+    client = Client()
+    client.force_login(alice)
+    body = client.get("/portal/t/acme/devices/").content.decode()
+    assert "<strong>Acme</strong> <code>acme</code>" in body
+    assert "Signed in as <strong>alice</strong>" in body
+    assert '<strong id="my-role">owner</strong>' in body
+
+
+def test_staff_without_a_membership_are_named_platform_staff(admin_client: Client, fleet: Any) -> None:
+    body = admin_client.get("/portal/t/acme/").content.decode()
+    assert '<strong id="my-role">platform staff</strong>' in body
+
+
+def test_the_tenant_switcher_lists_every_tenant_of_a_member_of_several(alice: Any, globex: Any) -> None:
+    Membership.objects.create(user=alice, tenant=globex, role=Role.VIEWER)
+    client = Client()
+    client.force_login(alice)
+    body = client.get("/portal/t/acme/").content.decode()
+    assert 'id="tenant-switcher"' in body
+    assert 'href="/portal/t/globex/"' in body and 'href="/portal/t/acme/"' in body
+
+
+def test_a_member_of_one_tenant_gets_no_switcher(alice: Any) -> None:
+    client = Client()
+    client.force_login(alice)
+    assert 'id="tenant-switcher"' not in client.get("/portal/t/acme/").content.decode()
+
+
+def test_the_root_leads_to_the_portal_and_the_portal_to_sign_in() -> None:
+    client = Client()
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/portal/"
+    response = client.get("/portal/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/?next=/portal/"
+
+
+def test_the_portal_opens_the_only_tenant_of_a_member(alice: Any) -> None:
+    client = Client()
+    client.force_login(alice)
+    response = client.get("/portal/")
+    assert response.status_code == 302 and response["Location"] == "/portal/t/acme/"
+
+
+def test_the_portal_lists_the_tenants_of_a_member_of_several(alice: Any, globex: Any) -> None:
+    Membership.objects.create(user=alice, tenant=globex, role=Role.VIEWER)
+    client = Client()
+    client.force_login(alice)
+    response = client.get("/portal/")
+    assert response.status_code == 200
+    assert [t.slug for t in response.context["tenants"]] == ["acme", "globex"]
+
+
+def test_a_user_in_no_tenant_is_told_so(django_user_model: Any, acme: Any) -> None:
+    lonely = django_user_model.objects.create_user("lonely", password="x-password-1")
+    client = Client()
+    client.force_login(lonely)
+    response = client.get("/portal/")
+    assert response.status_code == 200 and "not a member of any tenant" in response.content.decode()
+    assert client.get("/portal/t/acme/").status_code == 404

@@ -1,7 +1,9 @@
-"""ACL endpoints mounted under /api/v1/."""
+"""ACL endpoints mounted under /api/v1/: rules, explain and impact (see acl/api/)."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from typing import Any
 
-api_urlpatterns: list[URLPattern] = []
+from .api import urls as api_urls
+
+api_urlpatterns: list[Any] = api_urls.urlpatterns

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -326,7 +327,18 @@ def _text(value: Any, field_name: str) -> str:
         return ""
     if not isinstance(value, str):
         raise _Refused("invalid", f"The {field_name} must be text.", field_name)
+    _no_nul(value, field_name)
     return value
+
+
+def _no_nul(text: str, field_name: str, *, encoded: bool = False) -> None:
+    # PostgreSQL stores no NUL character in text or jsonb; refused here, not by the database.
+    if ("\x00" in text) if not encoded else bool(_ESCAPED_NUL.search(text)):
+        raise _Refused("invalid", f"The {field_name} contains a NUL character.", field_name)
+
+
+# \u0000 in JSON text, unless its backslash is itself escaped (a literal "\u0000").
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _tags(value: Any) -> list[str]:
@@ -340,6 +352,7 @@ def _tags(value: Any) -> list[str]:
         raise _Refused("invalid_tags", "Tags must be a list of strings (in CSV: separated by `;`).", "tags")
     if len(tags) > MAX_TAGS:
         raise _Refused("invalid_tags", f"At most {MAX_TAGS} tags.", "tags")
+    _no_nul("".join(tags), "tags")
     long = next((tag for tag in tags if len(tag) > MAX_TAG_LENGTH), None)
     if long is not None:
         raise _Refused("invalid_tags", f"The tag {long[:20]!r}… is longer than {MAX_TAG_LENGTH} characters.", "tags")
@@ -360,7 +373,9 @@ def _attributes(value: Any, cells: dict[str, str]) -> dict[str, Any]:
     if not isinstance(attributes, dict):
         raise _Refused("invalid_attributes", "The attributes must be a JSON object.", "attributes")
     attributes = {**attributes, **cells}
-    if len(json.dumps(attributes)) > MAX_ATTRIBUTES_JSON:
+    encoded = json.dumps(attributes)
+    _no_nul(encoded, "attributes", encoded=True)
+    if len(encoded) > MAX_ATTRIBUTES_JSON:
         raise _Refused("invalid_attributes", f"Attributes take at most {MAX_ATTRIBUTES_JSON} bytes as JSON.",
                        "attributes")
     return attributes

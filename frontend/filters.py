@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.json import KeyTransform
 
 from devices.models import Device, DeviceGroup, Tenant
 
@@ -84,8 +85,15 @@ class DeviceFilter(django_filters.FilterSet):
         queryset = queryset.filter(attributes__has_key=key)
         if wanted is None:
             return queryset
-        # KeyTextTransform takes the key literally (a key may contain "__").
-        return queryset.alias(_attr=KeyTextTransform(key, "attributes")).filter(_attr=wanted)
+        # KeyTransform takes the key literally (a key may contain "__"); "3" also finds the number 3.
+        match_value = Q(_attr=wanted)
+        try:
+            typed = json.loads(wanted)
+        except ValueError:
+            typed = None
+        if isinstance(typed, int | float | bool):
+            match_value |= Q(_attr=typed)
+        return queryset.alias(_attr=KeyTransform(key, "attributes")).filter(match_value)
 
     def is_online(self, queryset: QuerySet[Device], name: str, value: str) -> QuerySet[Device]:
         return _yes_no(queryset, "online", value)

@@ -1,19 +1,30 @@
-"""Prometheus metrics of the broker, read from its counters when scraped (no per-message cost)."""
+"""Prometheus metrics of the broker, read from its counters when scraped (no per-message cost).
+
+The loopback HTTP server here serves `/metrics` and, beside it, the signed session view of
+`inspect.py` (`/sessions`): one port, one server, WSGI apps routed by path.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from broker.engine.broker import Broker
 
 from .authority import PlatformAuthority
+from .inspect import StartResponse, WsgiApp
 from .writebehind import WriteBehind
+
+log = logging.getLogger("roost.broker.metrics")
 
 
 class BrokerCollector(Collector):
@@ -62,7 +73,39 @@ class BrokerCollector(Collector):
                                 value=self.writer.pending)
 
 
-def serve_metrics(collector: BrokerCollector, host: str, port: int) -> tuple[Any, Any]:
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    # A slow scrape or session read must not hold up the next request; worker threads die
+    # with the process instead of being joined at exit.
+    daemon_threads = True
+
+
+class _Handler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def _router(routes: dict[str, WsgiApp]) -> WsgiApp:
+    def route(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        app = routes.get(environ.get("PATH_INFO") or "/")
+        if app is None:
+            body = b"Not found: try /metrics\n"
+            start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return [body]
+        return app(environ, start_response)
+
+    return route
+
+
+def serve_metrics(collector: BrokerCollector, host: str, port: int, *,
+                  sessions: WsgiApp | None = None) -> tuple[WSGIServer, threading.Thread]:
+    """Serve `/metrics` (and `/sessions` when given) on host:port from a thread; returns
+    (server, thread), and `server.shutdown()` stops it."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(collector)
-    return start_http_server(port, addr=host, registry=registry)
+    routes: dict[str, WsgiApp] = {"/metrics": make_wsgi_app(registry)}
+    if sessions is not None:
+        routes["/sessions"] = sessions
+    server = make_server(host, port, _router(routes), server_class=_ThreadingServer, handler_class=_Handler)
+    thread = threading.Thread(target=server.serve_forever, name="broker-metrics", daemon=True)
+    thread.start()
+    return server, thread

@@ -20,6 +20,7 @@ from pki.broker import ensure_broker_server_certificate, trusted_client_ca_bundl
 from .authority import SERVICE_LISTENER, PlatformAuthority
 from .changefeed import ChangeFeed
 from .identities import MOUNT_LEVELS, IdentityIndex
+from .inspect import SessionInspector
 from .live import Changes, LiveEffects, prepare
 from .metrics import BrokerCollector, serve_metrics
 from .models import BrokerState
@@ -124,7 +125,9 @@ class Platform:
         if not port or self.broker is None:
             return None
         collector = BrokerCollector(self.broker, self.authority, self.writer, server.tls_failures)
-        endpoint = serve_metrics(collector, "127.0.0.1", port)
+        # Beside /metrics: the signed, loopback-only view of live sessions (inspect.py).
+        sessions = SessionInspector(self.broker, asyncio.get_running_loop())
+        endpoint = serve_metrics(collector, "127.0.0.1", port, sessions=sessions)
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
         return endpoint
 

@@ -8,11 +8,13 @@ from rest_framework.routers import SimpleRouter
 
 from roost.api.views import register_root
 
-from . import audit, devices, groups, keys, members, tenants
+from . import audit, devices, groups, imports, keys, members, tenants
 
 router = SimpleRouter()
 router.register(r"tenants/(?P<tenant>[-a-zA-Z0-9_]+)/api-keys", keys.ApiKeyViewSet, basename="api-key")
 register_root("api-keys", "v1:api-key-list")
+router.register(r"tenants/(?P<tenant>[-a-zA-Z0-9_]+)/jobs", imports.ImportJobViewSet, basename="job")
+register_root("jobs", "v1:job-list")
 
 # The registry's collections. Their routes go last: `devices/{name}/` takes any name, so fixed
 # paths below devices/ (`devices/import`) must be matched first.
@@ -33,4 +35,4 @@ register_root("groups", "v1:group-list")
 register_root("members", "v1:member-list")
 register_root("audit-events", "v1:audit-event-list")
 
-urlpatterns: list[Any] = [*router.urls, *registry.urls]
+urlpatterns: list[Any] = [*router.urls, *imports.urlpatterns, *registry.urls]

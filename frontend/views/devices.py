@@ -9,6 +9,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
 from devices.audit import Actor
@@ -52,7 +53,7 @@ def device_list(request: HttpRequest, tenant: Tenant) -> HttpResponse:
                "query": query.urlencode(), "total": devices.qs.count(), "columns": _columns(devices)}
     template = "frontend/devices/_table.html" if htmx_partial(request) else "frontend/devices/list.html"
     response = render(request, template, context)
-    response["Vary"] = "HX-Request"
+    patch_vary_headers(response, ["HX-Request"])
     return response
 
 
@@ -69,7 +70,10 @@ def device_bulk(request: HttpRequest, tenant: Tenant) -> HttpResponse:
     """Enable, disable or delete the ticked devices, after a confirmation page."""
     submitted = [int(v) for v in request.POST.getlist("pk") if v.isdigit()]
     ids = list(Device.objects.filter(tenant=tenant, pk__in=submitted).values_list("pk", flat=True))
-    form = BulkDeviceForm(ids, request.POST)
+    # Devices that are not this tenant's (or no longer exist) are dropped, not an error.
+    data = request.POST.copy()
+    data.setlist("pk", [str(pk) for pk in ids])
+    form = BulkDeviceForm(ids, data)
     if not form.is_valid():
         for errors in form.errors.values():
             for error in errors:

@@ -17,11 +17,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.renderers import BaseRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from devices.api.pagination import KeysetPagination
 from devices.models import Device, Role
 from roost.api.errors import ERROR_SCHEMA, ApiError
 from roost.api.views import TenantScopedMixin
@@ -32,7 +33,14 @@ from ..issuance import IssuedCertificate, find_device, issue_from_csr, issue_wit
 from ..models import Certificate
 from ..revocation import find_certificate, revoke_certificate
 from .filters import MAX_EXPIRING_DAYS, CertificateFilter
-from .renderers import PKCS12, ZIP, JsonErrorsMixin, PemZipRenderer, Pkcs12Renderer
+from .renderers import (
+    PKCS12,
+    ZIP,
+    JsonErrorsMixin,
+    PemZipRenderer,
+    Pkcs12Renderer,
+    StrictFormatNegotiation,
+)
 from .serializers import (
     CertificateSerializer,
     IssuedCertificateSerializer,
@@ -93,7 +101,9 @@ class DeviceCertificateViewSet(TenantScopedMixin, JsonErrorsMixin, mixins.ListMo
     serializer_class = CertificateSerializer
     queryset = Certificate.objects.none()  # the model, for the schema; requests use get_queryset
     ordering = ("-created", "-id")
+    pagination_class = KeysetPagination
     filter_backends: list[Any] = []
+    content_negotiation_class = StrictFormatNegotiation
     max_body_bytes = MAX_ISSUE_BODY
 
     @cached_property
@@ -104,10 +114,10 @@ class DeviceCertificateViewSet(TenantScopedMixin, JsonErrorsMixin, mixins.ListMo
         return self.device.certificates.select_related("tenant")
 
     def get_renderers(self) -> list[BaseRenderer]:
-        renderers: list[BaseRenderer] = super().get_renderers()
         if getattr(self, "action", None) == "create":
-            renderers += [Pkcs12Renderer(), PemZipRenderer()]
-        return renderers
+            # Exactly the three documented answers (no browsable-API page for a key download).
+            return [JSONRenderer(), Pkcs12Renderer(), PemZipRenderer()]
+        return super().get_renderers()  # type: ignore[no-any-return]
 
     @extend_schema(
         summary="Issue a certificate for a device",
@@ -195,6 +205,8 @@ class CertificateViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.Retrie
     # Anything up to the next slash: malformed serials get the shared 400, not the router's 404 page.
     lookup_value_regex = r"[^/]+"
     filterset_class = CertificateFilter
+    # Keyset pages: a bulk import gives thousands of certificates the same not_after second.
+    pagination_class = KeysetPagination
     ordering = ("-created", "-id")
     ordering_fields = ("created", "not_after")
     action_roles = {"revoke": Role.OPERATOR}

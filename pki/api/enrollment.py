@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from devices.api.pagination import KeysetPagination
 from devices.models import Role
 from roost.api.errors import ERROR_SCHEMA
 from roost.api.views import BodyLimitMixin, TenantScopedMixin
@@ -79,6 +80,8 @@ class EnrollView(BodyLimitMixin, APIView):
 @extend_schema_view(
     list=extend_schema(summary="List the tenant's enrollment tokens",
                        description="The secrets are never shown again; tokens are listed by prefix.",
+                       parameters=[OpenApiParameter("enabled", bool, description="Only enabled (true) or revoked "
+                                                    "(false) tokens.")],
                        responses={200: EnrollmentTokenSerializer(many=True)}),
     retrieve=extend_schema(summary="Show an enrollment token", parameters=[PREFIX_PARAMETER],
                            responses={200: EnrollmentTokenSerializer}),
@@ -100,6 +103,7 @@ class EnrollmentTokenViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.Re
     lookup_field = "prefix"
     lookup_value_regex = r"[^/]+"
     filterset_class = EnrollmentTokenFilter
+    pagination_class = KeysetPagination
     ordering = ("-created", "-id")
     ordering_fields = ("created", "expires_at")
     max_body_bytes = 64 * 1024

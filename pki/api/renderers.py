@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+
+from roost.api.errors import bad_request
 
 PKCS12 = "application/x-pkcs12"
 ZIP = "application/zip"
@@ -49,3 +52,17 @@ class JsonErrorsMixin:
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc,no-any-return]
+
+
+class StrictFormatNegotiation(DefaultContentNegotiation):
+    """`?format=` names one of the view's formats or is a 400 on that parameter; DRF would
+    ignore an empty value and answer an unknown one with a bare 404."""
+
+    def select_renderer(self, request: Request, renderers: list[BaseRenderer],
+                        format_suffix: str | None = None) -> tuple[BaseRenderer, str]:
+        wanted = request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
+        known = [r.format for r in renderers]
+        if wanted is not None and wanted not in known:
+            raise bad_request(f"Unknown format {wanted!r}; use one of {', '.join(known)}, or an Accept header.",
+                              code="invalid_format", field="format")
+        return super().select_renderer(request, renderers, format_suffix)  # type: ignore[no-any-return]

@@ -7,6 +7,7 @@ from typing import Any
 from django.urls import path
 
 from acl.urls import api_urlpatterns as acl_api
+from broker.integration.api.urls import urlpatterns as retained_api
 from devices.api.urls import urlpatterns as devices_api
 from pki.urls import api_urlpatterns as pki_api
 
@@ -17,4 +18,5 @@ urlpatterns: list[Any] = [
     *devices_api,
     *pki_api,
     *acl_api,
+    *retained_api,
 ]

@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import Client
 
 from broker.integration.models import RetainedMessage
 from devices.models import Membership, Role
 from devices.services import create_device
 from frontend import bundles
-from pki.issuance import issue_with_generated_key
+from pki.issuance import bundle_for, issue_certificate
 
 pytestmark = pytest.mark.django_db
 
@@ -50,10 +51,16 @@ RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3, Role.OWNER: 4}
 IDS = [f"{method} {path}" for method, path, _ in PAGES]
 
 
+@pytest.fixture(autouse=True)
+def _quick_passwords(settings: Any) -> None:
+    # Password hashing is not what these tests are about; the real hasher costs a second a user.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def fleet(acme: Any, alice: Any) -> dict[str, str]:
     device = create_device(acme, "sensor-1")
-    issued = issue_with_generated_key(device)
+    issued = bundle_for(issue_certificate(device, ec.generate_private_key(ec.SECP256R1()).public_key()))
     RetainedMessage.objects.create(tenant=acme, topic="devices/sensor-1/state", payload=b"on",
                                    publisher=device, publisher_name="sensor-1", updated=datetime.now(UTC))
     return {"serial": issued.certificate.serial, "token": bundles.keep(alice, device, issued)}

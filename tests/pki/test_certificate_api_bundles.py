@@ -106,6 +106,15 @@ def test_the_format_query_parameter_selects_the_pkcs12_too(operator: Any) -> Non
     assert pkcs12.load_key_and_certificates(response.content, response["X-PKCS12-Passphrase"].encode())[0]
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["", "pdf", "api"])
+def test_an_unknown_format_parameter_is_a_400_on_that_parameter_and_issues_nothing(operator: Any,
+                                                                                   value: str) -> None:
+    response = operator.post(f"{URL}?format={value}", {}, format="json")
+    assert response.status_code == 400 and response.json()["field"] == "format"
+    assert not Certificate.objects.exists()
+
+
 # Zip of PEM files ----------------------------------------------------------------------------
 
 

@@ -183,6 +183,29 @@ def test_pages_follow_next_links_without_gaps_or_repeats(acme: Any, viewer: Any)
     assert seen == list(reversed(issued))
 
 
+@pytest.mark.django_db
+def test_pages_ordered_by_not_after_hold_every_certificate_once_despite_a_bulk_imports_ties(
+        acme: Any, viewer: Any) -> None:
+    from pki.ca import active_issuing_ca
+
+    # As after a bulk import: more certificates with one not_after second than a page holds
+    # (rows only: what is listed here never needs a signature).
+    ca, now = active_issuing_ca(acme), timezone.now()
+    Certificate.objects.bulk_create(Certificate(
+        tenant=acme, device_name=f"bulk-{i}", issuer=ca, serial=format(0x1000 + i, "x"), fingerprint=f"{i:064x}",
+        public_key_sha256=f"{i:064x}", subject=f"CN=bulk-{i}", not_before=now, not_after=now + timedelta(days=30),
+        issued_by="test", certificate_pem="") for i in range(1205))
+    Certificate.objects.update(created=now)
+    seen: list[str] = []
+    url: str | None = URL + "?ordering=not_after&limit=600"
+    while url:
+        response = viewer.get(url)
+        assert response.status_code == 200, response.content
+        seen += [c["serial"] for c in response.json()["results"]]
+        url = response.json()["next"]
+    assert len(seen) == len(set(seen)) == 1205
+
+
 # Revocation ------------------------------------------------------------------------------------
 
 

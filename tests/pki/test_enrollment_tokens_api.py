@@ -76,6 +76,8 @@ def test_a_revoked_token_enrolls_nothing_more_and_stays_listed(acme: Any, admin:
     assert (shown["enabled"], shown["usable"], shown["uses"]) == (False, False, 1)
     assert admin.get(URL, {"enabled": "false"}).json()["results"][0]["prefix"] == new.token.prefix
     assert admin.get(URL, {"enabled": "true"}).json()["results"] == []
+    maybe = admin.get(URL, {"enabled": "maybe"})
+    assert maybe.status_code == 400 and maybe.json()["field"] == "enabled"
 
 
 @pytest.mark.django_db

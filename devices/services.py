@@ -207,7 +207,7 @@ def update_group(group: DeviceGroup, *, actor: Actor | None = None, **changes: A
     if unknown:
         raise ValidationError(f"These group fields cannot be changed here: {', '.join(sorted(unknown))}.")
     with transaction.atomic():
-        group = DeviceGroup.objects.select_for_update().select_related("tenant", "parent").get(pk=group.pk)
+        group = DeviceGroup.objects.select_for_update().select_related("tenant").get(pk=group.pk)
         before = _group_state(group)
         for field, value in changes.items():
             setattr(group, field, value)
@@ -229,7 +229,7 @@ def delete_group(group: DeviceGroup, *, actor: Actor | None = None) -> None:
     """Delete an empty-of-children group that no ACL rule names; its devices become ungrouped."""
     actor = actor or Actor.system()
     with transaction.atomic():
-        group = DeviceGroup.objects.select_for_update().select_related("tenant", "parent").get(pk=group.pk)
+        group = DeviceGroup.objects.select_for_update().select_related("tenant").get(pk=group.pk)
         children = sorted(group.children.values_list("name", flat=True)[:5])
         if children:
             raise ValidationError(

@@ -8,19 +8,20 @@ from typing import Any
 
 import django_filters
 from django import forms
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 
 from devices.models import Device, DeviceGroup, Tenant
 
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
-# (query value, label, ordering); the first is the default. Name breaks every tie.
+# query value: (label, ordering); the first is the default. Name breaks every tie.
 SORTS = {
     "name": ("name", ("name",)),
     "-name": ("name, descending", ("-name",)),
-    "-last_seen": ("last seen, newest first", ("-last_seen", "name")),
-    "last_seen": ("last seen, oldest first", ("last_seen", "name")),
-    "group": ("group", ("group__name", "name")),
+    # Devices never seen come last either way (PostgreSQL puts NULLs first when descending).
+    "-last_seen": ("last seen, newest first", (F("last_seen").desc(nulls_last=True), "name")),
+    "last_seen": ("last seen, oldest first", (F("last_seen").asc(nulls_last=True), "name")),
+    "group": ("group", (F("group__name").asc(nulls_last=True), "name")),
     "-online": ("online first", ("-online", "name")),
     "-created": ("newest first", ("-created", "name")),
 }

@@ -6,10 +6,12 @@ import json
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
-from devices.models import DeviceGroup, Tenant
+from devices.apikeys import MAX_EXPIRY_DAYS
+from devices.models import ApiKeyRole, DeviceGroup, Role, Tenant
 from devices.validators import DEVICE_NAME_RULE, validate_device_name
 from pki.csr import MAX_CSR_BYTES, load_csr
 from pki.errors import PkiError
@@ -195,3 +197,35 @@ def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
             form.add_error(name if name in form.fields else None, errors)
     else:
         form.add_error(None, exc)
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, required=False, help_text="What uses it, e.g. factory-line-2.")
+    role = forms.ChoiceField(choices=ApiKeyRole.choices, initial=ApiKeyRole.VIEWER)
+    expires_days = forms.IntegerField(label="Expires after (days)", required=False, min_value=1,
+                                      max_value=MAX_EXPIRY_DAYS, help_text="Empty: never.")
+
+
+class MemberInviteForm(forms.Form):
+    user = forms.CharField(label="User name or e-mail", max_length=254,
+                           help_text="An existing account; platform staff create accounts.",
+                           widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "none"}))
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
+
+    def clean_user(self) -> Any:
+        identifier = self.cleaned_data["user"].strip()
+        users = get_user_model().objects
+        user = users.filter(username=identifier).first()
+        if user is not None:
+            return user
+        if "@" in identifier:
+            matches = list(users.filter(email__iexact=identifier)[:2])
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                raise ValidationError("Several users have this e-mail address; use the user name.")
+        raise ValidationError(f"There is no user {identifier!r}.")
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)

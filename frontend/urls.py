@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import device, devices, home, overview, retained
+from .views import certificates, device, devices, home, keys, members, overview, retained
 
 app_name = "frontend"
 urlpatterns = [
@@ -26,6 +26,14 @@ urlpatterns = [
     path("t/<slug:slug>/devices/<str:name>/issued/<str:token>/<str:kind>/", devices.device_bundle,
          name="device-bundle"),
     path("t/<slug:slug>/devices/<str:name>/retained/", retained.device_retained, name="device-retained"),
+    path("t/<slug:slug>/certificates/", certificates.certificate_list, name="certificates"),
+    path("t/<slug:slug>/certificates/<str:serial>/revoke/", certificates.certificate_revoke,
+         name="certificates-revoke"),
+    path("t/<slug:slug>/api-keys/", keys.key_list, name="keys"),
+    path("t/<slug:slug>/api-keys/<str:prefix>/revoke/", keys.key_revoke, name="key-revoke"),
+    path("t/<slug:slug>/members/", members.member_list, name="members"),
+    path("t/<slug:slug>/members/<str:username>/role/", members.member_role, name="member-role"),
+    path("t/<slug:slug>/members/<str:username>/remove/", members.member_remove, name="member-remove"),
     path("t/<slug:slug>/topics/", retained.topic_tree, name="topic-tree"),
     path("t/<slug:slug>/retained/", retained.retained_detail, name="retained-detail"),
     path("t/<slug:slug>/retained/clear", retained.clear_retained_view, name="retained-clear"),

@@ -8,7 +8,7 @@ from typing import Any
 import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
-from django.db.models.fields.json import KeyTransform, KeyTransformExact
+from django.db.models.fields.json import KeyTransform
 from drf_spectacular.utils import extend_schema_field
 
 from broker.integration.models import ConnectionEvent
@@ -49,13 +49,13 @@ def parse_attribute_filters(values: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def attribute_matches(key: str, value: str) -> Q:
+def with_attribute(queryset: QuerySet[Device], key: str, value: str, alias: str = "attr_0") -> QuerySet[Device]:
     """Devices whose attribute `key` is `value`: as a JSON string, or as the JSON scalar the text
     spells (`5`, `2.5`, `true`, `false`), so `attr=floor:3` finds both 3 and "3".
 
     Django's JSON key comparison (`->` on PostgreSQL, JSON_EXTRACT on SQLite) compares typed
     JSON values the same way on both databases. The key is one key, never a path: a key with
-    dots or `__` in it is taken literally."""
+    dots or `__` in it is taken literally (a KeyTransform, not a `attributes__…` lookup)."""
     candidates: list[Any] = [value]
     try:
         scalar = json.loads(value)
@@ -63,10 +63,10 @@ def attribute_matches(key: str, value: str) -> Q:
         scalar = None
     if isinstance(scalar, bool | int | float) and scalar == scalar and abs(scalar) != float("inf"):
         candidates.append(scalar)
-    q = Q()
+    matches = Q()
     for candidate in candidates:
-        q |= Q(KeyTransformExact(KeyTransform(key, "attributes"), candidate))
-    return q
+        matches |= Q(**{alias: candidate})
+    return queryset.alias(**{alias: KeyTransform(key, "attributes")}).filter(matches)
 
 
 class DeviceFilter(django_filters.FilterSet):
@@ -112,8 +112,8 @@ class DeviceFilter(django_filters.FilterSet):
             from rest_framework.exceptions import ValidationError
 
             raise ValidationError({"attr": exc.messages}) from None
-        for key, value in pairs:
-            queryset = queryset.filter(attribute_matches(key, value))
+        for index, (key, value) in enumerate(pairs):
+            queryset = with_attribute(queryset, key, value, alias=f"attr_{index}")
         return queryset
 
 

@@ -13,7 +13,14 @@ document.addEventListener("change", (event) => {
   }
 });
 
-// Buttons that copy a command line (the mosquitto_pub line of a new device) to the clipboard.
+// Buttons that copy a command line (the mosquitto_pub line of a new device) to the clipboard;
+// hidden in the page, shown only where they can work.
+function showCopyButtons() {
+  if (!navigator.clipboard) return;
+  for (const button of document.querySelectorAll("[data-copy][hidden]")) button.hidden = false;
+}
+showCopyButtons();
+document.addEventListener("htmx:afterSettle", showCopyButtons);
 document.addEventListener("click", async (event) => {
   const button = event.target instanceof Element ? event.target.closest("[data-copy]") : null;
   if (!button) return;

@@ -16,11 +16,11 @@ from devices.models import Device, Role, Tenant
 from devices.services import delete_device, kick_device, update_device
 from pki.errors import PkiError
 from pki.models import Certificate
-from pki.revocation import revoke_certificate
 
 from .. import bundles
 from ..access import tenant_view
 from ..forms import CertificateRequestForm, DeviceEditForm, RevokeForm, add_service_errors
+from .certificates import revoke
 from .devices import certificate_error, issue_for
 
 CONNECTION_LOG = 25
@@ -126,18 +126,7 @@ def certificate_issue(request: HttpRequest, tenant: Tenant, name: str) -> HttpRe
 @tenant_view(Role.OPERATOR)
 def certificate_revoke(request: HttpRequest, tenant: Tenant, name: str, serial: str) -> HttpResponse:
     device = _device(tenant, name)
-    certificate = get_object_or_404(Certificate, tenant=tenant, device=device, serial=serial)
-    form = RevokeForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Choose a revocation reason from the list.")
-    else:
-        try:
-            revoke_certificate(certificate, form.cleaned_data["reason"], actor=Actor.for_user(request.user))
-        except PkiError as exc:
-            messages.error(request, exc.message)
-        else:
-            messages.success(request, f"Revoked certificate {serial} ({form.cleaned_data['reason']}); "
-                                      "a device connected with it is disconnected.")
+    revoke(request, get_object_or_404(Certificate, tenant=tenant, device=device, serial=serial))
     return redirect("frontend:device", tenant.slug, device.name)
 
 

@@ -24,7 +24,6 @@ from ..filters import DeviceFilter
 from ..forms import BulkDeviceForm, CertificateRequestForm, DeviceCreateForm, add_service_errors
 from .common import htmx_partial, paginate
 
-
 # (label, ascending sort, descending sort, hidden on a phone); a column without sorts is not sortable.
 _COLUMNS = [("Name", "name", "-name", False), ("State", "", "", False),
             ("Last seen", "last_seen", "-last_seen", False), ("Address", "", "", True),

@@ -145,16 +145,22 @@ def _links_from(source_path: str, source_params: set[str], pointer: str, fields:
                 paths: dict[str, dict[str, Any]], methods: set[str]) -> dict[str, Any]:
     links: dict[str, Any] = {}
     collection = source_path if source_path.endswith("/") else source_path + "/"
-    for target_path, target_item in paths.items():
-        rest = target_path[len(collection):] if target_path.startswith(collection) else None
-        match = _PARAM.match(rest or "")
-        if match is None or match.group(1) not in fields:
+    below = {path: _PARAM.match(path[len(collection):]) for path in paths if path.startswith(collection)}
+    # Apps may name the same lookup differently (`devices/{name}/` and `devices/{device}/…`):
+    # a parameter the body lacks takes the collection's own lookup field.
+    own = sorted(m.group(1) for m in below.values() if m is not None and m.group(1) in fields)
+    for target_path, match in below.items():
+        if match is None:
             continue
         lookup = match.group(1)
+        field = lookup if lookup in fields else (own[0] if own else None)
+        if field is None or (field != lookup and lookup == "tenant"):
+            continue  # a new tenant's contents are reached from that tenant, not from its creation
+        target_item = paths[target_path]
         parameters: dict[str, str] = {}
         for name in _PARAM.findall(target_path):
             if name == lookup:
-                parameters[name] = f"$response.body#{pointer}/{name}"
+                parameters[name] = f"$response.body#{pointer}/{field}"
             elif name in source_params:
                 parameters[name] = f"$request.path.{name}"
             else:

@@ -299,3 +299,26 @@ def test_pruning_deletes_old_jobs_with_their_files_and_fails_jobs_whose_worker_d
     assert not ImportJob.objects.filter(pk=old.pk).exists() and not os.path.exists(job_dir(old.pk))
     stuck_now = ImportJob.objects.get(pk=stuck.pk)
     assert stuck_now.state == ImportJobState.FAILED and "worker stopped" in stuck_now.message
+
+
+def test_an_imported_certificate_follows_the_profile_of_a_single_issue(acme: Any) -> None:
+    """The import re-targets one certificate built by pki's `_build` per job (the CA key is
+    loaded once); for the same device and key, everything but serial and signature matches."""
+    from devices.audit import Actor
+    from devices.import_writes import BatchIssuer
+    from pki.issuance import _build
+
+    issuer = BatchIssuer(acme, Actor.system())
+    assert issuer.retargetable
+    key = p256().public_key()
+    device = Device(tenant=acme, name="line-3:sensor.042")
+    imported = issuer.certificate_for(device.name, key, device)
+    single = _build(device, key, issuer.ca, issuer.days)
+    assert imported.subject == single.subject and imported.issuer == single.issuer
+    assert imported.public_key() == single.public_key()
+    assert [(ext.oid, ext.critical, ext.value) for ext in imported.extensions] == \
+        [(ext.oid, ext.critical, ext.value) for ext in single.extensions]
+    lifetime = imported.not_valid_after_utc - imported.not_valid_before_utc
+    assert abs(lifetime - (single.not_valid_after_utc - single.not_valid_before_utc)) <= timedelta(seconds=2)
+    assert imported.signature_hash_algorithm.name == single.signature_hash_algorithm.name
+    imported.verify_directly_issued_by(load_cert(issuer.ca.certificate_pem))

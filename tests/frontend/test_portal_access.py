@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import Client
 
 from broker.integration.models import RetainedMessage
+from devices.apikeys import create_api_key
 from devices.models import Membership, Role
 from devices.services import create_device
 from frontend import bundles
@@ -22,30 +23,41 @@ from pki.issuance import bundle_for, issue_certificate
 
 pytestmark = pytest.mark.django_db
 
-V, O = Role.VIEWER, Role.OPERATOR
+V, OP, AD = Role.VIEWER, Role.OPERATOR, Role.ADMIN
 DEVICE = "/portal/t/acme/devices/sensor-1"
-# (method, path, the lowest role that may do it). {serial} and {token} are filled in per test.
+# (method, path, the lowest role that may do it). {serial}, {token}, {prefix} are filled in per test.
 PAGES = [
     ("GET", "/portal/t/acme/", V),
     ("GET", "/portal/t/acme/devices/", V),
     ("GET", "/portal/t/acme/devices/?online=yes&sort=-last_seen", V),
-    ("GET", "/portal/t/acme/devices/-/new/", O),
-    ("POST", "/portal/t/acme/devices/-/new/", O),
-    ("POST", "/portal/t/acme/devices/-/bulk/", O),
+    ("GET", "/portal/t/acme/devices/-/new/", OP),
+    ("POST", "/portal/t/acme/devices/-/new/", OP),
+    ("POST", "/portal/t/acme/devices/-/bulk/", OP),
     ("GET", f"{DEVICE}/", V),
-    ("POST", f"{DEVICE}/", O),
-    ("POST", f"{DEVICE}/kick/", O),
-    ("GET", f"{DEVICE}/delete/", O),
-    ("POST", f"{DEVICE}/delete/", O),
-    ("POST", f"{DEVICE}/certificates/", O),
-    ("POST", f"{DEVICE}/certificates/{{serial}}/revoke/", O),
+    ("POST", f"{DEVICE}/", OP),
+    ("POST", f"{DEVICE}/kick/", OP),
+    ("GET", f"{DEVICE}/delete/", OP),
+    ("POST", f"{DEVICE}/delete/", OP),
+    ("POST", f"{DEVICE}/certificates/", OP),
+    ("POST", f"{DEVICE}/certificates/{{serial}}/revoke/", OP),
     ("GET", f"{DEVICE}/certificates/{{serial}}.pem", V),
-    ("GET", f"{DEVICE}/issued/{{token}}/", O),
-    ("POST", f"{DEVICE}/issued/{{token}}/zip/", O),
+    ("GET", f"{DEVICE}/issued/{{token}}/", OP),
+    ("POST", f"{DEVICE}/issued/{{token}}/zip/", OP),
     ("GET", f"{DEVICE}/retained/", V),
     ("GET", "/portal/t/acme/topics/", V),
     ("GET", "/portal/t/acme/retained/?topic=devices/sensor-1/state", V),
-    ("POST", "/portal/t/acme/retained/clear", O),
+    ("POST", "/portal/t/acme/retained/clear", OP),
+    ("GET", "/portal/t/acme/certificates/", V),
+    ("GET", "/portal/t/acme/certificates/?status=expiring&q=sensor", V),
+    ("POST", "/portal/t/acme/certificates/{serial}/revoke/", OP),
+    ("GET", "/portal/t/acme/api-keys/", AD),
+    ("POST", "/portal/t/acme/api-keys/", AD),
+    ("POST", "/portal/t/acme/api-keys/{prefix}/revoke/", AD),
+    ("GET", "/portal/t/acme/members/", AD),
+    ("POST", "/portal/t/acme/members/", AD),
+    ("POST", "/portal/t/acme/members/vera/role/", AD),
+    ("GET", "/portal/t/acme/members/vera/remove/", AD),
+    ("POST", "/portal/t/acme/members/vera/remove/", AD),
 ]
 RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3, Role.OWNER: 4}
 IDS = [f"{method} {path}" for method, path, _ in PAGES]
@@ -58,12 +70,15 @@ def _quick_passwords(settings: Any) -> None:
 
 
 @pytest.fixture
-def fleet(acme: Any, alice: Any) -> dict[str, str]:
+def fleet(acme: Any, alice: Any, django_user_model: Any) -> dict[str, str]:
     device = create_device(acme, "sensor-1")
     issued = bundle_for(issue_certificate(device, ec.generate_private_key(ec.SECP256R1()).public_key()))
     RetainedMessage.objects.create(tenant=acme, topic="devices/sensor-1/state", payload=b"on",
                                    publisher=device, publisher_name="sensor-1", updated=datetime.now(UTC))
-    return {"serial": issued.certificate.serial, "token": bundles.keep(alice, device, issued)}
+    vera = django_user_model.objects.create_user("vera", password="x-password-1")
+    Membership.objects.create(user=vera, tenant=acme, role=Role.VIEWER)
+    return {"serial": issued.certificate.serial, "token": bundles.keep(alice, device, issued),
+            "prefix": create_api_key(acme, role="viewer", name="ci").api_key.prefix}
 
 
 @pytest.fixture
@@ -134,7 +149,7 @@ def test_a_viewer_sees_the_device_page_without_any_form_that_changes_it(bob: Any
     client.force_login(bob)
     body = client.get(f"{DEVICE}/").content.decode()
     assert "sensor-1" in body
-    for action in ("kick/", "delete/", "/revoke/", 'id="edit-device"', "certificates/\""):
+    for action in ("kick/", "delete/", "/revoke/", 'id="edit-device"', f'action="{DEVICE}/certificates/"'):
         assert action not in body
 
 

@@ -22,7 +22,12 @@ from typing import Any
 import pytest
 
 from tests.broker.integration.conftest import broker, platform, web  # noqa: F401 - the live platform
-from tests.broker.integration.platform_harness import Platform, PlatformBroker, PlatformWeb, eventually
+from tests.broker.integration.platform_harness import (
+    Platform,
+    PlatformBroker,
+    PlatformWeb,
+    eventually,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 TENANT = "it-portal"
@@ -93,7 +98,7 @@ def test_an_operator_onboards_a_device_sees_it_online_and_revokes_it(
     context = browser.new_context(viewport=LAPTOP, accept_downloads=True)
     page = context.new_page()
     failed_assets: list[str] = []
-    page.on("response", lambda r: failed_assets.append(r.url) if "/static/" in r.url and not r.ok else None)
+    page.on("response", lambda r: failed_assets.append(r.url) if "/static/" in r.url and r.status >= 400 else None)
     sub: subprocess.Popen[str] | None = None
     try:
         # `/` leads to the sign-in page; signing in opens the only tenant of the user.
@@ -110,8 +115,8 @@ def test_an_operator_onboards_a_device_sees_it_online_and_revokes_it(
 
         # Create the device with a generated key.
         page.get_by_role("link", name="Devices", exact=True).click()
-        page.get_by_role("link", name="Create a device").first.click()
-        page.get_by_label("Name").fill(DEVICE)
+        page.get_by_role("button", name="Create a device").first.click()
+        page.get_by_role("textbox", name="Name (required)").fill(DEVICE)
         page.get_by_label("Display name").fill("Boiler room")
         page.get_by_label("Attributes").fill("site=north\nfloor=2")
         shots.take(page, "create-device")

@@ -103,7 +103,8 @@ def test_search_looks_at_names_and_display_names(viewer: Client, fleet: Any) -> 
 
 
 def test_sorting_by_last_seen_and_group(viewer: Client, fleet: Any) -> None:
-    assert _names(viewer, "?sort=-last_seen")[:3] == ["alpha", "bravo", "charlie"]
+    assert _names(viewer, "?sort=-last_seen") == ["alpha", "bravo", "charlie", "delta"]  # never seen: last
+    assert _names(viewer, "?sort=last_seen") == ["charlie", "bravo", "alpha", "delta"]
     assert _names(viewer, "?sort=-name") == ["delta", "charlie", "bravo", "alpha"]
     assert _names(viewer, "?sort=-online")[0] == "alpha"
 

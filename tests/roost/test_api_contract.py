@@ -248,3 +248,44 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_schema(
     assert web.request("GET", f"/api/v1/tenants/{TENANT}/", key)[0] == 200
     counts = json.loads(report.read_text())["operations"]
     assert counts["tested"] == counts["total"] == len(operations), counts
+
+
+# The docs in a real browser ---------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="needs Debian's chromium (make system-deps)")
+@pytest.mark.parametrize(("path", "rendered"), [
+    ("/api/docs/", ".swagger-ui .opblock"),
+    ("/api/redoc/", "[data-section-id^='operation/']"),
+])
+def test_the_api_docs_render_in_a_browser_without_any_other_host(
+        web: PlatformWeb, path: str, rendered: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    elsewhere: list[str] = []
+
+    def offline(route: Any) -> None:
+        # As on a machine without internet: only this server answers.
+        if route.request.url.startswith(web.url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page()
+            page.route("**/*", offline)
+            failed: list[str] = []
+            page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            page.goto(web.url + path)
+            page.wait_for_selector(rendered, timeout=30_000)
+            count = page.locator(rendered).count()
+        finally:
+            browser.close()
+    assert count >= 5, f"only {count} operations shown"
+    assert not elsewhere, f"the page asked other hosts for {elsewhere}"
+    assert not failed, failed

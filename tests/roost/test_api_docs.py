@@ -138,9 +138,10 @@ def test_a_create_links_to_what_can_be_done_with_the_created_object(schema: dict
         "tenant": "$request.path.tenant", "prefix": "$response.body#/prefix"}
 
 
-def test_a_list_links_to_its_first_result(schema: dict[str, Any]) -> None:
+def test_a_list_links_to_the_read_of_its_first_result(schema: dict[str, Any]) -> None:
     listed = schema["paths"]["/api/v1/tenants/{tenant}/api-keys/"]["get"]["responses"]["200"]
     assert listed["links"]["tenants_api_keys_retrieve"]["parameters"]["prefix"] == "$response.body#/results/0/prefix"
+    assert "tenants_api_keys_destroy" not in listed["links"]
 
 
 def test_every_link_names_an_operation_that_exists(schema: dict[str, Any]) -> None:
@@ -163,3 +164,36 @@ def test_the_schema_is_valid_openapi(tmp_path: Any) -> None:
 
     call_command("spectacular", "--validate", "--file", str(tmp_path / "schema.yaml"))
     assert yaml.safe_load((tmp_path / "schema.yaml").read_text())["openapi"] == "3.0.3"
+
+
+def test_a_list_never_links_to_changes_or_deletions(schema: dict[str, Any]) -> None:
+    for path, method, op in operations(schema):
+        if method != "get":
+            continue
+        ids = {other["operationId"]: m for _, m, other in operations(schema)}
+        for response in op["responses"].values():
+            for link in response.get("links", {}).values():
+                assert ids[link["operationId"]] == "get", (path, link)
+
+
+def test_links_fill_a_lookup_named_differently_below_the_collection_and_never_leave_the_tenant() -> None:
+    from roost.api.schema import add_links
+
+    def op(op_id: str, fields: tuple[str, ...] = ()) -> dict[str, Any]:
+        body = {"type": "object", "properties": {f: {"type": "string"} for f in fields}}
+        return {"operationId": op_id, "responses": {"201": {"content": {"application/json": {"schema": body}}}}}
+
+    schema = {"paths": {
+        "/t/": {"post": op("tenant_create", ("slug", "name"))},
+        "/t/{slug}/": {"get": op("tenant_show")},
+        "/t/{tenant}/d/": {"post": op("device_create", ("name",))},
+        "/t/{tenant}/d/{name}/": {"get": op("device_show"), "delete": op("device_delete")},
+        "/t/{tenant}/d/{device}/certs/": {"post": op("cert_issue")},
+        "/t/{tenant}/other/{x}/": {"get": op("other")},
+    }, "components": {"schemas": {}}}
+    links = add_links(schema, None, None, True)["paths"]
+    created = links["/t/{tenant}/d/"]["post"]["responses"]["201"]["links"]
+    assert created["cert_issue"]["parameters"] == {"tenant": "$request.path.tenant", "device": "$response.body#/name"}
+    assert created["device_delete"]["parameters"] == {"tenant": "$request.path.tenant", "name": "$response.body#/name"}
+    assert "other" not in created
+    assert set(links["/t/"]["post"]["responses"]["201"]["links"]) == {"tenant_show"}

@@ -132,7 +132,7 @@ def test_an_unknown_object_is_a_404(admin: Any) -> None:
     assert_error(admin.get(KEYS + "rk_000000000000/"), 404, "not_found")
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v1/tenants/acme/nothing/", "/api/v1/tenants/ac me/",
+@pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v1/tenants/acme/nothing/", "/api/v1/tenants/acme/api-keys/rk_000000000000/x/",
                                   "/api/v1/tenants/acme/api-keys/not-a-prefix/", "/api/nothing"])
 def test_an_unknown_api_route_is_a_json_404_not_an_html_page(admin: Any, path: str) -> None:
     body = assert_error(admin.get(path), 404, "not_found")

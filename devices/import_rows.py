@@ -214,8 +214,8 @@ def _parse_json(data: bytes, max_rows: int) -> list[RawRow]:
     except json.JSONDecodeError as exc:
         raise file_error(f"The JSON cannot be read: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
                          "invalid_json") from None
-    except RecursionError:
-        raise file_error("The JSON is nested too deeply.", "invalid_json") from None
+    except (ValueError, RecursionError) as exc:  # nesting, or an integer of thousands of digits
+        raise file_error(f"The JSON cannot be read: {exc}.", "invalid_json") from None
     if isinstance(document, dict) and set(document) == {"devices"}:
         document = document["devices"]
     if not isinstance(document, list):
@@ -364,8 +364,8 @@ def _attributes(value: Any, cells: dict[str, str]) -> dict[str, Any]:
     if isinstance(value, str) and value.strip():
         try:
             attributes = json.loads(value)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        except (ValueError, RecursionError) as exc:
+            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or "nested too deeply"
             raise _Refused("invalid_attributes", f"The attributes are not valid JSON ({detail}); "
                                                  'write an object such as {"site": "north"}.', "attributes") from None
     elif value is not None and not isinstance(value, str):
@@ -373,7 +373,12 @@ def _attributes(value: Any, cells: dict[str, str]) -> dict[str, Any]:
     if not isinstance(attributes, dict):
         raise _Refused("invalid_attributes", "The attributes must be a JSON object.", "attributes")
     attributes = {**attributes, **cells}
-    encoded = json.dumps(attributes)
+    try:
+        # NaN and Infinity are not JSON; PostgreSQL's jsonb refuses them.
+        encoded = json.dumps(attributes, allow_nan=False)
+    except ValueError:
+        raise _Refused("invalid_attributes", "The attributes hold NaN or Infinity, which JSON does not allow.",
+                       "attributes") from None
     _no_nul(encoded, "attributes", encoded=True)
     if len(encoded) > MAX_ATTRIBUTES_JSON:
         raise _Refused("invalid_attributes", f"Attributes take at most {MAX_ATTRIBUTES_JSON} bytes as JSON.",

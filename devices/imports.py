@@ -321,6 +321,10 @@ class _Run:
                                            "Another change to this device happened at the same time; run the "
                                            "import again."))
                     continue
+                except DataError:
+                    errors.append(RowError(row.number, fields.name, "invalid",
+                                           "The database refused a value of this row."))
+                    continue
                 self.created += 1
                 if one is not None:
                     issued.append(one)

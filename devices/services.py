@@ -65,7 +65,8 @@ def create_group(
 ) -> DeviceGroup:
     actor = actor or Actor.system()
     group = DeviceGroup(tenant=tenant, name=name, parent=parent, description=description)
-    group.full_clean(validate_unique=False)
+    # Uniqueness is left to the database constraint: a taken name is an error on `name`.
+    group.full_clean(validate_unique=False, validate_constraints=False)
     with transaction.atomic():
         try:
             with transaction.atomic():

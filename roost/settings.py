@@ -281,7 +281,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "roost.api.schema.ApiAutoSchema",
     # JSON bodies only (an endpoint that reads CSV or files sets its own parser_classes).
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["roost.api.parsers.ApiJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "roost.api.pagination.ApiCursorPagination",
     "DEFAULT_FILTER_BACKENDS": [
@@ -303,6 +303,7 @@ SPECTACULAR_SETTINGS = {
         "`/api/v1/tenants/{tenant}/`. Every 4xx has the same body: `code`, `message`, `field`, `errors`."
     ),
     "VERSION": "1",
+    "ENUM_NAME_OVERRIDES": {"RevocationReasonEnum": "pki.models.RevocationReason"},
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

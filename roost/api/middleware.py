@@ -39,7 +39,7 @@ def json_refusal(request: HttpRequest, response: HttpResponse) -> JsonResponse:
         phrase = _phrase(status)
         code = phrase.lower().replace(" ", "_").replace("-", "_")
         message = f"The request was refused: {phrase}."
-    answer = JsonResponse(error_body([{"code": code, "message": message, "field": None}]), status=status)
+    answer = _refusal(status, code, message, None)
     for name in _KEPT_HEADERS:
         if name in response:
             answer[name] = response[name]
@@ -56,6 +56,9 @@ class ApiOptionalSlashMiddleware:
         path = request.path_info
         if not path.startswith(self.prefix):
             return self.get_response(request)
+        refusal = _refuse_nul(request)
+        if refusal is not None:
+            return refusal
         if not path.endswith("/"):
             try:
                 resolve(path)
@@ -70,6 +73,21 @@ class ApiOptionalSlashMiddleware:
         if 400 <= response.status_code < 500 and not _is_json(response):
             return json_refusal(request, response)
         return response
+
+
+def _refuse_nul(request: HttpRequest) -> JsonResponse | None:
+    """A NUL character names nothing and no database stores it (PostgreSQL raises on it)."""
+    if "\x00" in request.path_info:
+        return _refusal(404, "not_found", "Nothing has a NUL character in its name.", None)
+    for name, values in request.GET.lists():
+        if "\x00" in name or any("\x00" in value for value in values):
+            return _refusal(400, "invalid_characters", "A query parameter may not contain NUL characters.",
+                            name.replace("\x00", ""))
+    return None
+
+
+def _refusal(status: int, code: str, message: str, field: str | None) -> JsonResponse:
+    return JsonResponse(error_body([{"code": code, "message": message, "field": field}]), status=status)
 
 
 def _is_json(response: HttpResponse) -> bool:

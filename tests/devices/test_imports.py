@@ -179,6 +179,13 @@ def test_a_nul_character_is_refused_for_its_row(acme: Any, value: dict[str, Any]
     assert _errors(job) == {1: ("invalid", field)} and job.created_count == 1
 
 
+def test_attributes_with_nan_are_refused_for_their_row(acme: Any) -> None:
+    data = b'[{"name": "f-1", "attributes": {"t": NaN}}, {"name": "f-2", "attributes": {"t": 1.5}}]'
+    job = run_import(acme, data)
+    assert _errors(job) == {1: ("invalid_attributes", "attributes")}
+    assert Device.objects.get(name="f-2").attributes == {"t": 1.5}
+
+
 @pytest.mark.parametrize(("data", "code"), [
     (b"display_name\nx\n", "invalid_header"),
     (b"name,colour\nx,red\n", "invalid_header"),
@@ -190,6 +197,7 @@ def test_a_nul_character_is_refused_for_its_row(acme: Any, value: dict[str, Any]
     (b'[{"name": "x"}', "invalid_json"),
     (b'{"name": "x"}', "invalid_json"),
     (b"[]", "no_rows"),
+    (b'[{"name": "x", "attributes": {"n": ' + b"9" * 5000 + b"}}]", "invalid_json"),
 ])
 def test_a_file_that_cannot_be_read_is_refused_as_a_whole(acme: Any, data: bytes, code: str) -> None:
     with pytest.raises(ValidationError) as refused:

@@ -218,3 +218,24 @@ def test_throttle_counts_live_in_redis_when_redis_url_is_set(acme: Any, make_api
     # still sees the count: drop Django's connection pool and ask again.
     cache.close()
     assert client.get("/api/v1/").status_code == 429
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ('{"role": "viewer", "name": "a\\u0000b"}', "name"),
+    ('{"role": "viewer", "name": "\\ud800"}', "name"),
+    ('{"role": "viewer", "extra": {"k": ["ok", "nul\\u0000"]}}', "extra.k[1]"),
+    ('{"role": "viewer", "extra": {"\\u0000": 1}}', "extra"),
+])
+def test_text_no_database_can_store_is_a_400_that_names_where_it_is(admin: Any, body: str, field: str) -> None:
+    assert_error(post_raw(admin, body), 400, "invalid_characters", field)
+
+
+def test_json_nested_beyond_reason_is_a_400_not_a_500(admin: Any) -> None:
+    assert_error(post_raw(admin, "[" * 100_000 + "]" * 100_000), 400, "too_deep")
+    assert_error(post_raw(admin, '{"role": "viewer", "x": ' + "[" * 100 + "]" * 100 + "}"), 400, "too_deep", "x" + "[0]" * 64)
+
+
+def test_a_nul_character_in_a_path_is_a_404_and_in_a_query_a_400(admin: Any) -> None:
+    body = assert_error(admin.get("/api/v1/tenants/acme/devices/a%00b/"), 404, "not_found")
+    assert "NUL" in body["message"]
+    assert_error(admin.get(KEYS + "?role=a%00b"), 400, "invalid_characters", "role")

@@ -68,7 +68,8 @@ class RetainedView(TenantScopedMixin, APIView):
                                        OpenApiExample("Every device's state", value="devices/+/state")]),
             OpenApiParameter("cursor", str, description="Where the page starts: copy it from a response's `next` "
                                                         "or `previous` link."),
-            OpenApiParameter("limit", int, description="How many results per page (1 to 1000; default 100)."),
+            OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                             description="How many results per page (1 to 1000; default 100)."),
         ],
         responses={200: RetainedPageSerializer},
         examples=[OpenApiExample("A page", response_only=True, value={

@@ -314,6 +314,8 @@ class _Run:
                         errors.append(RowError(row.number, fields.name, "invalid", " ".join(exc.messages)))
                     continue
                 except PkiError as exc:
+                    if exc.status >= 500:
+                        raise  # the CA itself is unusable (a missing or locked key): the whole job fails
                     errors.append(RowError(row.number, fields.name, exc.code, exc.message, "csr"))
                     continue
                 except IntegrityError:
@@ -372,7 +374,8 @@ class _Run:
 
 
 def prune_jobs(now: datetime | None = None) -> int:
-    """Fail jobs whose worker died; delete jobs (and their files) older than ROOST_IMPORT_KEEP_DAYS."""
+    """Fail jobs whose worker died; delete jobs (and their files) older than ROOST_IMPORT_KEEP_DAYS,
+    and the folders of jobs deleted with their tenant."""
     now = now or timezone.now()
     for job in ImportJob.objects.filter(state=ImportJobState.RUNNING, updated__lt=now - STALE_AFTER):
         claimed = ImportJob.objects.filter(pk=job.pk, state=ImportJobState.RUNNING, updated=job.updated).update(
@@ -387,4 +390,28 @@ def prune_jobs(now: datetime | None = None) -> int:
     for job_id in old:
         shutil.rmtree(job_dir(job_id), ignore_errors=True)
     ImportJob.objects.filter(pk__in=old).delete()
+    _remove_orphans(now)
     return len(old)
+
+
+def _remove_orphans(now: datetime) -> None:
+    """Folders whose job row is gone (its tenant was deleted): their bundles hold private keys."""
+    root = Path(settings.ROOST_DATA_DIR) / "jobs"
+    if not root.is_dir():
+        return
+    folders = {path.name: path for path in root.iterdir() if path.is_dir()}
+    known = {str(pk) for pk in ImportJob.objects.filter(pk__in=[
+        name for name in folders if _is_uuid(name)]).values_list("pk", flat=True)}
+    # A folder younger than STALE_AFTER may belong to a job being submitted right now.
+    cutoff = (now - STALE_AFTER).timestamp()
+    for name, path in folders.items():
+        if name not in known and _is_uuid(name) and path.stat().st_mtime < cutoff:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

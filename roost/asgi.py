@@ -7,20 +7,23 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "roost.settings")
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 
+from frontend.mqtt.flow import ServerFlowMiddleware  # noqa: E402
+from frontend.mqtt.origin import ExactOriginValidator  # noqa: E402
 from frontend.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        # Outermost first: the server's flow control is found on the raw `send`; a foreign or
+        # missing Origin is refused (403) before the session is even looked up.
+        "websocket": ServerFlowMiddleware(
+            ExactOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

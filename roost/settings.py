@@ -264,6 +264,13 @@ ROOST_IMPORT_MAX_BODY = envint("ROOST_IMPORT_MAX_BODY", 64 * 1024 * 1024, minimu
 ROOST_IMPORT_KEEP_DAYS = envint("ROOST_IMPORT_KEEP_DAYS", 7, minimum=1, maximum=365)
 CELERY_BEAT_SCHEDULE["devices-prune-import-jobs"] = {"task": "devices.tasks.prune_import_jobs", "schedule": 3600.0}
 
+# The dashboard's MQTT over WebSocket endpoint (/mqtt, docs/dashboard.md), per signed-in user:
+# open connections, PUBLISH packets per second over all of them, and the largest MQTT packet
+# (bytes) a browser may send. Counted in the cache below (Redis when set, else per process).
+ROOST_MQTT_WS_MAX_CONNECTIONS = envint("ROOST_MQTT_WS_MAX_CONNECTIONS", 10, minimum=1, maximum=10_000)
+ROOST_MQTT_WS_MAX_RATE = envint("ROOST_MQTT_WS_MAX_RATE", 100, minimum=1, maximum=1_000_000)
+ROOST_MQTT_WS_MAX_PACKET = envint("ROOST_MQTT_WS_MAX_PACKET", 256 * 1024, minimum=1024, maximum=268_435_460)
+
 # Throttle counters (and other shared counters) live in Redis when there is one, so that
 # limits hold across web processes; otherwise in each process's memory.
 if REDIS_URL:

@@ -18,10 +18,15 @@ from devices.apikeys import hash_key, split_key
 from devices.models import ApiKey, Device, DeviceGroup, Tenant
 from pki.models import Certificate, CertificateStatus
 
+from .tls import certificate_problem
+
 # MQTT 5 CONNACK reason codes used here (mapped to 3.1.1 return codes by the engine).
 CLIENT_IDENTIFIER_NOT_VALID = 0x85
 BAD_USER_NAME_OR_PASSWORD = 0x86
 NOT_AUTHORIZED = 0x87
+BANNED = 0x8A
+"""A revoked certificate: barred by an administrative action (MQTT 5 "Banned"), not a
+malformed user name or password. 3.1.1 has no such code: it becomes 5, not authorized."""
 
 # Plain strings: CertRecord.status holds the stored value, compared on every CONNECT.
 REVOKED = str(CertificateStatus.REVOKED)
@@ -215,11 +220,16 @@ class IdentityIndex:
                      now: datetime | None = None) -> Authenticated | Refusal:
         if not leaf_der:
             return Refusal(NOT_AUTHORIZED, "no client certificate")
+        # Before the registry: a certificate that is not a device certificate is refused for
+        # what it is, whichever CA signed it and whether or not pki recorded it.
+        problem = certificate_problem(leaf_der)
+        if problem is not None:
+            return Refusal(NOT_AUTHORIZED, problem)
         record = self.certs.get(fingerprint_of(leaf_der))
         if record is None:
             return Refusal(BAD_USER_NAME_OR_PASSWORD, "unknown certificate")
         if record.status == REVOKED:
-            return Refusal(BAD_USER_NAME_OR_PASSWORD, "certificate revoked")
+            return Refusal(BANNED, "certificate revoked")
         now = now or datetime.now(UTC)
         if record.not_after <= now or record.status == EXPIRED:
             return Refusal(BAD_USER_NAME_OR_PASSWORD, "certificate expired")

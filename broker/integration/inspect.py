@@ -147,7 +147,7 @@ class SessionInspector:
             raise
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        if environ.get("REQUEST_METHOD") != "GET":
             return _json(start_response, "405 Method Not Allowed", {"error": "GET only"}, [("Allow", "GET")])
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         tenants = query.get("tenant", [])

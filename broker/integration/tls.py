@@ -59,3 +59,74 @@ class TlsReloader:
     def replace_certificate(self, chain_path: str, key_path: str) -> None:
         for context in (self.context, *self.others):
             context.load_cert_chain(chain_path, key_path)
+
+
+# Device certificates, whoever signed them ---------------------------------------------------
+#
+# What TLS can say from Python: OpenSSL verifies the chain during the handshake and sends the
+# alert itself for what it checks — certificate_expired, unknown_ca, bad_certificate (bad
+# signature) and unsupported_certificate when an extended key usage or key usage is present
+# but does not allow client authentication (the server-side purpose check, verify code 26).
+# Python's ssl module exposes no verify callback and no way to send an alert of our choosing
+# after the handshake, so what OpenSSL lets through — a leaf that is a CA, a leaf with no
+# extended key usage at all, control characters in the subject, a revoked certificate — is
+# refused at CONNECT, with a reason code (see `certificate_problem` and IdentityIndex).
+
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
+_PROBLEMS: dict[bytes, str | None] = {}
+_PROBLEMS_MAX = 4096
+
+
+def certificate_problem(der: bytes) -> str | None:
+    """Why a client certificate is not a device certificate, or None when it is one.
+
+    A device certificate is an end entity (no CA basic constraint, no certificate or CRL
+    signing), made for TLS client authentication (the clientAuth extended key usage, and a
+    key usage allowing signatures when there is one), with a subject of printable UTF-8.
+    Checked on every CONNECT whatever CA signed it, so the answer is kept per certificate.
+    """
+    known = _PROBLEMS.get(der, False)
+    if known is not False:
+        return known  # type: ignore[return-value]
+    problem = _problem(der)
+    if len(_PROBLEMS) >= _PROBLEMS_MAX:
+        _PROBLEMS.clear()
+    _PROBLEMS[der] = problem
+    return problem
+
+
+def _problem(der: bytes) -> str | None:
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        subject = [attribute.value for attribute in cert.subject]
+    except (ValueError, UnicodeDecodeError):
+        return "malformed certificate or subject"
+    for value in subject:
+        if isinstance(value, bytes) or any(ch in _CONTROL for ch in value):
+            return "control or non-UTF-8 characters in the subject"
+    try:
+        extensions = cert.extensions
+    except ValueError:
+        return "malformed certificate extensions"
+    try:
+        constraints = extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is not None and constraints.ca:
+        return "CA certificate"
+    try:
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and (usage.key_cert_sign or usage.crl_sign or not usage.digital_signature):
+        return "wrong key usage"
+    try:
+        purposes = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return "no clientAuth extended key usage"
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in purposes:
+        return "no clientAuth extended key usage"
+    return None

@@ -49,7 +49,7 @@ def device_list(request: HttpRequest, tenant: Tenant) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     context = {"tenant": tenant, "section": "devices", "filter": devices, "page": page,
-               "query": query.urlencode(), "total": devices.qs.count(), "columns": _columns(devices)}
+               "query": query.urlencode(), "total": page.paginator.count, "columns": _columns(devices)}
     template = "frontend/devices/_table.html" if htmx_partial(request) else "frontend/devices/list.html"
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])

@@ -16,9 +16,11 @@ from typing import Any
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+from rest_framework.views import set_rollback
 
 from pki.errors import PkiError
 
@@ -96,8 +98,21 @@ def error_response(status_code: int, code: str, message: str, field: str | None 
     return Response(error_body([_item(code, message, field)]), status=status_code, headers=headers)
 
 
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    """Two requests creating the same name at once: the loser meets the unique constraint."""
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(exc)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """REST_FRAMEWORK's EXCEPTION_HANDLER: everything a client did wrong, in one shape."""
+    response = _refusal(exc)
+    if response is not None:
+        set_rollback()  # as DRF's own handler does: nothing of a refused request is kept
+    return response
+
+
+def _refusal(exc: Exception) -> Response | None:
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.code, exc.message, exc.field)
     if isinstance(exc, PkiError):
@@ -112,6 +127,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return error_response(403, "permission_denied", str(exc) or "You may not do this.")
     if isinstance(exc, SuspiciousOperation):
         return error_response(400, "bad_request", "The request was refused as malformed.")
+    if isinstance(exc, IntegrityError) and _is_unique_violation(exc):
+        return error_response(409, "conflict", "This conflicts with an object made at the same time; "
+                                               "read the current state and try again.")
     if not isinstance(exc, exceptions.APIException):
         return None  # a server error: logged and answered 500 by Django
     headers: dict[str, str] = {}

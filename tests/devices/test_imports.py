@@ -330,3 +330,16 @@ def test_an_imported_certificate_follows_the_profile_of_a_single_issue(acme: Any
     assert abs(lifetime - (single.not_valid_after_utc - single.not_valid_before_utc)) <= timedelta(seconds=2)
     assert imported.signature_hash_algorithm.name == single.signature_hash_algorithm.name
     imported.verify_directly_issued_by(load_cert(issuer.ca.certificate_pem))
+
+
+def test_pruning_removes_the_files_of_jobs_deleted_with_their_tenant(globex: Any) -> None:
+    from devices.services import delete_tenant
+
+    job = run_import(globex, _small_fleet(1, {}), issue_certs=True)
+    folder = job_dir(job.pk)
+    delete_tenant(globex)
+    assert folder.exists()
+    hours_ago = (timezone.now() - timedelta(hours=2)).timestamp()
+    os.utime(folder, (hours_ago, hours_ago))
+    prune_jobs()
+    assert not folder.exists()

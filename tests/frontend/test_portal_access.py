@@ -221,3 +221,12 @@ def test_a_user_in_no_tenant_is_told_so(django_user_model: Any, acme: Any) -> No
     response = client.get("/portal/")
     assert response.status_code == 200 and "not a member of any tenant" in response.content.decode()
     assert client.get("/portal/t/acme/").status_code == 404
+
+
+def test_a_refusal_says_which_role_is_needed_in_the_portal_layout(bob: Any, fleet: Any) -> None:
+    client = Client()
+    client.force_login(bob)
+    response = client.get("/portal/t/acme/devices/-/new/")
+    assert response.status_code == 403
+    body = response.content.decode()
+    assert "This needs the operator role in acme; you are viewer." in body and "portal.css" in body

@@ -239,3 +239,21 @@ def test_a_nul_character_in_a_path_is_a_404_and_in_a_query_a_400(admin: Any) -> 
     body = assert_error(admin.get("/api/v1/tenants/acme/devices/a%00b/"), 404, "not_found")
     assert "NUL" in body["message"]
     assert_error(admin.get(KEYS + "?role=a%00b"), 400, "invalid_characters", "role")
+
+
+def test_a_unique_constraint_met_by_a_concurrent_create_is_a_409_not_a_500(acme: Any) -> None:
+    from django.db import IntegrityError, transaction
+
+    from devices.apikeys import create_api_key
+    from devices.models import ApiKey
+    from roost.api.errors import exception_handler
+
+    first = create_api_key(acme, role="viewer").api_key
+    try:
+        with transaction.atomic():  # what the loser of two simultaneous creates runs into
+            ApiKey.objects.create(tenant=acme, name="twin", role="viewer", prefix=first.prefix, key_hash="0" * 64)
+    except IntegrityError as exc:
+        response = exception_handler(exc, {})
+    assert response is not None and response.status_code == 409
+    assert response.data["code"] == "conflict"
+    assert exception_handler(RuntimeError("a bug"), {}) is None  # a real server error stays a 500

@@ -285,6 +285,7 @@ class PlatformWeb:
         if self.broker is not None:
             env["ROOST_BROKER_METRICS_PORT"] = str(self.broker.metrics_port)
             env["ROOST_BROKER_PORT"] = str(self.broker.port)
+            env["ROOST_BROKER_BRIDGE_PORT"] = str(self.broker.bridge_port)  # /mqtt relays there
         return env
 
     def start(self, timeout: float = 30.0) -> PlatformWeb:

@@ -32,7 +32,7 @@ def main() -> None:
     import django
 
     django.setup()
-    ops = _operations()
+    ops = {**_operations(), **_user_operations()}
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -154,6 +154,11 @@ def _operations() -> dict[str, Callable[..., Any]]:
         (folder / "device.key").write_bytes(key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
+    def cert_craft(tenant: str, name: str, out: str, flaw: str) -> None:
+        from tests.broker.integration.crafted_certs import craft
+
+        craft(tenant_of(tenant), name, out, flaw)
+
     def cert_revoke(serial: str) -> str:
         return revoke_certificate(Certificate.objects.get(serial=serial), "key_compromise").status
 
@@ -205,12 +210,69 @@ def _operations() -> dict[str, Callable[..., Any]]:
 
     return {
         "retained_clear": retained_clear, "api_key_create": api_key_create, "device_delete": device_delete,
-        "api_key_expire_in": api_key_expire_in,
+        "api_key_expire_in": api_key_expire_in, "cert_craft": cert_craft,
         "prepare": prepare, "tenant_create": tenant_create, "tenant_enable": tenant_enable, "tenant_delete": tenant_delete,
         "device_create": device_create, "device_enable": device_enable, "device_state": device_state,
         "cert_issue": cert_issue, "cert_issue_expired": cert_issue_expired, "cert_revoke": cert_revoke, "rule_create": rule_create,
         "rules_of": rules_of, "rule_update": rule_update, "retained": retained,
     }
+
+
+
+def _user_operations() -> dict[str, Callable[..., Any]]:
+    """Portal users, memberships and sign-in sessions (for the /mqtt endpoint's tests)."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+    )
+
+    from devices.models import Membership, Tenant
+    from devices.services import add_member, change_member_role, remove_member
+
+    users = get_user_model()
+
+    def user_create(username: str, password: str, tenants: dict[str, str] | None = None,
+                    staff: bool = False) -> int:
+        user = users.objects.create_user(username, password=password, is_staff=staff)
+        for slug, role in (tenants or {}).items():
+            add_member(Tenant.objects.get(slug=slug), user, role)
+        return int(user.pk)
+
+    def session_create(username: str) -> str:
+        """A signed-in session exactly as django.contrib.auth.login leaves it; its key."""
+        user = users.objects.get(username=username)
+        store = import_module(settings.SESSION_ENGINE).SessionStore()
+        store[SESSION_KEY] = user._meta.pk.value_to_string(user)
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        store.create()
+        return str(store.session_key)
+
+    def session_delete(key: str) -> None:
+        import_module(settings.SESSION_ENGINE).SessionStore(key).delete()
+
+    def member_role(username: str, tenant: str, role: str) -> None:
+        change_member_role(Membership.objects.get(user__username=username, tenant__slug=tenant), role)
+
+    def member_remove(username: str, tenant: str) -> None:
+        remove_member(Membership.objects.get(user__username=username, tenant__slug=tenant))
+
+    def user_set_active(username: str, active: bool) -> None:
+        users.objects.filter(username=username).update(is_active=active)
+
+    def user_set_password(username: str, password: str) -> None:
+        user = users.objects.get(username=username)
+        user.set_password(password)
+        user.save(update_fields=["password"])
+
+    return {"user_create": user_create, "session_create": session_create, "session_delete": session_delete,
+            "member_role": member_role, "member_remove": member_remove, "user_set_active": user_set_active,
+            "user_set_password": user_set_password}
 
 
 if __name__ == "__main__":

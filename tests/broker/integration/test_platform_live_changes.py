@@ -64,7 +64,7 @@ def test_revoking_a_certificate_disconnects_its_client_within_a_second_and_refus
     platform.call("cert_revoke", serial=registry["revoked"].serial)
     _kicked_within(device, 1.0)
     assert device.disconnect_reason.value == ADMINISTRATIVE_ACTION
-    assert _refusal(broker, registry["revoked"], clients) == 0x86
+    assert _refusal(broker, registry["revoked"], clients) == 0x8A  # banned
     _still_connected(bystander)
 
 

@@ -206,7 +206,7 @@ def test_a_device_unchanged_while_the_broker_was_down_connects_right_after_the_s
 
 def test_a_certificate_revoked_while_the_broker_was_down_is_refused_right_after_the_start(
         restarted: Restart, broker: PlatformBroker, clients: Any) -> None:
-    assert _refusal(broker, restarted.bundles["revoked-down"], clients) == 0x86
+    assert _refusal(broker, restarted.bundles["revoked-down"], clients) == 0x8A  # banned
 
 
 def test_a_device_disabled_while_the_broker_was_down_is_refused_right_after_the_start(

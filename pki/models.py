@@ -167,6 +167,20 @@ class CertifiedKey(models.Model):
         return f"{self.public_key_sha256[:16]}… → {self.tenant.slug}/{self.device_name}"
 
 
+class CompromisedKey(models.Model):
+    """A public key once revoked for keyCompromise: never certified again, for any device of
+    any tenant. No foreign keys, so that deleting the device or its tenant cannot forget it."""
+
+    public_key_sha256 = models.CharField(max_length=64, unique=True)
+    serial = models.CharField(max_length=64, help_text="The certificate whose revocation reported it.")
+    tenant_slug = models.CharField(max_length=64)
+    device_name = models.CharField(max_length=128)
+    reported_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.public_key_sha256[:16]}… (compromised, {self.tenant_slug}/{self.device_name})"
+
+
 class EnrollmentToken(models.Model):
     """A claim token for fleet provisioning; only the SHA-256 of the secret is stored."""
 

@@ -310,7 +310,12 @@ SPECTACULAR_SETTINGS = {
         "`/api/v1/tenants/{tenant}/`. Every 4xx has the same body: `code`, `message`, `field`, `errors`."
     ),
     "VERSION": "1",
-    "ENUM_NAME_OVERRIDES": {"RevocationReasonEnum": "pki.models.RevocationReason"},
+    "ENUM_NAME_OVERRIDES": {
+        "RevocationReasonEnum": "pki.models.RevocationReason",
+        "AclActionEnum": "acl.models.Action",
+        "AclEffectEnum": "acl.models.Effect",
+        "AclRuleRoleEnum": "acl.models.RuleRole",
+    },
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 class Outgoing:
     """One message on its way to one session: queued (packet_id 0) or in flight."""
 
-    __slots__ = ("message", "qos", "retain", "sub_ids", "packet_id", "released")
+    __slots__ = ("message", "qos", "retain", "sub_ids", "packet_id", "released", "jid")
 
     def __init__(
         self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...]
@@ -30,6 +30,8 @@ class Outgoing:
         self.packet_id = 0
         # QoS 2 only: PUBREC received and PUBREL sent, waiting for PUBCOMP.
         self.released = False
+        # The journal's id for a delivery to a durable session (0: not journaled).
+        self.jid = 0
 
 
 class MessageQueue:

@@ -36,7 +36,7 @@ class Session:
     __slots__ = (
         "client_id", "mountpoint", "principal", "conn", "subscriptions", "expiry_interval",
         "protocol_level", "inflight", "queue", "qos2_in", "_next_pid", "will",
-        "will_handle", "expiry_handle", "disconnected_at", "__weakref__",
+        "will_handle", "expiry_handle", "disconnected_at", "durable", "__weakref__",
     )
 
     def __init__(self, client_id: str, mountpoint: str, principal: Principal) -> None:
@@ -55,6 +55,8 @@ class Session:
         self.will_handle: Any = None
         self.expiry_handle: Any = None
         self.disconnected_at = 0.0
+        # Whether the journal has this session (its changes are then journaled too).
+        self.durable = False
 
     def __repr__(self) -> str:
         return f"<Session {self.mountpoint}{self.client_id}>"

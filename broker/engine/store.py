@@ -68,6 +68,8 @@ class StoredDelivery:
     sub_ids: list[int]
     packet_id: int = 0
     released: bool = False
+    jid: int = 0
+    """The journal's id of this delivery (0: not journaled)."""
 
 
 @dataclass(slots=True)
@@ -126,7 +128,7 @@ def _load_message(stored: StoredMessage, mono_now: float, wall_now: float) -> Me
 
 def _store_delivery(out: Outgoing, mono_now: float, wall_now: float) -> StoredDelivery:
     return StoredDelivery(_store_message(out.message, mono_now, wall_now), out.qos,
-                          out.retain, list(out.sub_ids), out.packet_id, out.released)
+                          out.retain, list(out.sub_ids), out.packet_id, out.released, out.jid)
 
 
 def snapshot(broker: Broker) -> Snapshot:
@@ -220,12 +222,16 @@ def restore(broker: Broker, snap: Snapshot) -> None:
                                tuple(d.sub_ids))
                 out.packet_id = d.packet_id
                 out.released = d.released
+                out.jid = d.jid
                 session.inflight[d.packet_id] = out
         if stored.queued:
             session.queue = MessageQueue(config.max_queued_messages, config.max_queued_bytes)
             for d in stored.queued:
-                session.queue.push(Outgoing(_load_message(d.message, mono_now, wall_now),
-                                            d.qos, d.retain, tuple(d.sub_ids)))
+                out = Outgoing(_load_message(d.message, mono_now, wall_now), d.qos, d.retain,
+                               tuple(d.sub_ids))
+                out.jid = d.jid
+                # Restored in full: the limits applied when the messages were accepted.
+                session.queue.push(out, len(stored.queued), 0)
         if stored.qos2_received:
             session.qos2_in = set(stored.qos2_received)
         if left is not None:
@@ -293,7 +299,7 @@ def _message(raw: dict[str, Any]) -> StoredMessage:
 def _delivery(raw: dict[str, Any]) -> StoredDelivery:
     return StoredDelivery(_message(raw["message"]), raw["qos"], raw["retain"],
                           list(raw["sub_ids"]), raw.get("packet_id", 0),
-                          raw.get("released", False))
+                          raw.get("released", False), raw.get("jid", 0))
 
 
 def snapshot_from_json(text: str) -> Snapshot:

@@ -107,6 +107,16 @@ def wait_log(path: Path, marker: str, proc: subprocess.Popen[bytes], timeout: fl
     raise RuntimeError(f"{marker!r} not seen in {path}:\n{path.read_text(errors='replace')[-3000:]}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc), so that a run on a busy machine can
+    be told apart from a slow one: wall time grows with the load, CPU time hardly."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -136,6 +146,7 @@ def end_to_end(env: dict[str, str], data_dir: Path, count: int) -> dict[str, Any
             wait_log(worker_log, " ready.", worker)
             body = fleet_csv(count)
             base = f"http://127.0.0.1:{port}/api/v1/tenants/{TENANT}"
+            cpu_before = cpu_seconds(worker.pid)
             started = time.perf_counter()
             status, raw, headers = request(f"{base}/devices/import?issue_certs=true", key, "POST", body,
                                            {"Content-Type": "text/csv"})
@@ -153,13 +164,14 @@ def end_to_end(env: dict[str, str], data_dir: Path, count: int) -> dict[str, Any
                 raise RuntimeError(f"the job failed: {job['message']}")
             status, bundle, _ = request(job["bundle"], key, headers={"Accept": "application/zip"})
             finished = time.perf_counter()
+            worker_cpu = cpu_seconds(worker.pid) - cpu_before
             with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
                 keys = sum(1 for name in archive.namelist() if name.endswith("/device.key"))
         finally:
             stop(worker)
             stop(web)
     return {"job": job, "seconds": finished - started, "submit_seconds": submitted - started,
-            "bundle_bytes": len(bundle), "keys_in_bundle": keys}
+            "bundle_bytes": len(bundle), "keys_in_bundle": keys, "worker_cpu_seconds": worker_cpu}
 
 
 def in_process(env: dict[str, str], count: int, profile: bool) -> dict[str, Any]:
@@ -173,6 +185,7 @@ def in_process(env: dict[str, str], count: int, profile: bool) -> dict[str, Any]
     from devices.models import Tenant
 
     tenant = Tenant.objects.get(slug=TENANT)
+    cpu_before = time.process_time()
     started = time.perf_counter()
     job = submit_import(tenant, fleet_csv(count), issue_certs=True)
     claimed = claim_job(job.pk)
@@ -188,7 +201,7 @@ def in_process(env: dict[str, str], count: int, profile: bool) -> dict[str, Any]
         run_job(claimed)
     return {"job": {"state": claimed.state, "created": claimed.created_count, "failed": claimed.failed,
                     "certificates": claimed.certificate_count, "timings": claimed.timings},
-            "seconds": time.perf_counter() - started}
+            "seconds": time.perf_counter() - started, "worker_cpu_seconds": time.process_time() - cpu_before}
 
 
 def main() -> None:
@@ -222,7 +235,10 @@ def main() -> None:
         print(f"  POST answered 202 after {result['submit_seconds']:.2f} s; bundle {result['bundle_bytes'] / 1e6:.1f} MB, "
               f"{result['keys_in_bundle']} keys")
     print("  job phases (s): " + ", ".join(f"{name} {value:.2f}" for name, value in job["timings"].items()))
+    print(f"  CPU of the process running the job: {result['worker_cpu_seconds']:.1f} s; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     record = {"devices": options.devices, "seconds": round(result["seconds"], 2), "devices_per_second": round(rate),
+              "worker_cpu_seconds": round(result["worker_cpu_seconds"], 2),
               "mode": "in-process" if options.in_process else "end-to-end", "timings": job["timings"],
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()}}
     out = REPO / "bench" / "results" / "import.json"

@@ -25,7 +25,7 @@ from . import keystore
 from .ca import active_issuing_ca, chain_pem
 from .csr import check_public_key, load_csr
 from .errors import bad_request, conflict, not_found
-from .models import Certificate, CertificateAuthority, CertifiedKey
+from .models import Certificate, CertificateAuthority, CertifiedKey, CompromisedKey
 from .x509util import (
     authority_information_access,
     crl_distribution_points,
@@ -126,7 +126,11 @@ def _claim_key(device: Device, key_hash: str) -> None:
 
     The claim is a row with a unique key hash, so of two concurrent issuances of one key for
     two devices the database lets one through (the other waits for it, then conflicts).
+    A key once revoked for keyCompromise is refused for everyone, its own device included.
     """
+    if CompromisedKey.objects.filter(public_key_sha256=key_hash).exists():
+        raise conflict("This public key was revoked for key compromise and is never certified again; "
+                       "generate a new key.", code="public_key_compromised")
     try:
         with transaction.atomic():
             owner, _ = CertifiedKey.objects.get_or_create(

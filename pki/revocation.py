@@ -18,7 +18,14 @@ from devices.models import Tenant
 from . import keystore
 from .ca import create_issuing_ca
 from .errors import bad_request, conflict, not_found
-from .models import CaKind, Certificate, CertificateAuthority, CertificateStatus, RevocationReason
+from .models import (
+    CaKind,
+    Certificate,
+    CertificateAuthority,
+    CertificateStatus,
+    CompromisedKey,
+    RevocationReason,
+)
 from .x509util import load_pem, normalize_serial, signature_hash_for
 
 logger = logging.getLogger(__name__)
@@ -78,19 +85,40 @@ def revoke_certificate(cert: Certificate, reason: str = RevocationReason.UNSPECI
         if cert.status == CertificateStatus.REVOKED:
             raise conflict(f"Certificate {cert.serial} is already revoked ({cert.revocation_reason}).",
                            code="already_revoked")
-        before = {"status": cert.status}
-        cert.status = CertificateStatus.REVOKED
-        cert.revocation_reason = reason
-        cert.revoked_at = timezone.now().replace(microsecond=0)
-        cert.save(update_fields=["status", "revocation_reason", "revoked_at"])
-        payload = {"serial": cert.serial, "fingerprint": cert.fingerprint, "device": cert.device_name,
-                   "tenant": cert.tenant.slug, "reason": reason}
-        record_audit(actor, "certificate.revoke", cert, tenant=cert.tenant, before=before,
-                     after={**payload, "status": cert.status})
-        record_change("certificate", "revoked", cert.pk, tenant=cert.tenant, payload=payload)
-        publish_crl(cert.issuer)
+        _mark_revoked(cert, reason, actor)
+        issuers = {cert.issuer_id: cert.issuer}
+        if reason == RevocationReason.KEY_COMPROMISE:
+            for other in _compromise_key(cert):
+                _mark_revoked(other, reason, actor)
+                issuers[other.issuer_id] = other.issuer
+        for issuer in issuers.values():
+            publish_crl(issuer)
     logger.info("revoked certificate %s of %s/%s (%s)", cert.serial, cert.tenant.slug, cert.device_name, reason)
     return cert
+
+
+def _mark_revoked(cert: Certificate, reason: str, actor: Actor) -> None:
+    before = {"status": cert.status}
+    cert.status = CertificateStatus.REVOKED
+    cert.revocation_reason = reason
+    cert.revoked_at = timezone.now().replace(microsecond=0)
+    cert.save(update_fields=["status", "revocation_reason", "revoked_at"])
+    payload = {"serial": cert.serial, "fingerprint": cert.fingerprint, "device": cert.device_name,
+               "tenant": cert.tenant.slug, "reason": reason}
+    record_audit(actor, "certificate.revoke", cert, tenant=cert.tenant, before=before,
+                 after={**payload, "status": cert.status})
+    record_change("certificate", "revoked", cert.pk, tenant=cert.tenant, payload=payload)
+
+
+def _compromise_key(cert: Certificate) -> list[Certificate]:
+    """Mark the certificate's key compromised for good (issuance refuses it from now on) and
+    return the other certificates of that key still in force: they fall with it."""
+    CompromisedKey.objects.get_or_create(
+        public_key_sha256=cert.public_key_sha256,
+        defaults={"serial": cert.serial, "tenant_slug": cert.tenant.slug, "device_name": cert.device_name})
+    return list(Certificate.objects.select_for_update().select_related("tenant", "issuer")
+                .filter(public_key_sha256=cert.public_key_sha256)
+                .exclude(pk=cert.pk).exclude(status=CertificateStatus.REVOKED))
 
 
 def _revoked_entries(ca: CertificateAuthority, now: datetime) -> list[x509.RevokedCertificate]:

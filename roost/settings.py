@@ -314,7 +314,10 @@ SPECTACULAR_SETTINGS = {
         "RevocationReasonEnum": "pki.models.RevocationReason",
         "AclActionEnum": "acl.models.Action",
         "AclEffectEnum": "acl.models.Effect",
-        "AclRuleRoleEnum": "acl.models.RuleRole",
+        # viewer/operator/admin: the roles of ACL rule subjects and of API keys alike.
+        "ScopedRoleEnum": "acl.models.RuleRole",
+        "MembershipRoleEnum": "devices.models.Role",
+        "ExplainActionEnum": ["publish", "subscribe", "will", "deliver"],
     },
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -12,14 +12,13 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from devices.models import Device, DeviceGroup, Tenant
+from devices.models import Device, DeviceGroup, Role, Tenant
 from roost.api.errors import bad_request
 
 from ..explain import EXPLAIN_ACTIONS
 from ..models import AclRule, Action, Effect, RuleRole, SubjectKind
 
 SUBJECT_FIELDS = ("subject_group", "subject_device", "subject_role", "subject_service")
-PRINCIPAL_ROLES = ("viewer", "operator", "admin", "owner")
 MAX_TOPIC_CHARS = 65535
 
 
@@ -125,7 +124,7 @@ def _named(model: Any, tenant: Tenant, name: str | None, field: str, what: str) 
 class ExplainSubjectSerializer(serializers.Serializer):  # type: ignore[type-arg]
     device = serializers.CharField(max_length=128, required=False, allow_blank=True,
                                    help_text="A device of the tenant, by name.")
-    role = serializers.ChoiceField(choices=[(r, r) for r in PRINCIPAL_ROLES], required=False, allow_blank=True,
+    role = serializers.ChoiceField(choices=Role.choices, required=False, allow_blank=True,
                                    help_text="A portal user of this role (in a browser, through the bridge).")
     service = serializers.CharField(max_length=128, required=False, allow_blank=True,
                                     help_text="A service client: the name of its API key.")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from broker.config import BrokerConfig
-from broker.engine import wills
+from broker.engine import durability, wills
 from broker.engine.connection import Connection
 from broker.engine.interfaces import (
     AllowAll,
@@ -18,6 +19,7 @@ from broker.engine.interfaces import (
     Principal,
     Store,
 )
+from broker.engine.journal import Journal
 from broker.engine.message import Message
 from broker.engine.queues import Outgoing
 from broker.engine.retained import RetainedStore
@@ -83,11 +85,17 @@ class Broker:
         # Allow-all needs no per-message authorizer call at all.
         self.allow_all = isinstance(self.authorizer, AllowAll)
         self.store = store
+        # With a journal, every change to a durable session or retained message is logged
+        # as it happens (and acknowledged once on disk, at durability "ack").
+        self.journal = store if isinstance(store, Journal) else None
         self.hooks = hooks or EventHooks()
         self.sessions: dict[tuple[str, str], Session] = {}
         self.connections: set[Connection] = set()
         self.trie = SubscriptionTrie(mount_levels=config.mount_levels)
         self.retained = RetainedStore(config.max_retained, config.mount_levels)
+        if self.journal is not None:
+            self.retained = durability.JournaledRetained(
+                self.journal, self.now, config.max_retained, config.mount_levels)
         self.stats = Stats(self.now())
         # Queue lengths at which publishers to a connected client pause, and resume.
         self.queue_high = max(1, config.max_queued_messages // 2)
@@ -105,10 +113,16 @@ class Broker:
             from broker.engine.store import restore
 
             restore(self, self.store.load())
+        if self.journal is not None:
+            loop = self.scheduler
+            if not isinstance(loop, asyncio.AbstractEventLoop):
+                loop = asyncio.get_event_loop()
+            self.journal.start(self, loop)
         self._timers["tick"] = self.scheduler.call_later(TICK, self._tick)
         if self.config.sys_interval > 0:
             self._sys_tick()
-        if self.store is not None and self.config.autosave_interval > 0:
+        if (self.store is not None and self.journal is None
+                and self.config.autosave_interval > 0):
             self._timers["autosave"] = self.scheduler.call_later(
                 self.config.autosave_interval, self._autosave
             )
@@ -215,6 +229,12 @@ class Broker:
         session.expiry_interval = expiry
         session.protocol_level = conn.level
         session.will = conn.will
+        journal = self.journal
+        if journal is not None and (expiry > 0 or session.durable):
+            # On disk before its CONNACK (held until then).
+            session.durable = True
+            durability.session_changed(journal, session, self.now())
+            conn.hold_output()
         return session, present
 
     def connected(self, conn: Connection) -> None:
@@ -245,10 +265,17 @@ class Broker:
                 wills.publish_will(self, session, will)
         if session.expiry_interval == 0:
             self.end_session(session)
-        elif session.expiry_interval != NEVER_EXPIRES:
+            self._report_detach(conn, reason)
+            return
+        if session.durable and self.journal is not None:
+            durability.session_changed(self.journal, session, self.now())
+        if session.expiry_interval != NEVER_EXPIRES:
             session.expiry_handle = self.scheduler.call_later(
                 session.expiry_interval, self.expire, session
             )
+        self._report_detach(conn, reason)
+
+    def _report_detach(self, conn: Connection, reason: int) -> None:
         hooks = self.hooks.disconnected
         if hooks:
             info = conn.info()
@@ -262,6 +289,8 @@ class Broker:
         session.will = None
         if will is not None:
             wills.publish_will(self, session, will)
+            if session.durable and self.journal is not None:
+                durability.session_changed(self.journal, session, self.now())
 
     def expire(self, session: Session) -> None:
         session.expiry_handle = None
@@ -278,6 +307,10 @@ class Broker:
         session.will = None
         if will is not None and session.conn is None:
             wills.publish_will(self, session, will)
+        if session.durable:
+            session.durable = False
+            if self.journal is not None:
+                durability.session_ended(self.journal, session)
         for topic_filter in list(session.subscriptions):
             self.unsubscribe(session, topic_filter)
         if session.queue is not None:
@@ -300,6 +333,13 @@ class Broker:
             self.trie.add(mounted, session, opts)
         else:
             self.trie.add_shared(group, mounted, session, opts)
+        journal = self.journal
+        if journal is not None and session.durable:
+            journal.append(["+", session.mountpoint, session.client_id, topic_filter, opts.qos,
+                            opts.no_local, opts.retain_as_published, opts.retain_handling,
+                            opts.sub_id, opts.filtered])
+            if session.conn is not None:
+                session.conn.hold_output()  # on disk before its SUBACK
         return existing is None
 
     def unsubscribe(self, session: Session, topic_filter: str) -> bool:
@@ -310,6 +350,11 @@ class Broker:
             self.trie.remove(entry.mounted, session)
         else:
             self.trie.remove_shared(entry.group, entry.mounted, session)
+        journal = self.journal
+        if journal is not None and session.durable:
+            journal.append(["-", session.mountpoint, session.client_id, topic_filter])
+            if session.conn is not None:
+                session.conn.hold_output()
         return True
 
     # ---- routing -----------------------------------------------------------------
@@ -322,6 +367,8 @@ class Broker:
         sender = message.origin
         msg_qos = message.qos
         retain = message.retain
+        journal = self.journal
+        durable: list[tuple[Session, Outgoing]] | None = None
         for route in routes:
             session = route.session
             if session is sender:
@@ -341,11 +388,18 @@ class Broker:
             conn = session.conn
             if conn is None:
                 if qos and session.persistent:
-                    self._enqueue(session, Outgoing(message, qos, retain and keep_retain,
-                                                    sub_ids))
+                    out = Outgoing(message, qos, retain and keep_retain, sub_ids)
+                    if self._enqueue(session, out) and journal is not None and session.durable:
+                        if durable is None:
+                            durable = []
+                        durable.append((session, out))
                 continue
             # Forwarded messages keep RETAIN only with retain-as-published [MQTT-3.3.1-12].
-            conn.send_publish(message, qos, retain and keep_retain, sub_ids)
+            sent = conn.send_publish(message, qos, retain and keep_retain, sub_ids)
+            if sent is not None and journal is not None and session.durable:
+                if durable is None:
+                    durable = []
+                durable.append((session, sent))
             if origin is not None and origin is not conn and conn.congested():
                 origin.block_on(conn)
         for group in groups:
@@ -360,11 +414,22 @@ class Broker:
             conn = session.conn
             if conn is None:
                 if qos:
-                    self._enqueue(session, Outgoing(message, qos, False, sub_ids))
+                    out = Outgoing(message, qos, False, sub_ids)
+                    if self._enqueue(session, out) and journal is not None and session.durable:
+                        if durable is None:
+                            durable = []
+                        durable.append((session, out))
                 continue
-            conn.send_publish(message, qos, retain and opts.retain_as_published, sub_ids)
+            sent = conn.send_publish(message, qos, retain and opts.retain_as_published, sub_ids)
+            if sent is not None and journal is not None and session.durable:
+                if durable is None:
+                    durable = []
+                durable.append((session, sent))
             if origin is not None and origin is not conn and conn.congested():
                 origin.block_on(conn)
+        if durable is not None:
+            assert journal is not None
+            durability.deliveries(journal, message, durable, self.now())
         hooks = self.hooks.published
         if hooks:
             principal = sender.principal if sender is not None else None
@@ -376,10 +441,12 @@ class Broker:
         if retain:
             message.drop_forms()
 
-    def _enqueue(self, session: Session, out: Outgoing) -> None:
+    def _enqueue(self, session: Session, out: Outgoing) -> bool:
         config = self.config
         if not session.enqueue(out, config.max_queued_messages, config.max_queued_bytes):
             self.stats.dropped += 1
+            return False
+        return True
 
     def _deliverable(self, session: Session, message: Message) -> bool:
         principal = session.principal

@@ -11,8 +11,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from broker.engine import durability
 from broker.engine.handshake import handle_connect
 from broker.engine.interfaces import Action, ClientInfo, Decision, Principal
+from broker.engine.journal import HeldLink
 from broker.engine.message import Message, message_from_properties
 from broker.engine.queues import Outgoing
 from broker.engine.states import AUTHENTICATING, CLOSED, CONNECTED, NEW
@@ -87,13 +89,19 @@ class Connection:
         "broker", "link", "decoder", "state", "level", "v5", "session", "principal",
         "client_id", "keep_alive", "last_rx", "max_out", "alias_in", "alias_out",
         "alias_out_max", "send_quota", "held", "backlogged", "backlog_since", "blocked_on",
-        "waiters", "blocking_since", "will", "strip", "clean_start", "opened_at",
+        "waiters", "blocking_since", "will", "strip", "clean_start", "opened_at", "gate",
         "__weakref__",
     )
 
     def __init__(self, broker: Broker, link: Link, decoder: StreamDecoder) -> None:
         self.broker = broker
-        self.link = link
+        journal = broker.journal
+        # At durability "ack", what we write waits when it acknowledges something not yet
+        # on disk (and everything after it waits too, to keep the order).
+        self.gate: HeldLink | None = None
+        if journal is not None and journal.holds:
+            link = self.gate = HeldLink(link, journal)
+        self.link: Link = link
         self.decoder = decoder
         self.state = NEW
         self.level = 4
@@ -121,6 +129,12 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.client_id!r} state={self.state}>"
+
+    def hold_output(self) -> None:
+        """What is written from now on waits until the journal has all it has been given."""
+        gate = self.gate
+        if gate is not None:
+            gate.hold()
 
     # ---- input -------------------------------------------------------------------
 
@@ -375,12 +389,21 @@ class Connection:
                 topic, packet.payload, qos, packet.retain, props, broker.now(), session
             )
         broker.stats.messages_received += 1
+        journal = broker.journal
+        mark = journal.seq if journal is not None else 0
         broker.publish(message, self)
         if qos == 1:
+            if journal is not None and journal.seq != mark:
+                self.hold_output()  # acknowledged once on disk for every durable session
             self.link.write(_ack(0x40, packet_id))
         elif qos == 2:
             assert session.qos2_in is not None
             session.qos2_in.add(packet_id)
+            if journal is not None:
+                if session.durable:
+                    durability.qos2_received(journal, session, packet_id, True)
+                if journal.seq != mark:
+                    self.hold_output()
             self.link.write(_ack(0x50, packet_id))
 
     def _reply(self, packet: Packet) -> bytes:
@@ -392,6 +415,10 @@ class Connection:
         received = session.qos2_in
         if received is not None and packet.packet_id in received:
             received.discard(packet.packet_id)
+            journal = self.broker.journal
+            if journal is not None and session.durable:
+                durability.qos2_received(journal, session, packet.packet_id, False)
+                self.hold_output()  # the release is on disk before PUBCOMP
             self.link.write(_ack(0x70, packet.packet_id))
         elif self.v5:
             self.link.write(
@@ -404,8 +431,10 @@ class Connection:
 
     def send_publish(
         self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...]
-    ) -> None:
-        """Deliver one message at `qos`, or queue it behind earlier ones."""
+    ) -> Outgoing | None:
+        """Deliver one message at `qos`, or queue it behind earlier ones.
+
+        Returns the QoS 1/2 delivery when it was sent or queued (for the journal)."""
         broker = self.broker
         if qos == 0:
             if self.backlogged and self.link.buffered() > broker.config.max_write_buffer:
@@ -420,10 +449,10 @@ class Connection:
                 return
             if len(data) > self.max_out:
                 broker.stats.dropped += 1  # [MQTT-3.1.2-25]
-                return
+                return None
             self.link.write(data)
             broker.stats.messages_sent += 1
-            return
+            return None
         session = self.session
         assert session is not None
         out = Outgoing(message, qos, retain, sub_ids)
@@ -436,10 +465,12 @@ class Connection:
             # publishers feeding it are paused: what they had already sent still arrives.
             if not session.enqueue(out, broker.online_queue_count, broker.online_queue_bytes):
                 broker.stats.dropped += 1
-            return
-        self._send_new(out)
+                return None
+            return out
+        return out if self._send_new(out) else None
 
-    def _send_new(self, out: Outgoing) -> None:
+    def _send_new(self, out: Outgoing) -> bool:
+        """Send into a free in-flight slot; False when the message was discarded instead."""
         session = self.session
         assert session is not None
         inflight = session.inflight
@@ -452,11 +483,13 @@ class Connection:
         else:
             data = message.form(self.v5, out.qos, out.retain, self.strip, out.sub_ids,
                                 broker.now() if message.expiry_at is not None else 0.0)
-        if data is None:
-            return  # Expired while queued [MQTT-3.3.2-5].
-        if len(data) > self.max_out:
-            broker.stats.dropped += 1  # Discarded as if delivered [MQTT-3.1.2-25].
-            return
+        if data is None or len(data) > self.max_out:
+            if data is not None:
+                broker.stats.dropped += 1  # Discarded as if delivered [MQTT-3.1.2-25].
+            # else expired while queued [MQTT-3.3.2-5]
+            if out.jid and broker.journal is not None:
+                durability.delivery_done(broker.journal, session, out)
+            return False
         pid = session.next_packet_id()
         out.packet_id = pid
         inflight[pid] = out
@@ -466,6 +499,9 @@ class Connection:
         buf[offset + 1] = pid & 0xFF
         self.link.write(buf)
         broker.stats.messages_sent += 1
+        if out.jid and broker.journal is not None:
+            durability.delivery_sent(broker.journal, session, out)
+        return True
 
     def _aliased(
         self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...]
@@ -511,6 +547,9 @@ class Connection:
                                             out.sub_ids, out.message.expiry_at or now)
                     if data is None:
                         del inflight[pid]
+                        journal = self.broker.journal
+                        if out.jid and journal is not None:
+                            durability.delivery_done(journal, session, out)
                         continue
                 buf = bytearray(data)
                 buf[0] |= 0x08  # DUP [MQTT-3.3.1-1]
@@ -547,6 +586,8 @@ class Connection:
             out = inflight.get(packet.packet_id)
             if out is not None and out.qos == 1:
                 del inflight[packet.packet_id]
+                if out.jid and self.broker.journal is not None:
+                    durability.delivery_done(self.broker.journal, session, out)
                 queue = session.queue
                 if queue is not None and queue.items:
                     self.pump()
@@ -568,9 +609,13 @@ class Connection:
             # A refusing PUBREC ends the exchange (section 4.3.3); the slot is free again.
             assert inflight is not None
             del inflight[packet.packet_id]
+            if out.jid and self.broker.journal is not None:
+                durability.delivery_done(self.broker.journal, session, out)
             self.pump()
             return
         out.released = True
+        if out.jid and self.broker.journal is not None:
+            durability.delivery_sent(self.broker.journal, session, out)
         self.link.write(_ack(0x62, packet.packet_id))
 
     def _on_pubcomp(self, packet: Pubcomp) -> None:
@@ -581,6 +626,8 @@ class Connection:
             out = inflight.get(packet.packet_id)
             if out is not None and out.qos == 2:
                 del inflight[packet.packet_id]
+                if out.jid and self.broker.journal is not None:
+                    durability.delivery_done(self.broker.journal, session, out)
                 queue = session.queue
                 if queue is not None and queue.items:
                     self.pump()

@@ -208,6 +208,7 @@ def restore(broker: Broker, snap: Snapshot) -> None:
         session.protocol_level = stored.protocol_level
         session.disconnected_at = mono_now - (wall_now - stored.disconnected_at)
         broker.sessions[session.key] = session
+        session.durable = True
         for sub in stored.subscriptions:
             opts = SubOptions(sub.qos, sub.no_local, sub.retain_as_published,
                               sub.retain_handling, sub.sub_id, sub.filtered)

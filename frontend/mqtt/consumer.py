@@ -60,8 +60,9 @@ RECHECK_INTERVAL = 2.0
 BROKER_CONNECT_TIMEOUT = 5.0
 CONNECTION_LIMIT = Refusal(ReasonCode.QUOTA_EXCEEDED, "connection limit")
 BROKER_UNAVAILABLE = Refusal(ReasonCode.SERVER_UNAVAILABLE, "broker unavailable")
-# WebSocket close codes (RFC 6455): after an MQTT answer, for bytes that are not MQTT, for text.
-NORMAL, PROTOCOL_ERROR, UNSUPPORTED_DATA = 1000, 1002, 1003
+# The WebSocket close code of every ending: autobahn (daphne) lets an application send 1000 or
+# 3000-4999 only, and the reason, where MQTT can carry one, is in the CONNACK or DISCONNECT.
+NORMAL = 1000
 
 
 def _in_thread(func: Any) -> Any:
@@ -160,9 +161,9 @@ class MqttConsumer(AsyncConsumer):
         if data is None:
             # MQTT travels in binary frames only [MQTT-6.0.0-1].
             if self.relay is not None:
-                await self._end(None, "text frame", UNSUPPORTED_DATA)
+                await self._end(None, "text frame")
             else:
-                await self._close_before_session("text frame", UNSUPPORTED_DATA)
+                await self._close_before_session("text frame")
             return
         if not data:
             return
@@ -263,7 +264,7 @@ class MqttConsumer(AsyncConsumer):
             await asyncio.wait_for(self.relaying.wait(), CONNECT_TIMEOUT)
         except TimeoutError:
             if not self.ended:
-                await self._close_before_session("connect timeout", NORMAL)
+                await self._close_before_session("connect timeout")
             return
         check = _in_thread(recheck)
         while not self.ended:
@@ -311,14 +312,14 @@ class MqttConsumer(AsyncConsumer):
             packet = encode(Connack(False, code), level)
         if packet is not None:
             await self.base_send({"type": "websocket.send", "bytes": packet})
-        await self.base_send({"type": "websocket.close", "code": PROTOCOL_ERROR})
+        await self.base_send({"type": "websocket.close", "code": NORMAL})
 
-    async def _close_before_session(self, reason: str, code: int) -> None:
+    async def _close_before_session(self, reason: str) -> None:
         metrics.refused(reason)
         self.ended = True
-        await self.base_send({"type": "websocket.close", "code": code})
+        await self.base_send({"type": "websocket.close", "code": NORMAL})
 
-    async def _end(self, refusal: Refusal | None, reason: str, code: int = NORMAL) -> None:
+    async def _end(self, refusal: Refusal | None, reason: str) -> None:
         """End a relayed session: tell an MQTT 5 browser why, when possible; close both sides."""
         if self.ended:
             return
@@ -335,7 +336,7 @@ class MqttConsumer(AsyncConsumer):
             pump = self.pump_task
             if pump is not None and pump is not asyncio.current_task():
                 pump.cancel()
-        await self.base_send({"type": "websocket.close", "code": code})
+        await self.base_send({"type": "websocket.close", "code": NORMAL})
 
     async def _cleanup(self) -> None:
         if self.cleaned:

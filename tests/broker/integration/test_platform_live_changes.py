@@ -97,7 +97,7 @@ def test_deleting_a_device_disconnects_it_within_a_second_and_refuses_its_certif
     platform.call("device_delete", tenant=LIVE, name="deleted")
     _kicked_within(device, 1.0)
     assert device.disconnect_reason.value == ADMINISTRATIVE_ACTION
-    assert _refusal(broker, registry["deleted"], clients) == 0x86
+    assert _refusal(broker, registry["deleted"], clients) == 0x8A  # its certificates are revoked with it: banned
     _still_connected(bystander)
 
 

@@ -142,9 +142,8 @@ class WsMqtt:
         deadline = time.monotonic() + timeout
         while not self.packets:
             left = deadline - time.monotonic()
-            if left <= 0 or self.eof or not self._read(left):
-                if not self.packets:
-                    return None
+            if (left <= 0 or self.eof or not self._read(left)) and not self.packets:
+                return None
         return self.packets.pop(0)
 
     def closed(self, timeout: float = 5.0) -> bool:

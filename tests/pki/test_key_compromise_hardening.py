@@ -1,0 +1,60 @@
+"""A key once revoked for keyCompromise is never certified again, for any device of any tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from devices.services import create_device, delete_tenant
+from pki.errors import PkiError
+from pki.issuance import issue_certificate
+from pki.models import Certificate, CertificateStatus, CompromisedKey
+from pki.revocation import revoke_certificate
+
+from .helpers import p256
+
+
+def _refusal(device: Any, key: Any) -> PkiError:
+    with pytest.raises(PkiError) as refused:
+        issue_certificate(device, key.public_key())
+    return refused.value
+
+
+def test_a_key_revoked_for_key_compromise_is_refused_for_its_own_device_with_409(acme_sensor: Any) -> None:
+    key = p256()
+    revoke_certificate(issue_certificate(acme_sensor, key.public_key()), "keyCompromise")
+    error = _refusal(acme_sensor, key)
+    assert (error.status, error.code) == (409, "public_key_compromised")
+
+
+def test_a_key_revoked_for_another_reason_may_be_certified_again_for_its_device(acme_sensor: Any) -> None:
+    key = p256()
+    revoke_certificate(issue_certificate(acme_sensor, key.public_key()), "superseded")
+    assert issue_certificate(acme_sensor, key.public_key()).status == CertificateStatus.ACTIVE
+
+
+def test_a_compromised_key_is_refused_in_another_tenant_even_after_its_tenant_is_deleted(
+        acme: Any, acme_sensor: Any, globex_sensor: Any) -> None:
+    key = p256()
+    revoke_certificate(issue_certificate(acme_sensor, key.public_key()), "key_compromise")
+    delete_tenant(acme)  # takes the key's claim (CertifiedKey) with it, not the compromise
+    error = _refusal(globex_sensor, key)
+    assert (error.status, error.code) == (409, "public_key_compromised")
+    assert CompromisedKey.objects.filter(tenant_slug="acme", device_name="sensor-1").count() == 1
+
+
+def test_a_fresh_key_is_certified_for_a_device_whose_previous_key_was_compromised(acme_sensor: Any) -> None:
+    revoke_certificate(issue_certificate(acme_sensor, p256().public_key()), "keyCompromise")
+    assert issue_certificate(acme_sensor, p256().public_key()).status == CertificateStatus.ACTIVE
+
+
+def test_every_certificate_of_a_compromised_key_is_revoked_with_it(acme: Any, acme_sensor: Any) -> None:
+    key = p256()
+    first = issue_certificate(acme_sensor, key.public_key())
+    second = issue_certificate(acme_sensor, key.public_key())
+    other = issue_certificate(create_device(acme, "sensor-2"), p256().public_key())
+    revoke_certificate(first, "keyCompromise")
+    second = Certificate.objects.get(pk=second.pk)
+    assert (second.status, second.revocation_reason) == (CertificateStatus.REVOKED, "keyCompromise")
+    assert Certificate.objects.get(pk=other.pk).status == CertificateStatus.ACTIVE

@@ -218,6 +218,10 @@ def run(env: dict[str, str], options: argparse.Namespace, data_dir: Path) -> dic
             loaded = load(port, path, key, options.clients, options.requests)
         finally:
             stop(web)
+    if loaded["failures"]:
+        errors = [line for line in (data_dir / "web.log").read_text(errors="replace").splitlines()
+                  if "Error" in line or "error" in line]
+        print("web service errors (last 5):", *errors[-5:], sep="\n  ", file=sys.stderr)
     return {"page_size": len(shown), "fixture_seconds": round(fixture_seconds, 1), "one_client": alone,
             "concurrent": loaded}
 
@@ -230,12 +234,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--limit", type=int, default=0, help="Page size (default: the API's, 100).")
     parser.add_argument("--postgres", action="store_true", help="Use a fresh PostgreSQL database.")
+    parser.add_argument("--settings", default="roost.settings",
+                        help="DJANGO_SETTINGS_MODULE of the web service (to try another database setup).")
     parser.add_argument("--server", default=os.environ.get("ROOST_BENCH_POSTGRES",
                                                            "postgres://postgres@127.0.0.1:5432/"))
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="roost-bench-api-") as tmp:
         data_dir = Path(tmp)
-        env = dict(os.environ, ROOST_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="roost.settings",
+        env = dict(os.environ, ROOST_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE=options.settings,
                    ROOST_ENV="development", PYTHONUNBUFFERED="1")
         env.pop("DATABASE_URL", None)
         database = Database(options.server) if options.postgres else None

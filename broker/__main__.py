@@ -22,7 +22,8 @@ from broker.access.passwords import (
 from broker.config import BridgeSettings, BrokerConfig, Listener
 from broker.engine.admin import Admin
 from broker.engine.broker import Broker
-from broker.engine.interfaces import AllowAll, Authenticator, Authorizer
+from broker.engine.interfaces import AllowAll, Authenticator, Authorizer, Store
+from broker.engine.journal import NONE, Journal
 from broker.engine.store import FileStore
 from broker.net.bridge import Bridge
 from broker.net.listener import Server
@@ -64,6 +65,22 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(value: str) -> float:
+    """Seconds, or a number with s, m or h: "90", "60s", "5m"."""
+    text = value.strip().lower()
+    unit = _UNITS.get(text[-1:], 0.0)
+    try:
+        number = float(text[:-1] if unit else text) * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 60s or 5m, got {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = BrokerConfig()
     p = argparse.ArgumentParser(
@@ -97,8 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep retained messages and persistent sessions in DIR across restarts")
     p.add_argument("--autosave-interval", type=_positive(float), metavar="SECONDS",
                    default=defaults.autosave_interval,
-                   help="with --persist, also save this often (0: only at shutdown; "
-                   "default %(default)s)")
+                   help="with --persist --durability none, also save this often (0: only "
+                   "at shutdown; default %(default)s)")
+    p.add_argument("--durability", choices=("ack", "interval", "none"),
+                   default=defaults.durability,
+                   help="with --persist: 'ack' acknowledges QoS 1/2 messages, subscriptions, "
+                   "sessions and retained messages of persistent sessions only once they are "
+                   "on disk (journal, group commit); 'interval' journals them and syncs every "
+                   "--durability-interval; 'none' saves a snapshot at shutdown and every "
+                   "--autosave-interval, so a crash loses what came since (default "
+                   "%(default)s)")
+    p.add_argument("--durability-interval", type=_positive(float), metavar="SECONDS",
+                   default=defaults.durability_interval,
+                   help="with --durability interval, seconds between journal syncs "
+                   "(default %(default)s)")
     p.add_argument("--max-packet-size", type=_positive(int), metavar="BYTES",
                    default=defaults.max_packet_size,
                    help="largest packet accepted from a client (default %(default)s)")
@@ -141,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic-alias-maximum", type=_positive(int), metavar="N",
                    default=defaults.topic_alias_maximum,
                    help="topic aliases an MQTT 5 client may use (default %(default)s)")
+    p.add_argument("--flap-max", type=_positive(int), metavar="N", default=defaults.flap_max,
+                   help="flapping detection: more than N connects of one client id within "
+                   "--flap-window refuse it (CONNACK 0x9F) for --flap-ban; 0 (default) is off")
+    p.add_argument("--flap-window", type=_duration, metavar="DURATION", default=defaults.flap_window,
+                   help="e.g. 60s, 2m (default %(default)ss)")
+    p.add_argument("--flap-ban", type=_duration, metavar="DURATION", default=defaults.flap_ban,
+                   help="how long a flapping client id is refused, e.g. 60s, 5m (default %(default)ss)")
     p.add_argument("--sys-interval", type=_positive(float), metavar="SECONDS",
                    default=defaults.sys_interval,
                    help="seconds between $SYS/broker/# updates, 0 to disable "
@@ -171,12 +207,17 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         sys_interval=args.sys_interval,
         persist_dir=args.persist,
         autosave_interval=args.autosave_interval,
+        durability=args.durability,
+        durability_interval=args.durability_interval,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_ca=args.tls_ca,
         anonymous=args.anonymous,
         password_file=args.password_file,
         acl_file=args.acl_file,
+        flap_max=int(args.flap_max),
+        flap_window=args.flap_window,
+        flap_ban=args.flap_ban,
     )
 
 
@@ -226,13 +267,23 @@ class AccessControl:
                     dropped)
 
 
+def open_store(config: BrokerConfig) -> Store | None:
+    """The store `--persist` and `--durability` ask for."""
+    if not config.persist_dir:
+        return None
+    if config.durability == NONE:
+        return FileStore(config.persist_dir)
+    return Journal(config.persist_dir, config.durability, config.durability_interval,
+                   config.journal_compact_bytes)
+
+
 async def serve(config: BrokerConfig, access: AccessControl, connection_messages: bool = True,
                 log_batch: logging.Handler | None = None,
                 bridges: Sequence[BridgeSettings] = ()) -> int:
     loop = asyncio.get_running_loop()
     if log_batch is not None:
         _flush_logs_periodically(loop, log_batch)
-    store = FileStore(config.persist_dir) if config.persist_dir else None
+    store = open_store(config)
     broker = Broker(config, loop, access.authenticator, access.authorizer, store)
     if connection_messages:
         connection_log.install(broker.hooks)

@@ -97,6 +97,15 @@ class BrokerConfig:
     """Seconds between $SYS refreshes; 0 disables $SYS topics."""
     persist_dir: str | None = None
     autosave_interval: float = 300.0
+    """At durability "none": seconds between snapshots of the persisted state."""
+    durability: str = "ack"
+    """With a persist directory: "ack" (QoS 1/2 messages, subscriptions, sessions and retained
+    messages are on disk before they are acknowledged), "interval" (journaled, written and
+    fsynced every `durability_interval`) or "none" (a snapshot every `autosave_interval`
+    and at shutdown)."""
+    durability_interval: float = 1.0
+    journal_compact_bytes: int = 64 << 20
+    """Journal size past which it is compacted into a new snapshot."""
     write_high_water: int = 64 * 1024
     """Buffered bytes at which a connection counts as backlogged (publishers to it pause)."""
     max_write_buffer: int = 4 * 1024 * 1024
@@ -117,3 +126,8 @@ class BrokerConfig:
     client_id_prefix: str = "roost-"
     response_information: str = "response/"
     """Prefix of the response information returned on request (MQTT 5); "" sends none."""
+    flap_max: int = 0
+    """Flapping detection: more than this many connects of one identity within
+    `flap_window` seconds refuse it (CONNACK 0x9F) for `flap_ban` seconds; 0: off."""
+    flap_window: float = 60.0
+    flap_ban: float = 60.0

@@ -6,7 +6,8 @@ round trips are most of the time, so an import writes a whole chunk at once: the
 field for field (the same validation ran in `import_rows`, the same certificate profile comes
 from `pki.issuance`), the same audit actions and change events, one NOTIFY per chunk. When a
 chunk meets a conflict (another writer created one of its devices, or certified one of its
-keys, a moment ago) the caller redoes it row by row through those two services.
+keys, a moment ago, or pki refuses a CSR's key) the caller redoes it row by row through those
+two services, which report the row at fault.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pki.ca import active_issuing_ca
 from pki.issuance import (
     IssuedCertificate,
     _build,
+    _claim_key,
     _validity_days,
     bundle_for,
     device_uri,
@@ -36,7 +38,7 @@ from pki.x509util import fingerprint, pem, public_key_sha256, random_serial, ser
 
 from .audit import Actor
 from .changes import NOTIFY_CHANNEL
-from .import_rows import DeviceRow, RowError
+from .import_rows import DeviceRow
 from .models import AuditEvent, ChangeEvent, Device, Tenant
 
 # Events ---------------------------------------------------------------------------------------
@@ -96,7 +98,6 @@ class PendingCertificate:
     public_key: CertificateIssuerPublicKeyTypes
     key_hash: str
     private_key: ec.EllipticCurvePrivateKey | None
-    claimed: bool = False  # the key is already claimed for this very device (a re-import)
 
 
 def private_key_pem(key: ec.EllipticCurvePrivateKey) -> str:
@@ -133,13 +134,16 @@ class BatchIssuer:
     def _only_cn_and_san_name_the_device(self) -> bool:
         template = self.template
         names = [attribute.value for attribute in template.subject if attribute.oid == NameOID.COMMON_NAME]
+        if any(_STAND_IN in str(attribute.value) for attribute in template.subject
+               if attribute.oid != NameOID.COMMON_NAME):
+            return False
         others = [ext for ext in template.extensions if ext.oid != ExtensionOID.SUBJECT_ALTERNATIVE_NAME]
         try:
             san = template.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
         except x509.ExtensionNotFound:
             return False
         expected = [x509.UniformResourceIdentifier(device_uri(self.tenant.slug, _STAND_IN))]
-        return (names == [_STAND_IN] and list(san) == expected
+        return (names == [_STAND_IN] and isinstance(san, x509.SubjectAlternativeName) and list(san) == expected
                 and not any(_STAND_IN.encode() in ext.value.public_bytes() for ext in others
                             if hasattr(ext.value, "public_bytes")))
 
@@ -165,27 +169,7 @@ class BatchIssuer:
             builder = builder.add_extension(value, ext.critical)
         return builder.sign(self.ca_key, template.signature_hash_algorithm)  # type: ignore[arg-type]
 
-    def refuse_claimed(self, rows: list[DeviceRow]) -> tuple[list[DeviceRow], list[RowError], set[str]]:
-        """Rows whose CSR key is certified for another device are refused before anything is
-        written (one key, one device); also returns the hashes already claimed for the row's own name."""
-        wanted = {public_key_sha256(row.csr_key): row for row in rows if row.csr_key is not None}
-        if not wanted:
-            return rows, [], set()
-        refused: dict[int, RowError] = {}
-        own: set[str] = set()
-        claims = CertifiedKey.objects.filter(public_key_sha256__in=list(wanted)).values_list(
-            "public_key_sha256", "tenant_id", "device_name")
-        for key_hash, tenant_id, device_name in claims:
-            row = wanted[key_hash]
-            if (tenant_id, device_name) == (self.tenant.pk, row.device.name):
-                own.add(key_hash)
-            else:
-                refused[row.number] = RowError(row.number, row.device.name, "public_key_in_use",
-                                               "This CSR's key is already certified for another device; "
-                                               "generate a new key.", "csr")
-        return [row for row in rows if row.number not in refused], list(refused.values()), own
-
-    def sign(self, rows: list[DeviceRow], own_claims: set[str] | None = None) -> list[PendingCertificate]:
+    def sign(self, rows: list[DeviceRow]) -> list[PendingCertificate]:
         """Generate keys (P-256) for rows without a CSR and sign every certificate: CPU work,
         done before the chunk's transaction opens so that it holds its locks briefly."""
         pending = []
@@ -197,18 +181,24 @@ class BatchIssuer:
                 public_key = private_key.public_key()
             key_hash = public_key_sha256(public_key)
             certificate = self.certificate_for(row.device.name, public_key, row.device)
-            pending.append(PendingCertificate(row, certificate, public_key, key_hash, private_key,
-                                              claimed=key_hash in (own_claims or ())))
+            pending.append(PendingCertificate(row, certificate, public_key, key_hash, private_key))
         return pending
 
     def save(self, pending: list[PendingCertificate]) -> list[IssuedCertificate]:
         """Claim the keys and store the certificates of devices just inserted, with their
         `certificate.issue` audit and outbox rows (inside the chunk's transaction)."""
         tenant, ca, label = self.tenant, self.ca, self.actor.label[:200]
+        # One key, one device. A key generated here a moment ago is nobody's yet: its claims are
+        # inserted together. A CSR's key goes through pki's own check (in use for another device,
+        # revoked for key compromise, …); a refusal (PkiError) sends the chunk row by row, where
+        # it is reported for its row.
         CertifiedKey.objects.bulk_create([
             CertifiedKey(public_key_sha256=item.key_hash, tenant=tenant, device_name=item.row.device.name)
-            for item in pending if not item.claimed
+            for item in pending if item.private_key is not None
         ])
+        for item in pending:
+            if item.private_key is None:
+                _claim_key(item.row.device, item.key_hash)
         records = Certificate.objects.bulk_create([
             Certificate(
                 tenant=tenant, device=item.row.device, device_name=item.row.device.name, issuer=ca,

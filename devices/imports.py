@@ -263,9 +263,7 @@ class _Run:
         pending: list[PendingCertificate] = []
         if issuer is not None and new:
             with self.phase("certificates"):
-                new, refused, own_claims = issuer.refuse_claimed(new)
-                errors += refused
-                pending = issuer.sign(new, own_claims)
+                pending = issuer.sign(new)
         issued: list[IssuedCertificate] = []
         if new:
             try:
@@ -276,9 +274,10 @@ class _Run:
                         with self.phase("certificates"):
                             issued = issuer.save(pending)
                 self.created += len(new)
-            except (IntegrityError, DataError):
-                # Another writer created one of these devices (or claimed a key) meanwhile: row by row.
-                log.info("import job %s: a chunk met a conflict; importing it row by row", self.job.pk)
+            except (IntegrityError, DataError, PkiError) as exc:
+                # Another writer created one of these devices meanwhile, or a CSR's key is refused:
+                # row by row, through the single-item services, which say which row is at fault.
+                log.info("import job %s: a chunk met %s; importing it row by row", self.job.pk, type(exc).__name__)
                 issued = self._row_by_row(new, pending, issuer, errors)
         self.certificates += len(issued)
         if bundle is not None and issued:

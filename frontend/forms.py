@@ -10,10 +10,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
+from acl import forms as acl_forms
+from acl.models import AclRule, Action, Effect, RuleRole, SubjectKind
 from devices.apikeys import MAX_EXPIRY_DAYS
-from devices.models import ApiKeyRole, DeviceGroup, Role, Tenant
+from devices.models import ApiKeyRole, Device, DeviceGroup, Role, Tenant
 from devices.validators import DEVICE_NAME_RULE, validate_device_name
 from pki.csr import MAX_CSR_BYTES, load_csr
+from pki.enrollment import parse_duration
 from pki.errors import PkiError
 from pki.issuance import MAX_DAYS
 from pki.models import RevocationReason
@@ -229,3 +232,93 @@ class MemberInviteForm(forms.Form):
 
 class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+# Access rules -------------------------------------------------------------------------------------
+
+class RuleForm(forms.Form):
+    """A rule's fields as a person types them; AclRule.clean() (through the services) judges the whole."""
+
+    SUBJECT_FIELDS = ("subject_group", "subject_device", "subject_role", "subject_service")
+
+    subject_kind = forms.ChoiceField(label="Subject", choices=SubjectKind.choices)
+    subject_role = forms.ChoiceField(label="Role", required=False, choices=[("", "—"), *RuleRole.choices],
+                                     help_text="For a role subject; the rule covers every higher role too.")
+    subject_service = forms.CharField(label="Service credential", max_length=128, required=False,
+                                      help_text="For a service subject: the credential's id.")
+    action = forms.ChoiceField(choices=Action.choices)
+    topic_filter = forms.CharField(
+        label="Topic filter", max_length=1024,
+        help_text="An MQTT filter; whole levels may be {device}, {tenant}, {group} or {attr:KEY}.",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "none", "autocomplete": "off"}))
+    effect = forms.ChoiceField(choices=Effect.choices, initial=Effect.ALLOW)
+    max_qos = forms.TypedChoiceField(label="Highest QoS", required=False, coerce=int, empty_value=None,
+                                     choices=[("", "any"), (0, "0"), (1, "1"), (2, "2")])
+    allow_retain = forms.BooleanField(label="Allow retained publishes", required=False, initial=True)
+    enabled = forms.BooleanField(required=False, initial=True)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, tenant: Tenant, *args: Any, rule: AclRule | None = None, **kwargs: Any) -> None:
+        if rule is not None and "initial" not in kwargs:
+            kwargs["initial"] = {
+                "subject_kind": rule.subject_kind, "subject_group": rule.subject_group_id,
+                "subject_device": rule.subject_device.name if rule.subject_device_id else "",
+                "subject_role": rule.subject_role, "subject_service": rule.subject_service,
+                "action": rule.action, "topic_filter": rule.topic_filter, "effect": rule.effect,
+                "max_qos": rule.max_qos, "allow_retain": rule.allow_retain, "enabled": rule.enabled,
+                "description": rule.description,
+            }
+        super().__init__(*args, **kwargs)
+        self.fields["subject_group"] = GroupField(tenant, label="Group", empty_label="—",
+                                                  help_text="For a group subject.")
+        # A name, not a list: a tenant may have many thousands of devices.
+        self.fields["subject_device"] = forms.ModelChoiceField(
+            label="Device", required=False, to_field_name="name",
+            queryset=Device.objects.filter(tenant=tenant), help_text="For a device subject: its name.",
+            widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "none", "autocomplete": "off"}),
+            error_messages={"invalid_choice": "There is no device with this name in the tenant."})
+        self.order_fields(["subject_kind", "subject_group", "subject_device", "subject_role", "subject_service",
+                           "action", "topic_filter", "effect", "max_qos", "allow_retain", "enabled",
+                           "description"])
+
+    def rule_fields(self) -> dict[str, Any]:
+        """The cleaned fields as the services take them."""
+        data = dict(self.cleaned_data)
+        data["subject_role"] = data.get("subject_role") or ""
+        data["subject_service"] = data.get("subject_service") or ""
+        return data
+
+
+class ExplainForm(acl_forms.ExplainForm):
+    """The admin's explain form without its tenant choice: the portal acts on the page's tenant."""
+
+    tenant = None  # type: ignore[assignment]
+    device = forms.CharField(required=False, help_text="A device name; or pick a role or a service.",
+                             widget=forms.TextInput(attrs={"list": "device-names", "spellcheck": "false",
+                                                           "autocapitalize": "none", "autocomplete": "off"}))
+    qos = forms.TypedChoiceField(label="QoS", choices=[(0, "0"), (1, "1"), (2, "2")], coerce=int, initial=0,
+                                 required=False, empty_value=0)
+    topic = forms.CharField(max_length=65535, strip=False, help_text="A topic, or a filter for subscribe.",
+                            widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "none"}))
+
+
+# Enrollment tokens ----------------------------------------------------------------------------------
+
+class EnrollmentTokenForm(forms.Form):
+    label = forms.CharField(max_length=200, required=False, help_text="What it is for, e.g. batch 2024-11.")
+    uses = forms.IntegerField(label="Uses", min_value=1, max_value=1_000_000, initial=1,
+                              help_text="How many devices may enroll with it.")
+    expires_in = forms.CharField(label="Valid for", initial="24h", max_length=32,
+                                 help_text="A duration: 90m, 24h, 7d, 2w (at most 10 years).")
+    attributes = AttributesField(label="Attributes of enrolled devices")
+
+    def __init__(self, tenant: Tenant, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["group"] = GroupField(tenant, help_text="Enrolled devices join this group.")
+        self.order_fields(["label", "uses", "expires_in", "group", "attributes"])
+
+    def clean_expires_in(self) -> Any:
+        try:
+            return parse_duration(self.cleaned_data["expires_in"])
+        except PkiError as exc:
+            raise ValidationError(exc.message) from None

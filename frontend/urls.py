@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import certificates, device, devices, home, keys, members, overview, retained
+from .views import (
+    certificates,
+    device,
+    devices,
+    home,
+    keys,
+    members,
+    overview,
+    retained,
+    rules,
+    tokens,
+)
 
 app_name = "frontend"
 urlpatterns = [
@@ -34,6 +45,13 @@ urlpatterns = [
     path("t/<slug:slug>/members/", members.member_list, name="members"),
     path("t/<slug:slug>/members/<str:username>/role/", members.member_role, name="member-role"),
     path("t/<slug:slug>/members/<str:username>/remove/", members.member_remove, name="member-remove"),
+    path("t/<slug:slug>/rules/", rules.rule_list, name="rules"),
+    path("t/<slug:slug>/rules/new/", rules.rule_create, name="rule-create"),
+    path("t/<slug:slug>/rules/explain/", rules.rule_explain, name="rule-explain"),
+    path("t/<slug:slug>/rules/<int:pk>/", rules.rule_edit, name="rule-edit"),
+    path("t/<slug:slug>/rules/<int:pk>/delete/", rules.rule_delete, name="rule-delete"),
+    path("t/<slug:slug>/enrollment-tokens/", tokens.token_list, name="tokens"),
+    path("t/<slug:slug>/enrollment-tokens/<str:prefix>/revoke/", tokens.token_revoke, name="token-revoke"),
     path("t/<slug:slug>/topics/", retained.topic_tree, name="topic-tree"),
     path("t/<slug:slug>/retained/", retained.retained_detail, name="retained-detail"),
     path("t/<slug:slug>/retained/clear", retained.clear_retained_view, name="retained-clear"),

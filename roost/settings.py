@@ -35,6 +35,11 @@ ROOST_BROKER_METRICS_PORT = envint("ROOST_BROKER_METRICS_PORT", 9883, minimum=0,
 ROOST_BROKER_MAX_QUEUED = envint("ROOST_BROKER_MAX_QUEUED", 1000, minimum=0)
 ROOST_BROKER_FLUSH_INTERVAL = float(envint("ROOST_BROKER_FLUSH_MS", 500, minimum=10, maximum=60000)) / 1000
 ROOST_BROKER_POLL_INTERVAL = float(envint("ROOST_BROKER_POLL_MS", 200, minimum=10, maximum=60000)) / 1000
+# Flapping detection: more than FLAP_MAX connects of one device (or service client id) within
+# FLAP_WINDOW seconds refuse it for FLAP_BAN seconds (CONNACK 0x9F); FLAP_MAX=0 turns it off.
+ROOST_BROKER_FLAP_MAX = envint("ROOST_BROKER_FLAP_MAX", 20, minimum=0)
+ROOST_BROKER_FLAP_WINDOW = envint("ROOST_BROKER_FLAP_WINDOW", 60, minimum=1)
+ROOST_BROKER_FLAP_BAN = envint("ROOST_BROKER_FLAP_BAN", 60, minimum=1)
 ROOST_PUBLIC_URL = envstr("ROOST_PUBLIC_URL", f"http://localhost:{ROOST_WEB_PORT}").rstrip("/")
 if not ROOST_PUBLIC_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"ROOST_PUBLIC_URL={ROOST_PUBLIC_URL!r} must start with http:// or https://")

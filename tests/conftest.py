@@ -79,6 +79,13 @@ def admin_client(client: Any, django_user_model: Any) -> Any:
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """Personas' passwords hashed with MD5 in tests: PBKDF2's deliberate slowness is a
+    production property, and at hundreds of logins it costs minutes here."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache() -> Any:
     """Throttle counters start at zero in every test (the cache is Redis when REDIS_URL is set)."""
     yield

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.engine import durability
 from broker.engine.handshake import handle_connect
-from broker.engine.interfaces import Action, ClientInfo, Decision, Principal
+from broker.engine.interfaces import ClientInfo, Decision, Principal, authorize_publish
 from broker.engine.journal import HeldLink
 from broker.engine.message import Message, message_from_properties
 from broker.engine.queues import Outgoing
@@ -369,9 +369,9 @@ class Connection:
                 return
         principal = self.principal
         assert principal is not None
-        if not broker.allow_all:
-            decision = broker.authorizer.authorize(
-                principal, Action.PUBLISH, topic, qos, packet.retain
+        if not broker.allow_all or topic[:1] == "$":  # "$SYS" is refused even with AllowAll
+            decision = authorize_publish(
+                broker.authorizer, principal, topic, qos, packet.retain
             )
             if decision is not Decision.ALLOW:
                 broker.stats.denied += 1
@@ -439,14 +439,14 @@ class Connection:
         if qos == 0:
             if self.backlogged and self.link.buffered() > broker.config.max_write_buffer:
                 broker.stats.dropped += 1
-                return
+                return None
             if self.alias_out_max:
                 data = self._aliased(message, 0, retain, sub_ids)
             else:
                 data = message.form(self.v5, 0, retain, self.strip, sub_ids,
                                     broker.now() if message.expiry_at is not None else 0.0)
             if data is None:
-                return
+                return None
             if len(data) > self.max_out:
                 broker.stats.dropped += 1  # [MQTT-3.1.2-25]
                 return None

@@ -87,7 +87,8 @@ class JournaledRetained(RetainedStore):
             self.clear(message.topic)
             return True
         kept = super().set(message)
-        if kept:
+        # $SYS topics are recomputed at every tick: nothing to keep.
+        if kept and not message.topic.startswith("$SYS/"):
             stored = _store_message(message, self.clock(), time.time())
             record = message_record(0, stored)
             self.journal.append(["R", stored.topic, record[3], stored.qos, record[6],
@@ -96,6 +97,6 @@ class JournaledRetained(RetainedStore):
 
     def clear(self, topic: str) -> bool:
         cleared = super().clear(topic)
-        if cleared:
+        if cleared and not topic.startswith("$SYS/"):
             self.journal.append(["C", topic])
         return cleared

@@ -8,7 +8,8 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from broker.engine.interfaces import ConnectionFacts, Principal
+from broker.engine.flapping import detector_for
+from broker.engine.interfaces import ConnectionFacts, Decision, Principal, authorize_publish
 from broker.engine.session import NEVER_EXPIRES
 from broker.engine.states import AUTHENTICATING, CLOSED, CONNECTED, NEW
 from broker.mqtt.encoder import encode
@@ -77,6 +78,10 @@ def _authenticated(
     if not isinstance(result, Principal):
         conn.refuse(int(result) if result else ReasonCode.NOT_AUTHORIZED)
         return
+    flaps = detector_for(conn.broker)
+    if flaps.enabled and not flaps.admit((result.mountpoint, conn.client_id), conn.broker.now()):
+        conn.refuse(ReasonCode.CONNECTION_RATE_EXCEEDED)  # 3.1.1: 5, not authorized
+        return
     _accept(conn, packet, assigned, result)
     if resumed:
         conn.link.resume_reading()
@@ -97,6 +102,13 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
             return
         if will.retain and not config.retain_available:
             conn.refuse(ReasonCode.RETAIN_NOT_SUPPORTED)  # [MQTT-3.2.2-13]
+            return
+        # A will the client could not publish itself is refused now, not silently dropped
+        # when it is due (it is checked again then: rights may change meanwhile).
+        if (not broker.allow_all or will.topic[:1] == "$") and authorize_publish(
+                broker.authorizer, principal, will.topic, will.qos, will.retain) is not Decision.ALLOW:
+            broker.stats.denied += 1
+            conn.refuse(ReasonCode.NOT_AUTHORIZED)  # 3.1.1: return code 5
             return
     conn.principal = principal
     mountpoint = principal.mountpoint

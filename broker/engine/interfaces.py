@@ -86,6 +86,43 @@ class Authorizer(Protocol):
         ...
 
 
+BROKER_TOPICS = "$SYS"
+"""The broker's own topics: no client ever publishes into them [MQTT 4.7.2]."""
+
+
+def is_broker_topic(topic: str) -> bool:
+    return topic.startswith(BROKER_TOPICS) and (len(topic) == 4 or topic[4] == "/")
+
+
+def authorize_publish(
+    authorizer: Authorizer, principal: Principal, topic: str, qos: int, retain: bool
+) -> Decision:
+    """A PUBLISH or will of a client: `$SYS` is refused whatever the authorizer says.
+
+    The engine calls this for every topic starting with "$" even when the authorizer is
+    AllowAll, so the standalone broker refuses `$SYS` too.
+    """
+    if topic[:1] == "$" and is_broker_topic(topic):
+        return Decision.DENY
+    return authorizer.authorize(principal, Action.PUBLISH, topic, qos, retain)
+
+
+def may_still_publish(authorizer: Authorizer, publisher: Principal, topic: str, qos: int) -> bool:
+    """Whether the publisher of a retained message would be allowed to publish it now.
+
+    `topic` is the publisher's view (without its mountpoint). An authorizer may offer
+    `may_publish_retained` to answer for a principal whose connection is long gone (the
+    platform's re-derives its rights from the current identity and rules); otherwise its
+    ordinary publish decision is asked.
+    """
+    if topic[:1] == "$" and is_broker_topic(topic):
+        return False
+    check = getattr(authorizer, "may_publish_retained", None)
+    if check is not None:
+        return bool(check(publisher, topic, qos))
+    return authorizer.authorize(publisher, Action.PUBLISH, topic, qos, True) is Decision.ALLOW
+
+
 class Store(Protocol):
     """Durable home of retained messages and persistent sessions.
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from broker.engine.interfaces import Principal
     from broker.engine.message import Message
 
 
@@ -20,7 +21,7 @@ class _Node:
 class RetainedStore:
     """One retained message per topic name [MQTT-3.3.1-5]."""
 
-    __slots__ = ("_root", "count", "max_count", "_dollar_levels")
+    __slots__ = ("_root", "count", "max_count", "_dollar_levels", "publishers")
 
     def __init__(self, max_count: int = 1_000_000, mount_levels: int = 0) -> None:
         self._root = _Node()
@@ -29,6 +30,9 @@ class RetainedStore:
         # Levels where a "$" name is out of a wildcard's reach [MQTT-4.7.2-1]: the first
         # one, and the first one inside a mountpoint.
         self._dollar_levels = frozenset((0, mount_levels))
+        # Who published each retained message (by topic), so a new subscriber gets it only
+        # while that publisher may still publish it. Messages restored from storage have none.
+        self.publishers: dict[str, Principal] = {}
 
     def set(self, message: Message) -> bool:
         """Store or replace; an empty payload clears instead [MQTT-3.3.1-6] [MQTT-3.3.1-7].
@@ -51,7 +55,15 @@ class RetainedStore:
                 return False
             self.count += 1
         node.message = message
+        origin = message.origin
+        if origin is not None:
+            self.publishers[message.topic] = origin.principal
+        else:
+            self.publishers.pop(message.topic, None)
         return True
+
+    def publisher(self, message: Message) -> Principal | None:
+        return self.publishers.get(message.topic)
 
     def get(self, topic: str) -> Message | None:
         node = self._root
@@ -73,6 +85,7 @@ class RetainedStore:
             return False
         node.message = None
         self.count -= 1
+        self.publishers.pop(topic, None)
         self._prune(topic)
         return True
 

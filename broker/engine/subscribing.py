@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.engine.interfaces import Action, Decision
+from broker.engine.interfaces import Action, Decision, may_still_publish
 from broker.engine.topics import SubOptions
 from broker.mqtt.encoder import encode
 from broker.mqtt.errors import ProtocolError
@@ -82,9 +82,18 @@ def handle_subscribe(conn: Connection, packet: Subscribe) -> None:
 
 
 def _deliver_retained(conn: Connection, message: Message, opts: SubOptions) -> None:
+    broker = conn.broker
     if opts.filtered and conn.principal is not None:
         topic = message.topic[len(conn.principal.mountpoint):]
-        if not conn.broker.authorizer.allow_delivery(conn.principal, topic, message.qos):
+        if not broker.authorizer.allow_delivery(conn.principal, topic, message.qos):
+            return
+    publisher = None if broker.allow_all else broker.retained.publisher(message)
+    if publisher is not None:
+        # Only while its publisher would still be allowed to publish it: a retained message
+        # must not outlive the right that put it there. (The broker's own, $SYS, have none.)
+        topic = message.topic[len(publisher.mountpoint):]
+        if not may_still_publish(broker.authorizer, publisher, topic, message.qos):
+            broker.stats.denied += 1
             return
     qos = min(message.qos, opts.qos)
     sub_ids = (opts.sub_id,) if opts.sub_id is not None else ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.engine.interfaces import Action, Decision
+from broker.engine.interfaces import Decision, authorize_publish
 from broker.engine.message import message_from_properties
 
 if TYPE_CHECKING:
@@ -24,13 +24,14 @@ def delay_of(will: Will) -> int:
 def publish_will(broker: Broker, session: Session, will: Will) -> None:
     """Publish a will as its client would have, authorization included.
 
-    The will is checked when it is sent rather than at CONNECT, so rights revoked while
-    the client was connected apply to it too.
+    The will is checked at CONNECT (a will the client may not publish refuses the
+    connection, see handshake.py) and again when it is sent, so rights revoked while the
+    client was connected apply to it too.
     """
     principal = session.principal
-    if not broker.allow_all:
-        decision = broker.authorizer.authorize(
-            principal, Action.PUBLISH, will.topic, will.qos, will.retain
+    if not broker.allow_all or will.topic[:1] == "$":
+        decision = authorize_publish(
+            broker.authorizer, principal, will.topic, will.qos, will.retain
         )
         if decision is not Decision.ALLOW:
             broker.stats.denied += 1

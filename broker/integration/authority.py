@@ -9,7 +9,14 @@ from collections import Counter
 from acl.compiler import DecisionCache, Matcher, compile_rules
 from acl.loading import TenantRules
 from acl.rules import Principal as AclPrincipal
-from broker.engine.interfaces import Action, ConnectionFacts, Decision, Principal, format_address
+from broker.engine.interfaces import (
+    Action,
+    ConnectionFacts,
+    Decision,
+    Principal,
+    format_address,
+    is_broker_topic,
+)
 
 from .bridge import verify_principal
 from .identities import (
@@ -31,6 +38,22 @@ SERVICE_LISTENER = "service"
 """TLS without client certificates: API keys only (and API keys nowhere else)."""
 # Without TLS there is no certificate: these listeners take signed principals only.
 TOKEN_LISTENERS = frozenset((BRIDGE_LISTENER, PLAIN_LISTENER))
+
+
+PLATFORM_TOPICS = "$roost/"
+"""The platform's own namespace in a tenant's view: clients publish into it only on the
+request topics the platform answers."""
+ANSWERED_REQUEST_TOPICS: tuple[str, ...] = ()
+"""Prefixes under `$roost/` that clients may publish to (the platform answers them), e.g.
+"$roost/shadow/" once device shadows exist. The only place to open one; the tenant's ACL
+rules still decide who may publish there."""
+
+
+def is_platform_topic(topic: str) -> bool:
+    """A `$SYS` or `$roost/` topic no client may publish to (request topics excepted)."""
+    if topic.startswith(PLATFORM_TOPICS):
+        return not topic.startswith(ANSWERED_REQUEST_TOPICS)  # () matches nothing
+    return is_broker_topic(topic)
 
 
 def acl_principal_of(tenant: TenantInfo, device: DeviceIdentity) -> AclPrincipal:
@@ -132,6 +155,9 @@ class PlatformAuthority:
             self.denials["unknown principal"] += 1
             return Decision.DENY
         if action is Action.PUBLISH:
+            if topic[:1] == "$" and is_platform_topic(topic):
+                self.denials["publish"] += 1
+                return Decision.DENY
             if cache.publish(topic, qos, retain).allowed:
                 return Decision.ALLOW
             self.denials["publish"] += 1
@@ -153,6 +179,42 @@ class PlatformAuthority:
     def allow_delivery(self, principal: Principal, topic: str, qos: int) -> bool:
         cache = self._cache(principal)
         return cache is not None and cache.deliverable(topic)
+
+    def may_publish_retained(self, publisher: Principal, topic: str, qos: int) -> bool:
+        """Whether the publisher of a retained message could publish it now (engine's
+        `may_still_publish`), even long after its connection ended.
+
+        The publisher's rights are re-derived only when the tenant's rules version or the
+        publisher's identity (device or API key record, replaced on every change) moved on,
+        so a delivery costs a few dictionary lookups and a cached decision.
+        """
+        if topic[:1] == "$" and is_platform_topic(topic):
+            return False
+        tenant = self.identities.tenant_by_mountpoint.get(publisher.mountpoint)
+        if tenant is None or not tenant.enabled:
+            return False
+        attributes = publisher.attributes
+        identity: object = None
+        prefix = attributes.get("api_key_prefix")
+        if isinstance(attributes.get("acl_principal"), AclPrincipal):
+            identity = tenant
+        elif isinstance(prefix, str):
+            identity = self.identities.usable_key(prefix, tenant.id)
+        else:
+            device = self.identities.device_by_name.get((tenant.id, publisher.name))
+            identity = device if device is not None and device.enabled else None
+        if identity is None:
+            return False
+        rules = self.rules.get(tenant.slug)
+        version = rules.version if rules else -1
+        stamp = attributes.get("retained_stamp")
+        # Identity records are replaced, never changed in place: `is` tells a change.
+        if not (isinstance(stamp, tuple) and stamp[0] == version and stamp[1] is identity):
+            if not self.rebind(publisher):
+                return False
+            attributes["retained_stamp"] = (version, identity)
+        cache = attributes.get("acl")
+        return isinstance(cache, DecisionCache) and cache.publish(topic, qos, True).allowed
 
     # Rules -------------------------------------------------------------------------------------
 

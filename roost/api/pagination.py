@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 
@@ -52,7 +53,7 @@ class ApiCursorPagination(CursorPagination):
             raise _invalid_cursor()  # DRF would skip the junk and start from the top
         try:
             cursor = super().decode_cursor(request)
-        except Exception:  # DRF answers 404 "Invalid cursor"; a made-up cursor is a bad request
+        except NotFound:  # DRF's answer to a cursor it cannot read; a made-up cursor is a bad request
             raise _invalid_cursor() from None
         if cursor is not None and cursor.position is not None:
             self._check_position(cursor.position)

@@ -132,6 +132,16 @@ def test_a_csr_key_already_certified_for_another_device_is_refused_for_its_row(a
     assert job.created_count == 2 and not Device.objects.filter(name="node-2").exists()
 
 
+def test_a_csr_key_revoked_for_key_compromise_is_refused_for_its_row(acme: Any) -> None:
+    from pki.revocation import revoke_certificate
+
+    key = p256()
+    revoke_certificate(issue_certificate(create_device(acme, "lost"), key.public_key()), "keyCompromise")
+    job = run_import(acme, _small_fleet(3, {1: key}), issue_certs=True)
+    assert _errors(job) == {3: ("public_key_compromised", "csr")}
+    assert (job.created_count, job.certificate_count) == (2, 2)
+
+
 def test_two_rows_with_the_same_csr_key_are_refused_after_the_first(acme: Any) -> None:
     key = p256()
     job = run_import(acme, _small_fleet(3, {0: key, 2: key}), issue_certs=True)
@@ -309,7 +319,8 @@ def test_pruning_deletes_old_jobs_with_their_files_and_fails_jobs_whose_worker_d
     assert stuck_now.state == ImportJobState.FAILED and "worker stopped" in stuck_now.message
 
 
-def test_an_imported_certificate_follows_the_profile_of_a_single_issue(acme: Any) -> None:
+@pytest.mark.parametrize("name", ["line-3:sensor.042", "s" + "-long" * 25])
+def test_an_imported_certificate_follows_the_profile_of_a_single_issue(acme: Any, name: str) -> None:
     """The import re-targets one certificate built by pki's `_build` per job (the CA key is
     loaded once); for the same device and key, everything but serial and signature matches."""
     from devices.audit import Actor
@@ -319,7 +330,7 @@ def test_an_imported_certificate_follows_the_profile_of_a_single_issue(acme: Any
     issuer = BatchIssuer(acme, Actor.system())
     assert issuer.retargetable
     key = p256().public_key()
-    device = Device(tenant=acme, name="line-3:sensor.042")
+    device = Device(tenant=acme, name=name)
     imported = issuer.certificate_for(device.name, key, device)
     single = _build(device, key, issuer.ca, issuer.days)
     assert imported.subject == single.subject and imported.issuer == single.issuer
@@ -343,3 +354,14 @@ def test_pruning_removes_the_files_of_jobs_deleted_with_their_tenant(globex: Any
     os.utime(folder, (hours_ago, hours_ago))
     prune_jobs()
     assert not folder.exists()
+
+
+def test_a_row_with_an_rsa_csr_gets_the_key_usages_of_an_rsa_key(acme: Any) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    job = run_import(acme, _small_fleet(2, {1: key}), issue_certs=True)
+    leaf = load_cert(bundle_entries(bundle_file(job))["node-1/device.pem"])
+    usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert leaf.public_key() == key.public_key() and usage.key_encipherment and not usage.key_agreement

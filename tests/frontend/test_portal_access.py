@@ -14,11 +14,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import Client
 
+from acl.models import AclRule
 from broker.integration.models import RetainedMessage
 from devices.apikeys import create_api_key
 from devices.models import Membership, Role
 from devices.services import create_device
 from frontend import bundles
+from pki.enrollment import create_token
 from pki.issuance import bundle_for, issue_certificate
 
 pytestmark = pytest.mark.django_db
@@ -58,6 +60,17 @@ PAGES = [
     ("POST", "/portal/t/acme/members/vera/role/", AD),
     ("GET", "/portal/t/acme/members/vera/remove/", AD),
     ("POST", "/portal/t/acme/members/vera/remove/", AD),
+    ("GET", "/portal/t/acme/rules/", V),
+    ("GET", "/portal/t/acme/rules/explain/?device=sensor-1&action=subscribe&topic=devices/sensor-1/x", V),
+    ("GET", "/portal/t/acme/rules/new/", AD),
+    ("POST", "/portal/t/acme/rules/new/", AD),
+    ("GET", "/portal/t/acme/rules/{rule}/", AD),
+    ("POST", "/portal/t/acme/rules/{rule}/", AD),
+    ("GET", "/portal/t/acme/rules/{rule}/delete/", AD),
+    ("POST", "/portal/t/acme/rules/{rule}/delete/", AD),
+    ("GET", "/portal/t/acme/enrollment-tokens/", AD),
+    ("POST", "/portal/t/acme/enrollment-tokens/", AD),
+    ("POST", "/portal/t/acme/enrollment-tokens/{token_prefix}/revoke/", AD),
 ]
 RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3, Role.OWNER: 4}
 IDS = [f"{method} {path}" for method, path, _ in PAGES]
@@ -67,6 +80,7 @@ IDS = [f"{method} {path}" for method, path, _ in PAGES]
 def _quick_passwords(settings: Any) -> None:
     # Password hashing is not what these tests are about; the real hasher costs a second a user.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.ROOST_BROKER_METRICS_PORT = 0  # the rule pages' impact preview: no broker runs here
 
 
 @pytest.fixture
@@ -78,7 +92,9 @@ def fleet(acme: Any, alice: Any, django_user_model: Any) -> dict[str, str]:
     vera = django_user_model.objects.create_user("vera", password="x-password-1")
     Membership.objects.create(user=vera, tenant=acme, role=Role.VIEWER)
     return {"serial": issued.certificate.serial, "token": bundles.keep(alice, device, issued),
-            "prefix": create_api_key(acme, role="viewer", name="ci").api_key.prefix}
+            "prefix": create_api_key(acme, role="viewer", name="ci").api_key.prefix,
+            "token_prefix": create_token(acme, label="line").token.prefix,
+            "rule": str(AclRule.objects.filter(tenant=acme).order_by("id").values_list("id", flat=True)[0])}
 
 
 @pytest.fixture

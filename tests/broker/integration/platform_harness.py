@@ -86,6 +86,9 @@ class Platform:
             ROOST_DATA_DIR=str(data_dir), ROOST_BROKER_POLL_MS="50", ROOST_BROKER_FLUSH_MS="100",
             # The same key as the test process, so that bridge tokens signed here verify there.
             ROOST_SECRET_KEY=secret_key, ROOST_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
+            # Tests reconnect one device many times a minute (polling for a change to apply);
+            # flapping detection has its own test (test_platform_flapping.py).
+            ROOST_BROKER_FLAP_MAX="0",
             DJANGO_SETTINGS_MODULE="roost.settings",
         )
         server_url = os.environ.get("DATABASE_URL", "")

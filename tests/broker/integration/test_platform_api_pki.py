@@ -25,8 +25,8 @@ from tests.broker.integration.platform_harness import (
 
 TENANT = "it-api-pki"
 ADMINISTRATIVE_ACTION = 0x98
-BAD_USER_NAME_OR_PASSWORD = 0x86
-REVOKED_ON_3_1_1 = 4  # CONNACK "bad user name or password" for MQTT 3.1.1
+BANNED = 0x8A  # CONNACK for a revoked certificate (an administrative act, not bad credentials)
+REVOKED_ON_3_1_1 = 5  # 3.1.1 has no "banned": not authorized
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,8 +64,7 @@ def test_revoking_through_the_api_disconnects_the_device_within_a_second_and_kee
     print(f"disconnected {time.monotonic() - answered:.3f}s after the API answered")
     assert device.disconnect_reason.value == ADMINISTRATIVE_ACTION
     assert connack_code(broker.port, doomed.ca, doomed.cert, doomed.key, doomed.name) == REVOKED_ON_3_1_1
-    assert connack_code(broker.port, doomed.ca, doomed.cert, doomed.key, doomed.name, level=5) == \
-        BAD_USER_NAME_OR_PASSWORD
+    assert connack_code(broker.port, doomed.ca, doomed.cert, doomed.key, doomed.name, level=5) == BANNED
     assert not neighbour.disconnected.is_set()
 
 

@@ -137,10 +137,10 @@ def test_a_device_whose_certificate_was_revoked_connects_with_its_new_certificat
     old = registry["rotated"]
     assert connack_code(broker.port, old.ca, old.cert, old.key, "rotated") == 0
     platform.call("cert_revoke", serial=old.serial)
-    assert eventually(lambda: connack_code(broker.port, old.ca, old.cert, old.key, "rotated") == 4)
+    assert eventually(lambda: connack_code(broker.port, old.ca, old.cert, old.key, "rotated") == 5)  # 3.1.1: not authorized
     new = platform.issue(LIVE, "rotated")
     assert eventually(lambda: connack_code(broker.port, new.ca, new.cert, new.key, "rotated") == 0)
-    assert connack_code(broker.port, old.ca, old.cert, old.key, "rotated") == 4
+    assert connack_code(broker.port, old.ca, old.cert, old.key, "rotated") == 5
 
 
 # ACL rules -----------------------------------------------------------------------------------

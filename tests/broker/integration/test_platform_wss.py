@@ -265,7 +265,9 @@ def _malformed(rng: random.Random, level: int) -> list[bytes]:
     """Frames no MQTT server may accept, in the shapes a fuzzer or a broken client sends."""
     kind = rng.randrange(6)
     if kind == 0:
-        return [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))]  # garbage
+        # Garbage; not starting like a CONNECT, whose unfinished prefix is merely waited for.
+        first = rng.choice([b for b in range(256) if b >> 4 != 1])
+        return [bytes((first, *(rng.randrange(256) for _ in range(rng.randrange(63)))))]
     if kind == 1:
         return [b"\x10\xff\xff\xff\xff\x01"]  # a length of five bytes
     if kind == 2:

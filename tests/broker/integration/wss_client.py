@@ -22,7 +22,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from broker.mqtt import Connect, Packet, StreamDecoder, encode
+from broker.mqtt import Connect, Packet, ProtocolError, StreamDecoder, encode
 from tests.broker.conftest import Client
 from tests.broker.integration.platform_harness import PlatformWeb
 
@@ -80,6 +80,7 @@ class WsMqtt:
         self.decoder = StreamDecoder(server_side=False, protocol_level=level)
         self.packets: list[Packet] = []
         self.close_code: int | None = None
+        self.undecodable: ProtocolError | None = None
         self.eof = False
         while not self.status:
             if not self._read(5.0):
@@ -111,7 +112,10 @@ class WsMqtt:
             elif isinstance(event, RejectData):
                 pass
             elif isinstance(event, BytesMessage):
-                self.packets.extend(self.decoder.feed(bytes(event.data)))
+                try:
+                    self.packets.extend(self.decoder.feed(bytes(event.data)))
+                except ProtocolError as error:  # e.g. a 3.1.1 refusal to a CONNECT of no known version
+                    self.undecodable = error
             elif isinstance(event, TextMessage):
                 raise AssertionError(f"a text frame from /mqtt: {event.data!r}")
             elif isinstance(event, Ping):

@@ -125,6 +125,9 @@ class Command(BaseCommand):
             sys_interval=options["sys_interval"],
             autosave_interval=options["autosave_interval"],
             max_queued_messages=settings.ROOST_BROKER_MAX_QUEUED,
+            flap_max=settings.ROOST_BROKER_FLAP_MAX,
+            flap_window=float(settings.ROOST_BROKER_FLAP_WINDOW),
+            flap_ban=float(settings.ROOST_BROKER_FLAP_BAN),
         )
         code = asyncio.run(serve(config, options["metrics_port"]))
         if code:

@@ -1,0 +1,109 @@
+"""ACL edges in the engine: wills are checked at CONNECT, `$SYS` is never a client's to
+publish into, and a retained message lasts only as long as its publisher's right to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.engine.interfaces import Action, Decision, Principal
+from broker.mqtt import Connack, Publish, Subscribe, Subscription, Will
+from broker.mqtt.packets import Puback
+from tests.broker.engine.engine_pairs import Peer, connected, make_broker
+
+
+class Rules:
+    """An Authorizer whose publish rights are a set of (principal name, topic) one can edit."""
+
+    def __init__(self, *publish: tuple[str, str]) -> None:
+        self.publish = set(publish)
+
+    def authorize(self, principal: Principal, action: Action, topic: str, qos: int, retain: bool) -> Decision:
+        if action is Action.SUBSCRIBE:
+            return Decision.ALLOW
+        return Decision.ALLOW if (principal.name, topic) in self.publish else Decision.DENY
+
+    def allow_delivery(self, principal: Principal, topic: str, qos: int) -> bool:
+        return True
+
+    def granted_qos(self, principal: Principal, topic_filter: str, qos: int) -> int:
+        return qos
+
+
+def _publishes(peer: Peer) -> list[Any]:
+    return [p for p in peer.received() if isinstance(p, Publish)]
+
+
+# Wills at CONNECT ----------------------------------------------------------------------------
+
+
+def test_a_will_the_client_may_not_publish_refuses_the_mqtt5_connect_with_0x87() -> None:
+    broker, _ = make_broker(authorizer=Rules(("dev", "dev/status")))
+    connack = Peer(broker, 5).connect("dev", will=Will("other/status", b"gone"))
+    assert isinstance(connack, Connack) and connack.reason_code == 0x87
+
+
+def test_a_will_the_client_may_not_publish_refuses_the_311_connect_with_return_code_5() -> None:
+    broker, _ = make_broker(authorizer=Rules(("dev", "dev/status")))
+    assert Peer(broker, 4).connect("dev", will=Will("other/status", b"gone")).reason_code == 5
+
+
+def test_a_will_the_client_may_publish_is_accepted_at_connect() -> None:
+    broker, _ = make_broker(authorizer=Rules(("dev", "dev/status")))
+    assert Peer(broker, 5).connect("dev", will=Will("dev/status", b"gone")).reason_code == 0
+
+
+def test_a_will_into_sys_is_refused_even_by_the_broker_that_allows_everything() -> None:
+    broker, _ = make_broker()
+    assert Peer(broker, 5).connect("dev", will=Will("$SYS/broker/uptime", b"0")).reason_code == 0x87
+    assert Peer(broker, 5).connect("dev2", will=Will("$SYSTEM/fine", b"0")).reason_code == 0
+
+
+# $SYS ----------------------------------------------------------------------------------------
+
+
+def test_a_publish_into_sys_is_refused_by_the_broker_that_allows_everything() -> None:
+    broker, _ = make_broker()
+    watcher = connected(broker, "watcher")
+    watcher.send(Subscribe(1, [Subscription("$SYS/#")]))
+    watcher.received()
+    publisher = connected(broker, "pub")
+    publisher.send(Publish("$SYS/broker/clients/connected", b"999", qos=1, packet_id=7))
+    assert [p.reason_code for p in publisher.received() if isinstance(p, Puback)] == [0x87]
+    assert _publishes(watcher) == []
+
+
+def test_a_publish_to_other_dollar_topics_still_reaches_subscribers() -> None:
+    broker, _ = make_broker()
+    watcher = connected(broker, "watcher")
+    watcher.send(Subscribe(1, [Subscription("$app/#")]))
+    watcher.received()
+    connected(broker, "pub").send(Publish("$app/x", b"1"))
+    assert [p.topic for p in _publishes(watcher)] == ["$app/x"]
+
+
+# Retained messages and their publisher's rights ----------------------------------------------
+
+
+def _retained_for_new_subscriber(broker: Any, client_id: str) -> list[str]:
+    subscriber = connected(broker, client_id)
+    subscriber.send(Subscribe(1, [Subscription("#")]))
+    return [p.topic for p in _publishes(subscriber)]
+
+
+def test_a_retained_message_is_delivered_while_its_publisher_may_still_publish_it() -> None:
+    rules = Rules(("dev", "dev/state"))
+    broker, _ = make_broker(authorizer=rules)
+    connected(broker, "dev").send(Publish("dev/state", b"on", retain=True))
+    assert _retained_for_new_subscriber(broker, "reader-1") == ["dev/state"]
+
+
+def test_a_retained_message_is_withheld_once_its_publisher_lost_the_right_to_publish_it() -> None:
+    rules = Rules(("dev", "dev/state"))
+    broker, _ = make_broker(authorizer=rules)
+    dev = connected(broker, "dev")
+    dev.send(Publish("dev/state", b"on", retain=True))
+    dev.lose()
+    rules.publish.clear()
+    assert _retained_for_new_subscriber(broker, "reader-1") == []
+    rules.publish.add(("dev", "dev/state"))  # the right restored: so is the message
+    assert _retained_for_new_subscriber(broker, "reader-2") == ["dev/state"]

@@ -1,0 +1,332 @@
+"""The journal: acknowledgements wait for the disk, replay, torn tails and compaction."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from broker.engine.journal import SNAPSHOT, Journal, frame, read_records
+from broker.mqtt import Properties, Puback, Pubcomp, Publish, Pubrec, Pubrel, Suback, Subscribe, Subscription
+from tests.broker.engine.engine_pairs import FakeClock, Peer, make_broker
+
+SESSION = Properties(session_expiry_interval=600)
+
+
+def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(scenario())
+
+
+async def settle(journal: Journal) -> None:
+    """Until the flusher has put everything appended on disk (and released what waited)."""
+    for _ in range(2000):
+        if journal.durable_seq == journal.seq:
+            await asyncio.sleep(0)
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the journal did not flush")
+
+
+async def durable_subscriber(broker, journal, client_id="s", qos=1) -> Peer:
+    peer = Peer(broker)
+    from broker.mqtt import Connect
+
+    peer.send(Connect(protocol_level=5, client_id=client_id, clean_start=False, properties=SESSION))
+    await settle(journal)
+    peer.send(Subscribe(1, [Subscription("x/#", qos)]))
+    await settle(journal)
+    return peer
+
+
+async def plain_client(broker, journal, client_id="p") -> Peer:
+    from broker.mqtt import Connect
+
+    peer = Peer(broker)
+    peer.send(Connect(protocol_level=5, client_id=client_id))
+    await settle(journal)
+    assert peer.received()[0].reason_code == 0
+    return peer
+
+
+def acks(peer: Peer, kind: type) -> list[int]:
+    return [p.packet_id for p in peer.received() if isinstance(p, kind)]
+
+
+def test_a_puback_waits_until_the_message_is_on_disk_for_a_persistent_subscriber(tmp_path):
+    async def scenario() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(store=journal)
+        sub = await durable_subscriber(broker, journal)
+        sub.lose()
+        pub = await plain_client(broker, journal)
+        pub.send(Publish("x/1", b"m", 1, packet_id=9))
+        assert acks(pub, Puback) == []
+        await settle(journal)
+        assert acks(pub, Puback) == [9]
+        broker.stop()
+
+    run(scenario)
+
+
+def test_a_puback_for_a_message_no_persistent_session_wants_is_sent_at_once(tmp_path):
+    async def scenario() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(store=journal)
+        pub = await plain_client(broker, journal)
+        before = journal.seq
+        pub.send(Publish("nobody/listens", b"m", 1, packet_id=3))
+        assert acks(pub, Puback) == [3]
+        assert journal.seq == before
+        broker.stop()
+
+    run(scenario)
+
+
+def test_acknowledgements_keep_their_order_when_only_the_first_waits(tmp_path):
+    async def scenario() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(store=journal)
+        sub = await durable_subscriber(broker, journal)
+        sub.lose()
+        pub = await plain_client(broker, journal)
+        pub.send(Publish("x/1", b"durable", 1, packet_id=1))
+        pub.send(Publish("elsewhere", b"not", 1, packet_id=2))
+        assert acks(pub, Puback) == []
+        await settle(journal)
+        assert acks(pub, Puback) == [1, 2]
+        broker.stop()
+
+    run(scenario)
+
+
+def test_connack_and_suback_of_a_persistent_session_wait_for_the_disk(tmp_path):
+    async def scenario() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(store=journal)
+        from broker.mqtt import Connack, Connect
+
+        peer = Peer(broker)
+        peer.send(Connect(protocol_level=5, client_id="s", clean_start=False, properties=SESSION))
+        assert peer.received() == []
+        await settle(journal)
+        assert isinstance(peer.received()[0], Connack)
+        peer.send(Subscribe(4, [Subscription("x/#", 1)]))
+        assert peer.received() == []
+        await settle(journal)
+        assert isinstance(peer.received()[0], Suback)
+        broker.stop()
+
+    run(scenario)
+
+
+def crash(broker) -> None:
+    """Stop the timers and flusher without the shutdown snapshot: what a kill -9 leaves."""
+    broker._stopped = True
+    for timer in broker._timers.values():
+        timer.cancel()
+    task = broker.journal._task
+    if task is not None:
+        task.cancel()
+
+
+def test_a_restart_after_a_crash_delivers_every_acknowledged_message_qos2_exactly_once(tmp_path):
+    async def first() -> FakeClock:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(store=journal)
+        sub = await durable_subscriber(broker, journal, qos=2)
+        sub.lose()
+        pub = await plain_client(broker, journal)
+        for pid in range(1, 51):
+            pub.send(Publish("x/1", b"%d" % pid, 2, packet_id=pid))
+        await settle(journal)
+        assert acks(pub, Pubrec) == list(range(1, 51))
+        for pid in range(1, 51):
+            pub.send(Pubrel(pid))
+        await settle(journal)
+        assert acks(pub, Pubcomp) == list(range(1, 51))
+        crash(broker)
+        return clock
+
+    clock = run(first)
+
+    async def second() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(clock=clock, store=journal)
+        from broker.mqtt import Connect
+
+        peer = Peer(broker)
+        peer.send(Connect(protocol_level=5, client_id="s", clean_start=False, properties=SESSION,
+                          ))
+        await settle(journal)
+        packets = peer.received()
+        assert packets[0].session_present
+        got = [p.payload for p in packets if isinstance(p, Publish)]
+        assert got == [b"%d" % pid for pid in range(1, 51)]
+        broker.stop()
+
+    run(second)
+
+
+def test_a_qos2_packet_id_received_before_a_crash_is_not_routed_again_when_resent(tmp_path):
+    async def first() -> FakeClock:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(store=journal)
+        sub = await durable_subscriber(broker, journal, qos=2)
+        sub.lose()
+        from broker.mqtt import Connect
+
+        pub = Peer(broker)
+        pub.send(Connect(protocol_level=5, client_id="p", clean_start=False, properties=SESSION))
+        await settle(journal)
+        pub.received()
+        pub.send(Publish("x/1", b"once", 2, packet_id=7))
+        await settle(journal)
+        assert acks(pub, Pubrec) == [7]
+        crash(broker)
+        return clock
+
+    clock = run(first)
+
+    async def second() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(clock=clock, store=journal)
+        from broker.mqtt import Connect
+
+        pub = Peer(broker)
+        pub.send(Connect(protocol_level=5, client_id="p", clean_start=False, properties=SESSION))
+        await settle(journal)
+        pub.received()
+        pub.send(Publish("x/1", b"once", 2, packet_id=7, dup=True))
+        await settle(journal)
+        assert acks(pub, Pubrec) == [7]
+        session = broker.sessions[("", "s")]
+        assert [o.message.payload for o in session.queue] == [b"once"]
+        broker.stop()
+
+    run(second)
+
+
+def log_path(tmp_path, generation: int = 0) -> str:
+    return os.path.join(tmp_path, f"roost-broker.{generation}.log")
+
+
+def write_journal(tmp_path, records: list[list[Any]]) -> None:
+    with open(log_path(tmp_path), "wb") as f:
+        for record in records:
+            f.write(frame(record))
+
+
+SESSION_RECORD = ["S", "", "s", "", {}, 5, 600, 1.0, None]
+
+
+def test_a_torn_final_record_is_ignored_and_cut_off(tmp_path):
+    write_journal(tmp_path, [SESSION_RECORD, ["+", "", "s", "a/#", 1, False, False, 0, None, False]])
+    good = os.path.getsize(log_path(tmp_path))
+    with open(log_path(tmp_path), "ab") as f:
+        f.write(frame(["+", "", "s", "b/#", 1, False, False, 0, None, False])[:-5])
+    snap = Journal(str(tmp_path)).load()
+    assert [s.topic_filter for s in snap.sessions[0].subscriptions] == ["a/#"]
+    assert os.path.getsize(log_path(tmp_path)) == good
+
+
+def test_garbage_after_the_last_record_is_ignored_and_cut_off(tmp_path):
+    write_journal(tmp_path, [SESSION_RECORD])
+    good = os.path.getsize(log_path(tmp_path))
+    with open(log_path(tmp_path), "ab") as f:
+        f.write(os.urandom(100))
+    snap = Journal(str(tmp_path)).load()
+    assert [s.client_id for s in snap.sessions] == ["s"]
+    assert os.path.getsize(log_path(tmp_path)) == good
+
+
+def test_a_record_whose_checksum_does_not_match_ends_the_replay(tmp_path):
+    data = frame(SESSION_RECORD) + frame(["E", "", "s"])
+    corrupt = bytearray(data)
+    corrupt[-2] ^= 0xFF
+    records, good = read_records(bytes(corrupt))
+    assert records == [SESSION_RECORD]
+    assert good == len(frame(SESSION_RECORD))
+
+
+def test_compaction_moves_to_a_new_snapshot_and_log_and_loses_nothing(tmp_path):
+    async def first() -> FakeClock:
+        journal = Journal(str(tmp_path), compact_bytes=2000)
+        broker, clock = make_broker(store=journal)
+        sub = await durable_subscriber(broker, journal)
+        sub.lose()
+        pub = await plain_client(broker, journal)
+        for pid in range(1, 101):
+            pub.send(Publish("x/1", b"%d" % pid, 1, packet_id=pid))
+            if pid % 10 == 0:
+                await settle(journal)
+        await settle(journal)
+        assert journal.generation > 0
+        assert not os.path.exists(log_path(tmp_path, 0))
+        assert os.path.exists(os.path.join(tmp_path, SNAPSHOT))
+        crash(broker)
+        return clock
+
+    clock = run(first)
+
+    async def second() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(clock=clock, store=journal, max_queued_messages=1000)
+        session = broker.sessions[("", "s")]
+        assert [o.message.payload for o in session.queue] == [b"%d" % pid for pid in range(1, 101)]
+        broker.stop()
+
+    run(second)
+
+
+def test_a_message_acknowledged_by_the_subscriber_is_not_delivered_again_after_a_crash(tmp_path):
+    async def first() -> FakeClock:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(store=journal)
+        sub = await durable_subscriber(broker, journal)
+        sub.received()
+        pub = await plain_client(broker, journal)
+        pub.send(Publish("x/1", b"first", 1, packet_id=1))
+        pub.send(Publish("x/1", b"second", 1, packet_id=2))
+        await settle(journal)
+        delivered = [p for p in sub.received() if isinstance(p, Publish)]
+        sub.send(Puback(delivered[0].packet_id))
+        await settle(journal)
+        crash(broker)
+        return clock
+
+    clock = run(first)
+
+    async def second() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(clock=clock, store=journal)
+        session = broker.sessions[("", "s")]
+        assert [o.message.payload for o in (session.inflight or {}).values()] == [b"second"]
+        broker.stop()
+
+    run(second)
+
+
+def test_retained_messages_set_and_cleared_survive_a_crash(tmp_path):
+    async def first() -> FakeClock:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(store=journal)
+        pub = await plain_client(broker, journal)
+        pub.send(Publish("r/kept", b"v", 1, retain=True, packet_id=1))
+        pub.send(Publish("r/gone", b"v", 1, retain=True, packet_id=2))
+        pub.send(Publish("r/gone", b"", 1, retain=True, packet_id=3))
+        assert acks(pub, Puback) == []
+        await settle(journal)
+        assert acks(pub, Puback) == [1, 2, 3]
+        crash(broker)
+        return clock
+
+    clock = run(first)
+
+    async def second() -> None:
+        broker, _ = make_broker(clock=clock, store=Journal(str(tmp_path)))
+        assert broker.retained.get("r/kept").payload == b"v"
+        assert broker.retained.get("r/gone") is None
+        broker.stop()
+
+    run(second)

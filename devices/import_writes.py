@@ -19,22 +19,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
-from cryptography.x509.oid import ExtensionOID, NameOID
 from django.db import connection
 
-from pki import keystore
 from pki.ca import active_issuing_ca
 from pki.issuance import (
+    CaSigner,
     IssuedCertificate,
-    _build,
     _claim_key,
     _validity_days,
     bundle_for,
-    device_uri,
     issue_certificate,
 )
 from pki.models import Certificate, CertifiedKey
-from pki.x509util import fingerprint, pem, public_key_sha256, random_serial, serial_hex, utc
+from pki.x509util import fingerprint, pem, public_key_sha256, serial_hex, utc
 
 from .audit import Actor
 from .changes import NOTIFY_CHANNEL
@@ -105,69 +102,20 @@ def private_key_pem(key: ec.EllipticCurvePrivateKey) -> str:
                              serialization.NoEncryption()).decode()
 
 
-# The one name a template certificate is made for; each device's certificate replaces it.
-_STAND_IN = "roost-import-template-device"
-
-
 class BatchIssuer:
-    """Signs an import's certificates with the tenant's active issuing CA.
-
-    pki's `_build` is the certificate profile; it also looks the CA key up and decrypts it,
-    and builds the CRL and OCSP URLs, for every certificate, which is most of the cost of
-    ten thousand of them. So the profile is built once per job, for a stand-in device (the
-    template), and each device's certificate is that template with the device's name (CN and
-    SAN URI), its key (and key identifier) and a fresh serial, signed with the CA key loaded
-    once. If the template names the device anywhere else, or a key is not EC (key usages
-    depend on the key type), `_build` itself signs, as for a single certificate.
-    """
+    """Signs an import's certificates with the tenant's active issuing CA, through pki's one
+    certificate profile (`CaSigner`) with the CA key loaded once per job."""
 
     def __init__(self, tenant: Tenant, actor: Actor, days: int | None = None) -> None:
         self.tenant = tenant
         self.actor = actor
         self.days = _validity_days(days)
         self.ca = active_issuing_ca(tenant)
-        probe = ec.generate_private_key(ec.SECP256R1()).public_key()
-        self.template = _build(Device(tenant=tenant, name=_STAND_IN), probe, self.ca, self.days)
-        self.ca_key = keystore.load_ca_key(self.ca.key_file)
-        self.retargetable = self._only_cn_and_san_name_the_device()
-
-    def _only_cn_and_san_name_the_device(self) -> bool:
-        template = self.template
-        names = [attribute.value for attribute in template.subject if attribute.oid == NameOID.COMMON_NAME]
-        if any(_STAND_IN in str(attribute.value) for attribute in template.subject
-               if attribute.oid != NameOID.COMMON_NAME):
-            return False
-        others = [ext for ext in template.extensions if ext.oid != ExtensionOID.SUBJECT_ALTERNATIVE_NAME]
-        try:
-            san = template.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
-        except x509.ExtensionNotFound:
-            return False
-        expected = [x509.UniformResourceIdentifier(device_uri(self.tenant.slug, _STAND_IN))]
-        return (names == [_STAND_IN] and isinstance(san, x509.SubjectAlternativeName) and list(san) == expected
-                and not any(_STAND_IN.encode() in ext.value.public_bytes() for ext in others
-                            if hasattr(ext.value, "public_bytes")))
+        self.signer = CaSigner(self.ca)
 
     def certificate_for(self, name: str, public_key: CertificateIssuerPublicKeyTypes,
                         device: Device | None = None) -> x509.Certificate:
-        """The template for `name` and `public_key` (or `_build`'s own, see the class)."""
-        if not (self.retargetable and isinstance(public_key, ec.EllipticCurvePublicKey)):
-            return _build(device or Device(tenant=self.tenant, name=name), public_key, self.ca, self.days)
-        template = self.template
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name[:64])
-                             if attribute.oid == NameOID.COMMON_NAME else attribute for attribute in template.subject])
-        builder = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(template.issuer).public_key(public_key)
-            .serial_number(random_serial()).not_valid_before(template.not_valid_before_utc)
-            .not_valid_after(template.not_valid_after_utc)
-        )
-        for ext in template.extensions:
-            value: x509.ExtensionType = ext.value
-            if ext.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
-                value = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(device_uri(self.tenant.slug, name))])
-            elif ext.oid == ExtensionOID.SUBJECT_KEY_IDENTIFIER:
-                value = x509.SubjectKeyIdentifier.from_public_key(public_key)
-            builder = builder.add_extension(value, ext.critical)
-        return builder.sign(self.ca_key, template.signature_hash_algorithm)  # type: ignore[arg-type]
+        return self.signer.build(device or Device(tenant=self.tenant, name=name), public_key, self.days)
 
     def sign(self, rows: list[DeviceRow]) -> list[PendingCertificate]:
         """Generate keys (P-256) for rows without a CSR and sign every certificate: CPU work,

@@ -11,7 +11,7 @@ from django import forms
 from django.db.models import F, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 
-from devices.models import Device, DeviceGroup, Tenant
+from devices.models import AuditEvent, Device, DeviceGroup, Tenant
 
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
 # query value: (label, ordering); the first is the default. Name breaks every tie.
@@ -104,3 +104,33 @@ class DeviceFilter(django_filters.FilterSet):
 
     def sorted_by(self, queryset: QuerySet[Device], name: str, value: str) -> QuerySet[Device]:
         return queryset.order_by(*SORTS.get(value, SORTS["name"])[1])
+
+
+class AuditFilter(django_filters.FilterSet):
+    """The audit log's filters; the choices of action and target type are the tenant's own."""
+
+    actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains", label="Actor",
+                                      max_length=200, widget=forms.TextInput(attrs={"placeholder": "user or api-key:NAME"}))
+    action = django_filters.ChoiceFilter(choices=[], empty_label="any action", label="Action")
+    target_type = django_filters.ChoiceFilter(choices=[], empty_label="any target", label="Target type")
+    since = django_filters.DateTimeFilter(field_name="created", lookup_expr="gte", label="Since (UTC)",
+                                          widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    until = django_filters.DateTimeFilter(field_name="created", lookup_expr="lt", label="Until (UTC)",
+                                          widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+
+    class Meta:
+        model = AuditEvent
+        fields: list[str] = []
+
+    def __init__(self, data: Any, tenant: Tenant, **kwargs: Any) -> None:
+        events = AuditEvent.objects.filter(tenant=tenant)
+        super().__init__(data, queryset=events.order_by("-created", "-id"), **kwargs)
+        for name, column in (("action", "action"), ("target_type", "target_type")):
+            values = events.order_by(column).values_list(column, flat=True).distinct()
+            self.filters[name].extra["choices"] = [(v, v) for v in values]
+
+    def clean_qs(self) -> QuerySet[AuditEvent]:
+        """The filtered events, newest first; none while a filter is invalid (rather than all of them)."""
+        if self.is_bound and not self.is_valid():
+            return self.queryset.none()
+        return self.qs

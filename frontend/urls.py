@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import path
 
 from .views import (
+    audit,
     certificates,
     device,
     devices,
@@ -52,6 +53,8 @@ urlpatterns = [
     path("t/<slug:slug>/rules/<int:pk>/delete/", rules.rule_delete, name="rule-delete"),
     path("t/<slug:slug>/enrollment-tokens/", tokens.token_list, name="tokens"),
     path("t/<slug:slug>/enrollment-tokens/<str:prefix>/revoke/", tokens.token_revoke, name="token-revoke"),
+    path("t/<slug:slug>/audit/", audit.audit_list, name="audit"),
+    path("t/<slug:slug>/audit/export.csv", audit.audit_export, name="audit-export"),
     path("t/<slug:slug>/topics/", retained.topic_tree, name="topic-tree"),
     path("t/<slug:slug>/retained/", retained.retained_detail, name="retained-detail"),
     path("t/<slug:slug>/retained/clear", retained.clear_retained_view, name="retained-clear"),

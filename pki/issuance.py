@@ -88,37 +88,56 @@ def _key_usage(public_key: CertificateIssuerPublicKeyTypes) -> x509.KeyUsage:
     )
 
 
+class CaSigner:
+    """The device-certificate profile of one issuing CA, with its key loaded once.
+
+    One certificate uses it once; a bulk import keeps one for thousands, since decrypting the
+    CA key and building the CRL and OCSP URLs is most of the cost of a single issuance.
+    """
+
+    def __init__(self, ca: CertificateAuthority) -> None:
+        self.ca = ca
+        self.ca_cert = load_pem(ca.certificate_pem)
+        self.ca_key = keystore.load_ca_key(ca.key_file)
+        self.hash = signature_hash_for(self.ca_key)
+        self._shared = [
+            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+            (x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_cert.public_key()), False),  # type: ignore[arg-type]
+            (crl_distribution_points(ca.pk), False),
+            (authority_information_access(ca.pk, ocsp=True), False),
+        ]
+
+    def build(self, device: Device, public_key: CertificateIssuerPublicKeyTypes, days: int) -> x509.Certificate:
+        ca = self.ca
+        now = timezone.now().replace(microsecond=0)
+        not_before = max(now - CLOCK_SKEW, ca.not_before)
+        not_after = min(now + timedelta(days=days), ca.not_after)
+        subject = x509.Name([
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, device.tenant.slug),
+            x509.NameAttribute(NameOID.COMMON_NAME, device.name[:64]),
+        ])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.ca_cert.subject)
+            .public_key(public_key)
+            .serial_number(random_serial())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(public_key), critical=True)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(device_uri(device.tenant.slug, device.name))]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        )
+        for extension, critical in self._shared:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(self.ca_key, self.hash)
+
+
 def _build(device: Device, public_key: CertificateIssuerPublicKeyTypes, ca: CertificateAuthority,
            days: int) -> x509.Certificate:
-    ca_cert = load_pem(ca.certificate_pem)
-    ca_key = keystore.load_ca_key(ca.key_file)
-    now = timezone.now().replace(microsecond=0)
-    not_before = max(now - CLOCK_SKEW, ca.not_before)
-    not_after = min(now + timedelta(days=days), ca.not_after)
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, device.tenant.slug),
-        x509.NameAttribute(NameOID.COMMON_NAME, device.name[:64]),
-    ])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(random_serial())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(public_key), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.UniformResourceIdentifier(device_uri(device.tenant.slug, device.name))]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
-                       critical=False)
-        .add_extension(crl_distribution_points(ca.pk), critical=False)
-        .add_extension(authority_information_access(ca.pk, ocsp=True), critical=False)
-    )
-    return builder.sign(ca_key, signature_hash_for(ca_key))
+    return CaSigner(ca).build(device, public_key, days)
 
 
 def _claim_key(device: Device, key_hash: str) -> None:

@@ -19,6 +19,7 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from prometheus_client.registry import Collector
 
 from broker.engine.broker import Broker
+from broker.engine.flapping import detector_for
 
 from .authority import PlatformAuthority
 from .inspect import StartResponse, WsgiApp
@@ -65,6 +66,12 @@ class BrokerCollector(Collector):
         for reason, count in sorted(self.tls_failures.items()):
             handshakes.add_metric([reason], count)
         yield handshakes
+        flaps = detector_for(broker)
+        yield CounterMetricFamily("roost_broker_flapping_refusals",
+                                  "CONNECTs refused (0x9F) because their identity connected too often.",
+                                  value=flaps.refused)
+        yield CounterMetricFamily("roost_broker_flapping_bans", "Identities banned for flapping.",
+                                  value=flaps.bans)
         denials = CounterMetricFamily("roost_broker_acl_denials", "ACL denials, by action.", labels=["action"])
         for action, count in sorted(self.authority.denials.items()):
             denials.add_metric([action], count)

@@ -321,14 +321,13 @@ def test_pruning_deletes_old_jobs_with_their_files_and_fails_jobs_whose_worker_d
 
 @pytest.mark.parametrize("name", ["line-3:sensor.042", "s" + "-long" * 25])
 def test_an_imported_certificate_follows_the_profile_of_a_single_issue(acme: Any, name: str) -> None:
-    """The import re-targets one certificate built by pki's `_build` per job (the CA key is
-    loaded once); for the same device and key, everything but serial and signature matches."""
+    """The import signs with pki's one profile, the CA key loaded once per job; for the same
+    device and key, everything but serial and signature matches a single issuance."""
     from devices.audit import Actor
     from devices.import_writes import BatchIssuer
     from pki.issuance import _build
 
     issuer = BatchIssuer(acme, Actor.system())
-    assert issuer.retargetable
     key = p256().public_key()
     device = Device(tenant=acme, name=name)
     imported = issuer.certificate_for(device.name, key, device)

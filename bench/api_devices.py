@@ -253,7 +253,8 @@ def main() -> None:
         finally:
             if database is not None:
                 database.drop()
-    result.update(database="postgresql" if options.postgres else "sqlite", devices=options.devices,
+    result.update(database="postgresql" if options.postgres else "sqlite", settings=options.settings,
+                  devices=options.devices,
                   online_fraction=options.online, python=platform.python_version(), cpus=os.cpu_count(),
                   when=datetime.now(UTC).isoformat(timespec="seconds"))
     concurrent, alone = result["concurrent"], result["one_client"]

@@ -276,6 +276,29 @@ class DeviceImportView(TenantScopedMixin, APIView):
         body = ImportJobSerializer(job, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 
+    # `import` is also a valid device name: everything but POST at this path is that device's.
+    @extend_schema(exclude=True)
+    def get(self, request: Request, tenant: str) -> Any:
+        return self._device_named_import(request, tenant)
+
+    @extend_schema(exclude=True)
+    def patch(self, request: Request, tenant: str) -> Any:
+        return self._device_named_import(request, tenant)
+
+    @extend_schema(exclude=True)
+    def delete(self, request: Request, tenant: str) -> Any:
+        return self._device_named_import(request, tenant)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        if request.method == "POST":
+            super().initial(request, *args, **kwargs)
+
+    def _device_named_import(self, request: Request, tenant: str) -> Any:
+        from .devices import DeviceViewSet
+
+        view = DeviceViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"})
+        return view(request._request, tenant=tenant, name="import")
+
     def _upload(self, request: Request) -> tuple[Upload, bool]:
         issue_certs = _flag(request.query_params.get("issue_certs", ""), "issue_certs")
         data = request.data

@@ -236,3 +236,17 @@ def test_the_schema_documents_the_three_ways_to_send_a_file(admin_client: Any) -
     assert "202" in operation["responses"] and "413" in operation["responses"]
     bundle = schema["paths"]["/api/v1/tenants/{tenant}/jobs/{id}/bundle/"]["get"]
     assert "application/zip" in bundle["responses"]["200"]["content"] and "409" in bundle["responses"]
+
+
+def test_a_device_named_import_stays_reachable_beside_the_import_endpoint(acme: Any, make_api_key: Any,
+                                                                           api: Any) -> None:
+    from devices.services import create_device
+
+    create_device(acme, "import")
+    operator = api(make_api_key(acme, "operator"))
+    got = operator.get("/api/v1/tenants/acme/devices/import/")
+    assert got.status_code == 200 and got.json()["name"] == "import"
+    changed = operator.patch("/api/v1/tenants/acme/devices/import", {"display_name": "x"}, format="json")
+    assert changed.status_code == 200 and changed.json()["display_name"] == "x"
+    assert operator.delete("/api/v1/tenants/acme/devices/import/").status_code == 204
+    assert operator.get("/api/v1/tenants/acme/devices/import/").status_code == 404

@@ -71,6 +71,9 @@ PAGES = [
     ("GET", "/portal/t/acme/enrollment-tokens/", AD),
     ("POST", "/portal/t/acme/enrollment-tokens/", AD),
     ("POST", "/portal/t/acme/enrollment-tokens/{token_prefix}/revoke/", AD),
+    ("GET", "/portal/t/acme/audit/", AD),
+    ("GET", "/portal/t/acme/audit/?action=device.create&since=2020-01-01T00:00", AD),
+    ("GET", "/portal/t/acme/audit/export.csv?target_type=device", AD),
 ]
 RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3, Role.OWNER: 4}
 IDS = [f"{method} {path}" for method, path, _ in PAGES]

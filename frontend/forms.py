@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
@@ -322,3 +323,21 @@ class EnrollmentTokenForm(forms.Form):
             return parse_duration(self.cleaned_data["expires_in"])
         except PkiError as exc:
             raise ValidationError(exc.message) from None
+
+
+# Bulk import ----------------------------------------------------------------------------------------
+
+class ImportForm(forms.Form):
+    file = forms.FileField(label="CSV file", help_text=(
+        "A header row, then one device a row: name (required), display_name, group, tags (a;b), "
+        "attributes (JSON) or attr.KEY columns, csr (PEM)."),
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv,.json,application/json"}))
+    issue_certs = forms.BooleanField(label="Issue certificates", required=False, help_text=(
+        "Each new device gets a certificate (from its csr column, or with a key generated here), "
+        "downloaded afterwards as one zip."))
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        if upload.size is not None and upload.size > settings.ROOST_IMPORT_MAX_BODY:
+            raise ValidationError(f"The file is larger than {settings.ROOST_IMPORT_MAX_BODY} bytes.")
+        return upload

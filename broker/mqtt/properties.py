@@ -8,6 +8,7 @@ from broker.mqtt.errors import ProtocolError
 from broker.mqtt.packets import PacketType
 from broker.mqtt.reason_codes import ReasonCode
 from broker.mqtt.wire import (
+    MAX_VARINT,
     encode_binary,
     encode_utf8,
     encode_varint,
@@ -118,12 +119,22 @@ class Properties:
         return f"Properties({present})"
 
 
+UNBOUNDED = MAX_VARINT
+"""No packet holds more properties, or property bytes, than it has bytes."""
+
+
 class DecoderLimits:
     """Caps on what one packet may make the decoder allocate, beyond its byte size.
 
     Exceeding one is QUOTA_EXCEEDED: the packet is legal MQTT but more than Roost accepts.
     `max_connect_size` instead caps the first packet of a connection (PACKET_TOO_LARGE):
     a CONNECT with every field at its maximum stays well under the default.
+
+    Properties are bounded by default only by the packet size: MQTT lets a server advertise
+    a Maximum Packet Size, but no count or size of properties, so a cap here would refuse
+    (0x97) packets that are inside every limit the client was told. Decoded user properties
+    cost about 11 bytes of memory per byte of packet (measured: a 1.25 MB PUBLISH with 87,000
+    pairs, 14.8 MB), so the advertised maximum packet size is what bounds them.
     """
 
     __slots__ = ("max_properties", "max_user_properties", "max_user_property_bytes",
@@ -131,9 +142,9 @@ class DecoderLimits:
 
     def __init__(
         self,
-        max_properties: int = 256,
-        max_user_properties: int = 128,
-        max_user_property_bytes: int = 65_536,
+        max_properties: int = UNBOUNDED,
+        max_user_properties: int = UNBOUNDED,
+        max_user_property_bytes: int = UNBOUNDED,
         max_subscriptions: int = 512,
         max_connect_size: int = 1 << 20,
     ) -> None:

@@ -169,3 +169,13 @@ def test_a_viewer_key_cannot_queue_an_import(platform: Platform, web: PlatformWe
     status, body, _ = web.request("POST", f"/api/v1/tenants/{TENANT}/devices/import", viewer, b"name\nx\n",
                                   headers={"Content-Type": "text/csv"})
     assert status == 403 and body["code"] == "role_required"
+
+
+def test_a_malformed_multipart_upload_gets_an_error_in_the_api_shape_from_the_real_server(
+        operator_key: str, web: PlatformWeb) -> None:
+    # Twisted, under daphne, used to answer these itself: a bare 400 with no body.
+    for body in (b"", b"--x\r\nnot a part\r\n", b"--x--\r\n"):
+        status, answer, _ = web.request("POST", f"/api/v1/tenants/{TENANT}/devices/import", operator_key, body,
+                                        headers={"Content-Type": "multipart/form-data; boundary=x"})
+        assert status == 400, (body, status, answer)
+        assert isinstance(answer, dict) and answer["code"] and answer["errors"], answer

@@ -11,6 +11,7 @@ from django import forms
 from django.db.models import F, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 
+from acl.models import AclRule, Action, Effect, SubjectKind
 from devices.models import AuditEvent, Device, DeviceGroup, Tenant
 
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
@@ -134,3 +135,29 @@ class AuditFilter(django_filters.FilterSet):
         if self.is_bound and not self.is_valid():
             return self.queryset.none()
         return self.qs
+
+
+class RuleFilter(django_filters.FilterSet):
+    """The access rules list's search and filters."""
+
+    q = django_filters.CharFilter(method="search", label="Search", max_length=200,
+                                  widget=forms.TextInput(attrs={"type": "search", "placeholder": "topic, description, subject"}))
+    effect = django_filters.ChoiceFilter(choices=Effect.choices, empty_label="any effect", label="Effect")
+    action = django_filters.ChoiceFilter(choices=Action.choices, empty_label="any action", label="Action")
+    subject_kind = django_filters.ChoiceFilter(choices=SubjectKind.choices, empty_label="any subject", label="Subject")
+
+    class Meta:
+        model = AclRule
+        fields: list[str] = []
+
+    def __init__(self, data: Any, tenant: Tenant, **kwargs: Any) -> None:
+        queryset = AclRule.objects.filter(tenant=tenant).select_related("subject_group", "subject_device")
+        super().__init__(data, queryset=queryset.order_by("id"), **kwargs)
+
+    def search(self, queryset: QuerySet[AclRule], name: str, value: str) -> QuerySet[AclRule]:
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(topic_filter__icontains=value) | Q(description__icontains=value)
+                               | Q(subject_device__name__icontains=value) | Q(subject_group__name__icontains=value)
+                               | Q(subject_role__icontains=value) | Q(subject_service__icontains=value))

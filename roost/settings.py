@@ -190,6 +190,9 @@ else:
         "data_folder_in": str(CELERY_QUEUE_DIR / "queue"),
         "data_folder_out": str(CELERY_QUEUE_DIR / "queue"),
         "processed_folder": str(CELERY_QUEUE_DIR / "processed"),
+        # Exchange tables (celery control, pidbox); kombu's default is "control" in the
+        # working directory, which left a folder in the checkout after every test run.
+        "control_folder": str(CELERY_QUEUE_DIR / "control"),
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = None
@@ -295,7 +298,7 @@ REST_FRAMEWORK = {
     # JSON bodies only (an endpoint that reads CSV or files sets its own parser_classes).
     "DEFAULT_PARSER_CLASSES": ["roost.api.parsers.ApiJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
-    "DEFAULT_PAGINATION_CLASS": "roost.api.pagination.ApiCursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "roost.api.pagination.KeysetPagination",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "roost.api.filters.StrictOrderingFilter",

@@ -11,7 +11,6 @@ from roost.api.views import TenantScopedMixin
 
 from ..models import AuditEvent, Role
 from .filters import AuditEventFilter
-from .pagination import KeysetPagination
 from .serializers import AuditEventSerializer
 
 
@@ -29,7 +28,6 @@ class AuditEventViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.Retriev
     serializer_class = AuditEventSerializer
     queryset = AuditEvent.objects.none()  # the model, for the schema; requests use get_queryset
     lookup_value_regex = r"[0-9]{1,18}"
-    pagination_class = KeysetPagination
     filterset_class = AuditEventFilter
     ordering = ("-created", "-id")
     ordering_fields = ("created",)

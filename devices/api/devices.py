@@ -41,7 +41,6 @@ from roost.api.views import TenantScopedMixin
 from ..models import Device, DeviceGroup, Role
 from ..services import create_device, delete_device, kick_device, update_device
 from .filters import ConnectionEventFilter, DeviceFilter
-from .pagination import KeysetPagination
 from .serializers import (
     DEVICE_ROW_FIELDS,
     ConnectionEventSerializer,
@@ -114,7 +113,6 @@ class DeviceViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveMod
     lookup_field = "name"
     lookup_value_regex = r"[^/]+"
     filterset_class = DeviceFilter
-    pagination_class = KeysetPagination
     ordering = ("name",)
     ordering_fields = ("name", "last_seen", "created")
     keyset_unique = "name"
@@ -235,7 +233,6 @@ class DeviceConnectionViewSet(_DeviceChildMixin, mixins.ListModelMixin,
                               viewsets.GenericViewSet):  # type: ignore[type-arg]
     serializer_class = ConnectionEventSerializer
     queryset = ConnectionEvent.objects.none()
-    pagination_class = KeysetPagination
     filter_backends = [DjangoFilterBackend]
     filterset_class = ConnectionEventFilter
     ordering = ("-at", "-id")
@@ -254,7 +251,6 @@ class DeviceRetainedViewSet(_DeviceChildMixin, mixins.ListModelMixin,
                             viewsets.GenericViewSet):  # type: ignore[type-arg]
     serializer_class = RetainedSerializer
     queryset = RetainedMessage.objects.none()
-    pagination_class = KeysetPagination
     filter_backends: list[Any] = []
     ordering = ("topic",)
 

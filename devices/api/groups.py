@@ -23,7 +23,6 @@ from roost.api.views import TenantScopedMixin
 from ..models import DeviceGroup, Role
 from ..services import create_group, delete_group, update_group
 from .devices import group_named
-from .pagination import KeysetPagination
 from .serializers import GroupSerializer, GroupWriteSerializer
 
 NAME_PARAMETER = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The group's name.")
@@ -46,7 +45,6 @@ class GroupViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveMode
     queryset = DeviceGroup.objects.none()  # the model, for the schema; requests use get_queryset
     lookup_field = "name"
     lookup_value_regex = r"[^/]+"
-    pagination_class = KeysetPagination
     ordering = ("name",)
     ordering_fields = ("name", "created")
     keyset_unique = "name"

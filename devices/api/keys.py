@@ -17,8 +17,6 @@ from devices.models import ApiKey, ApiKeyRole, Role
 from roost.api.errors import ERROR_SCHEMA, conflict
 from roost.api.views import TenantScopedMixin
 
-from .pagination import KeysetPagination
-
 _EXAMPLE_KEY = {
     "prefix": "rk_3f9a0c21b7d4", "name": "ci", "role": "operator", "created": "2026-01-05T09:30:00Z",
     "created_by": "alice", "expires_at": "2026-04-05T09:30:00Z", "revoked_at": None, "revoked": False,
@@ -82,7 +80,6 @@ class ApiKeyViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveMod
     ordering = ("-created", "-id")
     ordering_fields = ("created", "name")
     filterset_class = ApiKeyFilter
-    pagination_class = KeysetPagination  # pages by every ordering field: ties never skip a key
     queryset = ApiKey.objects.none()  # the model, for the schema; requests use get_queryset
 
     def get_queryset(self) -> QuerySet[ApiKey]:

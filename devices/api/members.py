@@ -29,7 +29,6 @@ from roost.api.views import TenantScopedMixin
 
 from ..models import Membership, Role
 from ..services import change_member_role, invite_member, remove_member
-from .pagination import KeysetPagination
 from .serializers import MemberInviteSerializer, MemberSerializer, MemberUpdateSerializer
 
 USERNAME_PARAMETER = OpenApiParameter("username", str, OpenApiParameter.PATH, description="The member's username.")
@@ -68,7 +67,6 @@ class MemberViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveMod
     queryset = Membership.objects.none()  # the model, for the schema; requests use get_queryset
     lookup_field = "username"
     lookup_value_regex = r"[^/]+"
-    pagination_class = KeysetPagination
     ordering = ("created",)
     ordering_fields = ("created",)
     filterset_fields: list[str] = []

@@ -23,7 +23,6 @@ from roost.api.views import BodyLimitMixin
 
 from ..models import Membership, Tenant
 from ..services import create_tenant, delete_tenant, update_tenant
-from .pagination import KeysetPagination
 from .serializers import TenantCreateSerializer, TenantSerializer, TenantUpdateSerializer
 
 SLUG_PARAMETER = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="The tenant's slug.")
@@ -52,7 +51,6 @@ class TenantViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     queryset = Tenant.objects.none()  # the model, for the schema; requests use get_queryset
     lookup_field = "slug"
     lookup_value_regex = r"[^/]+"
-    pagination_class = KeysetPagination
     ordering = ("slug",)
     ordering_fields = ("slug", "created")
     keyset_unique = "slug"

@@ -29,3 +29,25 @@ document.addEventListener("click", async (event) => {
   await navigator.clipboard.writeText(source.textContent.trim());
   button.textContent = "Copied";
 });
+
+// The rule editor shows only the subject field that fits the chosen subject kind; the others
+// are disabled so that a value left in them is not sent (the server would refuse it).
+const SUBJECT_FIELDS = { group: "subject_group", device: "subject_device", role: "subject_role",
+                         service: "subject_service" };
+function fitSubjectFields(form) {
+  const kind = form.querySelector("[name=subject_kind]");
+  if (!kind) return;
+  for (const name of Object.values(SUBJECT_FIELDS)) {
+    const input = form.querySelector(`[name=${name}]`);
+    if (!input) continue;
+    const wanted = SUBJECT_FIELDS[kind.value] === name;
+    input.disabled = !wanted;
+    const wrapper = input.closest(".field");
+    if (wrapper) wrapper.hidden = !wanted;
+  }
+}
+for (const form of document.querySelectorAll("form[data-subject-fields]")) fitSubjectFields(form);
+document.addEventListener("change", (event) => {
+  const form = event.target instanceof Element ? event.target.closest("form[data-subject-fields]") : null;
+  if (form && event.target.name === "subject_kind") fitSubjectFields(form);
+});

@@ -23,8 +23,9 @@ from devices.audit import Actor
 from devices.models import Device, Role, Tenant
 
 from ..access import tenant_view
+from ..filters import RuleFilter
 from ..forms import ExplainForm, RuleForm, add_service_errors
-from .common import paginate
+from .common import htmx_partial, paginate
 
 
 def _rules(tenant: Tenant) -> Any:
@@ -42,8 +43,10 @@ def _version(tenant: Tenant) -> int:
 
 @tenant_view(Role.VIEWER)
 def rule_list(request: HttpRequest, tenant: Tenant) -> HttpResponse:
-    return render(request, "frontend/rules/list.html", {
-        "tenant": tenant, "section": "rules", "page": paginate(request, _rules(tenant)),
+    rules = RuleFilter(request.GET or None, tenant)
+    template = "frontend/rules/_table.html" if htmx_partial(request) else "frontend/rules/list.html"
+    return render(request, template, {
+        "tenant": tenant, "section": "rules", "filter": rules, "page": paginate(request, rules.qs),
         "rules_version": _version(tenant),
     })
 

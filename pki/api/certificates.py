@@ -22,7 +22,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from devices.api.pagination import KeysetPagination
 from devices.models import Device, Role
 from roost.api.errors import ERROR_SCHEMA, ApiError
 from roost.api.views import TenantScopedMixin
@@ -101,7 +100,6 @@ class DeviceCertificateViewSet(TenantScopedMixin, JsonErrorsMixin, mixins.ListMo
     serializer_class = CertificateSerializer
     queryset = Certificate.objects.none()  # the model, for the schema; requests use get_queryset
     ordering = ("-created", "-id")
-    pagination_class = KeysetPagination
     filter_backends: list[Any] = []
     content_negotiation_class = StrictFormatNegotiation
     max_body_bytes = MAX_ISSUE_BODY
@@ -206,7 +204,6 @@ class CertificateViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.Retrie
     lookup_value_regex = r"[^/]+"
     filterset_class = CertificateFilter
     # Keyset pages: a bulk import gives thousands of certificates the same not_after second.
-    pagination_class = KeysetPagination
     ordering = ("-created", "-id")
     ordering_fields = ("created", "not_after")
     action_roles = {"revoke": Role.OPERATOR}

@@ -20,7 +20,6 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from devices.api.pagination import KeysetPagination
 from devices.models import Role
 from roost.api.errors import ERROR_SCHEMA
 from roost.api.views import BodyLimitMixin, TenantScopedMixin
@@ -103,7 +102,6 @@ class EnrollmentTokenViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.Re
     lookup_field = "prefix"
     lookup_value_regex = r"[^/]+"
     filterset_class = EnrollmentTokenFilter
-    pagination_class = KeysetPagination
     ordering = ("-created", "-id")
     ordering_fields = ("created", "expires_at")
     max_body_bytes = 64 * 1024

@@ -17,11 +17,13 @@ from django.test import Client
 from acl.models import AclRule
 from broker.integration.models import RetainedMessage
 from devices.apikeys import create_api_key
+from devices.imports import claim_job, run_job, submit_import
 from devices.models import Membership, Role
 from devices.services import create_device
 from frontend import bundles
 from pki.enrollment import create_token
 from pki.issuance import bundle_for, issue_certificate
+from tests.devices.import_support import import_data_dir  # noqa: F401 - job files in the test's own folder
 
 pytestmark = pytest.mark.django_db
 
@@ -74,6 +76,11 @@ PAGES = [
     ("GET", "/portal/t/acme/audit/", AD),
     ("GET", "/portal/t/acme/audit/?action=device.create&since=2020-01-01T00:00", AD),
     ("GET", "/portal/t/acme/audit/export.csv?target_type=device", AD),
+    ("GET", "/portal/t/acme/devices/-/import/", OP),
+    ("POST", "/portal/t/acme/devices/-/import/", OP),
+    ("GET", "/portal/t/acme/devices/-/import/{job}/", OP),
+    ("GET", "/portal/t/acme/devices/-/import/{job}/progress/", OP),
+    ("GET", "/portal/t/acme/devices/-/import/{job}/bundle/", OP),
 ]
 RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3, Role.OWNER: 4}
 IDS = [f"{method} {path}" for method, path, _ in PAGES]
@@ -94,7 +101,9 @@ def fleet(acme: Any, alice: Any, django_user_model: Any) -> dict[str, str]:
                                    publisher=device, publisher_name="sensor-1", updated=datetime.now(UTC))
     vera = django_user_model.objects.create_user("vera", password="x-password-1")
     Membership.objects.create(user=vera, tenant=acme, role=Role.VIEWER)
-    return {"serial": issued.certificate.serial, "token": bundles.keep(alice, device, issued),
+    job = submit_import(acme, b"name\nimported-1\n", issue_certs=True)
+    run_job(claim_job(job.pk))  # type: ignore[arg-type]
+    return {"serial": issued.certificate.serial, "job": str(job.pk), "token": bundles.keep(alice, device, issued),
             "prefix": create_api_key(acme, role="viewer", name="ci").api_key.prefix,
             "token_prefix": create_token(acme, label="line").token.prefix,
             "rule": str(AclRule.objects.filter(tenant=acme).order_by("id").values_list("id", flat=True)[0])}

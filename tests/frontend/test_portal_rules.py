@@ -177,3 +177,15 @@ def test_explain_reports_bad_input_at_the_field(bob: Any, acme: Any, query: Any,
     assert response.status_code == 200 and response.context["explanation"] is None
     errors = response.context["form"].errors
     assert (field or "__all__") in errors, errors
+
+
+def test_the_rules_list_is_searchable_and_filtered(bob: Any, acme: Any) -> None:
+    deny = create_rule(acme, subject_kind="all_devices", action="publish", topic_filter="plant/valves/#",
+                       effect="deny", description="no valve writes")
+    client = _client(bob)
+    assert [r.pk for r in client.get(RULES, {"q": "valve"}).context["page"]] == [deny.pk]
+    assert [r.pk for r in client.get(RULES, {"effect": "deny"}).context["page"]] == [deny.pk]
+    roles = client.get(RULES, {"subject_kind": "role"}).context["page"]
+    assert roles and all(r.subject_kind == "role" for r in roles)
+    fragment = client.get(RULES, {"q": "valve"}, headers={"HX-Request": "true"}).content.decode()
+    assert fragment.startswith('<div id="rule-table">') and "plant/valves/#" in fragment and "<html" not in fragment

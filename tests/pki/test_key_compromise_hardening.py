@@ -58,3 +58,25 @@ def test_every_certificate_of_a_compromised_key_is_revoked_with_it(acme: Any, ac
     second = Certificate.objects.get(pk=second.pk)
     assert (second.status, second.revocation_reason) == (CertificateStatus.REVOKED, "keyCompromise")
     assert Certificate.objects.get(pk=other.pk).status == CertificateStatus.ACTIVE
+
+
+@pytest.mark.django_db
+def test_the_api_answers_a_csr_for_a_compromised_key_with_409_public_key_compromised(
+        alice: Any, acme_sensor: Any) -> None:
+    import json
+
+    from django.test import Client
+
+    from .helpers import csr_pem
+
+    key = p256()
+    revoke_certificate(issue_certificate(acme_sensor, key.public_key()), "keyCompromise")
+    client = Client()
+    client.force_login(alice)
+    response = client.post("/api/v1/tenants/acme/devices/sensor-1/certificates",
+                           data=json.dumps({"csr": csr_pem(key)}), content_type="application/json")
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "public_key_compromised"
+    fresh = client.post("/api/v1/tenants/acme/devices/sensor-1/certificates",
+                        data=json.dumps({"csr": csr_pem()}), content_type="application/json")
+    assert fresh.status_code == 201, fresh.content

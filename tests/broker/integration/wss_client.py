@@ -164,10 +164,22 @@ class WsMqtt:
         self.sock.close()
 
 
+class PahoWs(Client):
+    """paho-mqtt over WebSockets, keeping daphne from pinging it.
+
+    paho answers a WebSocket ping with an unmasked pong, which a server must refuse (RFC 6455
+    section 5.1), so daphne, which pings after 20 seconds without a frame, would drop it; a
+    keep-alive under 20 seconds sends a PINGREQ frame before that.
+    """
+
+    def connect(self, *args: Any, keepalive: int = 10, **kwargs: Any) -> Client:
+        return super().connect(*args, keepalive=keepalive, **kwargs)
+
+
 def ws_client(web: PlatformWeb, session: str | None, client_id: str = "", *, version: int = 5,
               tenant: str | None = None, origin: str | None = None) -> Client:
     """A paho-mqtt client for /mqtt over WebSockets with the session cookie (not connected)."""
-    client = Client(web.port, client_id, version, transport="websockets")
+    client = PahoWs(web.port, client_id, version, transport="websockets")
     headers = {"Origin": origin or web.url}
     if session is not None:
         headers["Cookie"] = f"sessionid={session}"

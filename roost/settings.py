@@ -140,7 +140,7 @@ TEMPLATES = [
 DATABASE_URL = envstr("DATABASE_URL")
 if DATABASE_URL:
     try:
-        _db = dj_database_url.parse(DATABASE_URL, conn_max_age=60)
+        _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
     except Exception as exc:  # dj-database-url raises several types for bad URLs
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
     if _db["ENGINE"] not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
@@ -154,6 +154,14 @@ else:
 _db_password = envsecret("ROOST_DATABASE_PASSWORD")
 if _db_password:
     _db["PASSWORD"] = _db_password
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    # A pool per process: under ASGI every request runs on a thread of its own, so persistent
+    # per-thread connections (CONN_MAX_AGE) pile up until PostgreSQL refuses clients.
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": envint("ROOST_DATABASE_POOL_SIZE", 10, minimum=1, maximum=1000),
+        "timeout": 10,
+    }
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web service, the worker and the broker read while one of them writes.
     _db.setdefault("OPTIONS", {}).update(

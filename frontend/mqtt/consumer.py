@@ -107,7 +107,7 @@ def recheck(grant: Grant, slot: str | None, limits: Limits, owner: str, publishe
     return None, slot
 
 
-class MqttConsumer(AsyncConsumer):
+class MqttConsumer(AsyncConsumer):  # type: ignore[misc]  # channels ships no type hints
     """One browser's MQTT connection, relayed to the broker's bridge listener."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

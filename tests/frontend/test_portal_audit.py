@@ -118,3 +118,8 @@ def test_htmx_gets_only_the_table(alice: Any, trail: Any) -> None:
     assert body.startswith('<div id="audit-table">') and "<html" not in body
     assert 'href="/portal/t/acme/audit/export.csv?actor=factory"' in body
 
+
+
+def test_the_overview_links_the_audit_log_for_admins_only(alice: Any, bob: Any, acme: Any) -> None:
+    assert f'href="{AUDIT}"' in _client(alice).get("/portal/t/acme/").content.decode()
+    assert f'href="{AUDIT}"' not in _client(bob).get("/portal/t/acme/").content.decode()

@@ -9,6 +9,7 @@ Screenshots are saved under this test's pytest tmp dir (printed at the end).
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,10 @@ def test_an_admin_previews_a_draft_rules_impact_on_a_live_subscription(
         page.get_by_label("Action").select_option("subscribe")
         page.get_by_label("Topic filter").fill("devices/{device}/alerts/#")
         page.get_by_label("Effect").select_option("deny")
+        asked = time.monotonic()
         page.get_by_role("button", name="Preview impact").click()
         page.wait_for_selector("#impact")
+        print(f"impact preview with the broker's live sessions: {time.monotonic() - asked:.2f}s")
         assert "live session" in page.locator("#live-checked").inner_text()
         row = page.locator("#impact-subscriptions tbody tr").first.inner_text()
         assert "device watcher" in row and "devices/watcher/alerts/#" in row and "dropped" in row
@@ -136,6 +139,7 @@ def test_an_operator_imports_200_devices_and_watches_the_progress_bar_reach_100_
         page.get_by_label("CSV file").set_input_files(str(source))
         page.get_by_label("Issue certificates").check()
         shots.take(page, "import-start")
+        started = time.monotonic()
         page.get_by_role("button", name="Start the import").click()
         page.wait_for_url("**/devices/-/import/*/")
         page.evaluate("window.notReloaded = true")
@@ -148,6 +152,7 @@ def test_an_operator_imports_200_devices_and_watches_the_progress_bar_reach_100_
         page.wait_for_function("document.querySelector('#import-progress').dataset.state === 'done'",
                                timeout=120_000, polling=100)
         page.wait_for_function("window.seen.at(-1) === '200'")
+        print(f"upload to a full progress bar: {time.monotonic() - started:.2f}s")
         seen = [int(v) for v in dict.fromkeys(page.evaluate("window.seen"))]
         assert page.evaluate("window.notReloaded") is True  # the bar moved without a reload
         assert seen == sorted(seen) and seen[-1] == 200, seen

@@ -212,3 +212,10 @@ def test_an_admin_cannot_remove_an_owner(acme: Any, alice: Any, django_user_mode
 
 def test_a_member_of_another_tenant_is_not_found_here(alice: Any, charlie: Any) -> None:
     assert _client(alice).post(f"{MEMBERS}charlie/role/", {"role": "viewer"}).status_code == 404
+
+
+def test_the_api_keys_page_links_its_next_page(alice: Any, acme: Any) -> None:
+    for n in range(30):
+        create_api_key(acme, role="viewer", name=f"key-{n}")
+    body = _client(alice).get(KEYS).content.decode()
+    assert 'rel="next"' in body and "?page=2" in body

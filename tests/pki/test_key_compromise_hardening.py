@@ -80,3 +80,22 @@ def test_the_api_answers_a_csr_for_a_compromised_key_with_409_public_key_comprom
     fresh = client.post("/api/v1/tenants/acme/devices/sensor-1/certificates",
                         data=json.dumps({"csr": csr_pem()}), content_type="application/json")
     assert fresh.status_code == 201, fresh.content
+
+
+def test_the_migration_marks_keys_already_revoked_for_key_compromise(acme: Any, acme_sensor: Any) -> None:
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("pki.migrations.0003_compromised_key")
+    compromised, superseded = p256(), p256()
+    for key, reason in ((compromised, "keyCompromise"), (compromised, "keyCompromise"), (superseded, "superseded")):
+        # As revocations made before this release left them: no CompromisedKey row.
+        Certificate.objects.filter(pk=issue_certificate(acme_sensor, key.public_key()).pk).update(
+            status=CertificateStatus.REVOKED, revocation_reason=reason)
+    assert not CompromisedKey.objects.exists()
+    migration.mark_compromised_keys(apps, None)
+    [row] = CompromisedKey.objects.all()
+    assert (row.tenant_slug, row.device_name) == ("acme", "sensor-1")
+    assert _refusal(acme_sensor, compromised).code == "public_key_compromised"
+    assert issue_certificate(acme_sensor, superseded.public_key()).status == CertificateStatus.ACTIVE

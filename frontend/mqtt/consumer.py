@@ -216,6 +216,8 @@ class MqttConsumer(AsyncConsumer):  # type: ignore[misc]  # channels ships no ty
         grant, slot = await _in_thread(admit)(self.scope.get("user"), session_key,
                                               connect.username, self.limits, self.owner)
         self.slot = slot
+        if self.ended:  # the CONNECT deadline passed meanwhile
+            return
         if isinstance(grant, Refusal):
             await self._refuse(grant)
             return

@@ -44,14 +44,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class KeysetPagination(CursorPagination):
-    """Cursor pagination on the whole ordering.
-
-    The view may name `keyset_unique` (default "pk"), the field that breaks ties, and
-    `keyset_aliases` ({"last_seen": "last_seen_key"}): an ordering term sorted by an
-    annotation of the view's queryset instead (e.g. a non-null stand-in for a nullable field).
-    A view that is not a list (an action) sets `ordering` on the paginator instance.
-    """
+class LimitedCursorPagination(CursorPagination):
+    """What every list shares: `limit` (1 to 1000, checked), its schema, `cursor` text."""
 
     page_size = 100
     page_size_query_param = "limit"
@@ -70,6 +64,24 @@ class KeysetPagination(CursorPagination):
             raise bad_request(f"`limit` must be a whole number from 1 to {self.max_page_size}.",
                               code="invalid_limit", field="limit")
         return int(value)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size,
+                                       "default": self.page_size}
+        return parameters
+
+
+class KeysetPagination(LimitedCursorPagination):
+    """Cursor pagination on the whole ordering.
+
+    The view may name `keyset_unique` (default "pk"), the field that breaks ties, and
+    `keyset_aliases` ({"last_seen": "last_seen_key"}): an ordering term sorted by an
+    annotation of the view's queryset instead (e.g. a non-null stand-in for a nullable field).
+    A view that is not a list (an action) sets `ordering` on the paginator instance.
+    """
 
     def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
         if any(hasattr(backend, "get_ordering") for backend in getattr(view, "filter_backends", [])):
@@ -181,14 +193,6 @@ class KeysetPagination(CursorPagination):
             return model._meta.get_field(name)
         except FieldDoesNotExist:
             return None
-
-    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
-        parameters = super().get_schema_operation_parameters(view)
-        for parameter in parameters:
-            if parameter["name"] == self.page_size_query_param:
-                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size,
-                                       "default": self.page_size}
-        return parameters
 
 
 def _flip(term: str) -> str:

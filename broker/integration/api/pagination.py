@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.utils.urls import replace_query_param
 
 from roost.api.errors import bad_request
-from roost.api.pagination import KeysetPagination
+from roost.api.pagination import LimitedCursorPagination
 
 MAX_CURSOR_CHARS = 4 * 65536 + 64  # a topic of 65535 bytes, base64 of its JSON
 
@@ -50,7 +50,7 @@ def _invalid_cursor() -> Exception:
                        code="invalid_cursor", field="cursor")
 
 
-class TopicPagination(KeysetPagination):
+class TopicPagination(LimitedCursorPagination):
     batch = 1000
     max_scan = 50_000
 

@@ -130,7 +130,10 @@ class WsMqtt:
         """One binary frame holding `data` (raw bytes, or a packet to encode)."""
         if not isinstance(data, bytes | bytearray):
             data = encode(data, self.level)
-        self.sock.sendall(self.ws.send(BytesMessage(data=bytes(data))))
+        try:
+            self.sock.sendall(self.ws.send(BytesMessage(data=bytes(data))))
+        except (BrokenPipeError, ConnectionResetError):
+            self.eof = True  # the server closed the connection already
 
     def text(self, data: str) -> None:
         self.sock.sendall(self.ws.send(TextMessage(data=data)))

@@ -52,11 +52,13 @@ def _json(value: Any) -> str:
 def _rows(events: Any) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
-    for event in events.iterator(chunk_size=2000):
+    # Plain tuples, not model instances: about twice as fast for a long trail.
+    rows = events.values_list("created", "actor_kind", "actor_label", "action", "target_type", "target_id",
+                              "target_repr", "before", "after")
+    for created, kind, actor, action, target_type, target_id, target, before, after in rows.iterator(chunk_size=2000):
         yield writer.writerow([
-            event.created.isoformat(), event.actor_kind, _cell(event.actor_label), event.action,
-            event.target_type, _cell(event.target_id), _cell(event.target_repr), _json(event.before),
-            _json(event.after),
+            created.isoformat(), kind, _cell(actor), action, target_type, _cell(target_id), _cell(target),
+            _json(before), _json(after),
         ])
 
 

@@ -122,3 +122,14 @@ def test_a_viewer_sees_no_import_button(bob: Any) -> None:
     client = Client()
     client.force_login(bob)
     assert 'id="import-devices"' not in client.get("/portal/t/acme/devices/").content.decode()
+
+
+def test_the_import_page_lists_the_latest_jobs_of_the_tenant_only(operator: Client, acme: Any, globex: Any) -> None:
+    from devices.imports import submit_import
+
+    _upload(operator, csv_bytes([{"name": "mine"}]), name="mine.csv")
+    foreign = submit_import(globex, csv_bytes([{"name": "theirs"}]), filename="theirs.csv")
+    mine = ImportJob.objects.get(tenant=acme)
+    body = operator.get(IMPORT).content.decode()
+    assert f'href="{IMPORT}{mine.pk}/"' in body and "mine.csv" in body
+    assert str(foreign.pk) not in body and "theirs.csv" not in body

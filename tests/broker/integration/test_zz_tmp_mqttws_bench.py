@@ -1,84 +1,104 @@
 from __future__ import annotations
-import socket, ssl, threading, time, os
-from broker.mqtt import Connect, Publish, Subscribe, Subscription, encode, Connack, Suback
+import socket, threading, time
+import pytest
+from broker.mqtt import Connect, Publish, Subscribe, Subscription, encode, StreamDecoder, Suback
 from broker.integration.bridge import BridgePrincipal, sign_principal
-from frontend.mqtt.walker import PacketWalker
 from tests.broker.integration.wss_client import WsMqtt
-from tests.broker.integration.platform_harness import tls_socket
+from tests.broker.integration.platform_harness import tls_socket, PlatformWeb
 from wsproto.events import BytesMessage
 
-N = 100_000
+class BigWeb(PlatformWeb):
+    def env(self):
+        return dict(super().env(), ROOST_MQTT_WS_MAX_CONNECTIONS="2000")
 
-def publisher(broker, bundle, n, rate=None):
+@pytest.fixture(scope="module")
+def web(platform, broker):
+    w = BigWeb(platform, broker)
+    yield w.start()
+    w.stop()
+
+def publisher(broker, bundle, n, rate):
     s = tls_socket(broker.port, bundle.ca, bundle.cert, bundle.key)
     s.sendall(encode(Connect(protocol_level=5, client_id=bundle.name), 5))
     s.recv(100)
-    pkt = encode(Publish(f"devices/{bundle.name}/t", b"p" * 64, qos=0), 5)
-    if rate is None:
-        batch = pkt * 1000
-        for _ in range(n // 1000):
-            s.sendall(batch)
-    else:
-        t0 = time.monotonic()
-        for i in range(n):
-            s.sendall(encode(Publish(f"devices/{bundle.name}/t", b"%063d" % time.perf_counter_ns() + b" ", qos=0), 5))
-            delay = t0 + (i + 1) / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-    time.sleep(2)
+    t0 = time.monotonic()
+    for i in range(n):
+        s.sendall(encode(Publish(f"devices/{bundle.name}/t", b"%030d" % time.perf_counter_ns() + b"p" * 34, qos=0), 5))
+        delay = t0 + (i + 1) / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    time.sleep(1)
     s.close()
 
-def count_ws(client, n, timeout=60):
-    walker = PacketWalker()
-    got = 0
-    t0 = None
-    deadline = time.monotonic() + timeout
-    client.sock.settimeout(5)
-    while got < n and time.monotonic() < deadline:
-        data = client.sock.recv(262144)
-        if not data:
+def lat(recv_chunks, n):
+    dec = StreamDecoder(server_side=False, protocol_level=5); dec.connected = True
+    out = []
+    for chunk in recv_chunks():
+        now = time.perf_counter_ns()
+        for p in dec.feed(chunk):
+            out.append((now - int(p.payload[:30])) / 1e6)
+        if len(out) >= n:
             break
-        client.ws.receive_data(data)
-        for ev in client.ws.events():
-            if isinstance(ev, BytesMessage):
-                if t0 is None:
-                    t0 = time.monotonic()
-                got += walker.feed(ev.data)
-    return got, time.monotonic() - (t0 or time.monotonic())
+    out.sort()
+    return out[len(out) // 2], out[int(len(out) * 0.99)], len(out)
 
-def count_tcp(sock, n, timeout=60):
-    walker = PacketWalker(); got = 0; t0 = None
-    deadline = time.monotonic() + timeout
-    sock.settimeout(5)
-    while got < n and time.monotonic() < deadline:
-        data = sock.recv(262144)
-        if not data: break
-        if t0 is None: t0 = time.monotonic()
-        got += walker.feed(data)
-    return got, time.monotonic() - (t0 or time.monotonic())
+def rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
 
-def test_bench(platform, broker, web):
-    platform.call("tenant_create", slug="benchx")
-    platform.call("user_create", username="benchx", password="p-123456-x", tenants={"benchx": "viewer"})
-    s = platform.call("session_create", username="benchx")
-    bundle = platform.device("benchx", "bench")
-    # via /mqtt
+def test_latency_and_memory(platform, broker, web):
+    platform.call("tenant_create", slug="benchy")
+    platform.call("user_create", username="benchy", password="p-123456-x", tenants={"benchy": "viewer"})
+    s = platform.call("session_create", username="benchy")
+    bundle = platform.device("benchy", "bench")
+    N = 3000
     c = WsMqtt(web, session=s)
-    assert c.connect("benchx", client_id="b").reason_code == 0
-    c.frame(Subscribe(1, [Subscription("devices/#", 0)]))
-    assert isinstance(c.next(), Suback)
-    th = threading.Thread(target=publisher, args=(broker, bundle, N)); th.start()
-    got, dt = count_ws(c, N)
-    th.join()
-    print(f"\n/mqtt: {got} msgs in {dt:.2f}s = {got/dt:.0f} msg/s")
-    # direct bridge
-    token = sign_principal(BridgePrincipal("benchx", 1, "benchx", "viewer"))
+    assert c.connect("benchy", client_id="b").reason_code == 0
+    c.frame(Subscribe(1, [Subscription("devices/#", 0)])); assert isinstance(c.next(), Suback)
+    def ws_chunks():
+        c.sock.settimeout(10)
+        while True:
+            data = c.sock.recv(65536)
+            if not data: return
+            c.ws.receive_data(data)
+            for ev in c.ws.events():
+                if isinstance(ev, BytesMessage):
+                    yield bytes(ev.data)
+    th = threading.Thread(target=publisher, args=(broker, bundle, N, 1000)); th.start()
+    p50, p99, k = lat(ws_chunks, N); th.join()
+    import tracemalloc
+    print(f"\n/mqtt @1000/s: p50 {p50:.2f} ms p99 {p99:.2f} ms ({k})")
+    token = sign_principal(BridgePrincipal("benchy", 1, "benchy", "viewer"))
     d = socket.create_connection(("127.0.0.1", broker.bridge_port))
     d.sendall(encode(Connect(protocol_level=5, client_id="direct", username="x", password=token.encode()), 5))
     d.sendall(encode(Subscribe(1, [Subscription("devices/#", 0)]), 5))
     time.sleep(0.5); d.recv(1000)
-    th = threading.Thread(target=publisher, args=(broker, bundle, N)); th.start()
-    got, dt = count_tcp(d, N)
-    th.join()
-    print(f"direct bridge: {got} msgs in {dt:.2f}s = {got/dt:.0f} msg/s")
-    import psutil
+    def tcp_chunks():
+        d.settimeout(10)
+        while True:
+            data = d.recv(65536)
+            if not data: return
+            yield data
+    th = threading.Thread(target=publisher, args=(broker, bundle, N, 1000)); th.start()
+    p50, p99, k = lat(tcp_chunks, N); th.join()
+    print(f"direct bridge @1000/s: p50 {p50:.2f} ms p99 {p99:.2f} ms ({k})")
+    # memory of idle connections
+    time.sleep(1)
+    w0, b0 = rss(web.proc.pid), rss(broker.proc.pid)
+    idle = []
+    M = 500
+    for i in range(M):
+        x = WsMqtt(web, session=s)
+        assert x.connect("benchy", client_id=f"idle-{i}", keep_alive=0).reason_code == 0
+        idle.append(x)
+    time.sleep(5)
+    w1, b1 = rss(web.proc.pid), rss(broker.proc.pid)
+    print(f"{M} idle: web +{(w1-w0)/M:.1f} KiB/conn, broker +{(b1-b0)/M:.1f} KiB/conn")
+    for x in idle: x.close()
+    time.sleep(3)
+    w0 = rss(web.proc.pid)
+    idle = [WsMqtt(web, session=s) for i in range(M)]
+    time.sleep(2)
+    w1 = rss(web.proc.pid)
+    print(f"{M} handshakes only: web +{(w1-w0)/M:.1f} KiB/conn")
+    for x in idle: x.close()

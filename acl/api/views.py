@@ -8,7 +8,6 @@ re-checks live subscriptions at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import QuerySet
@@ -25,16 +24,15 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from broker.integration.inspect_client import BrokerUnavailable, LiveSession, live_sessions
+from broker.integration.inspect_client import LiveSession
 from devices.models import Device, Role, Tenant
 from roost.api.errors import ERROR_SCHEMA, bad_request, not_found
 from roost.api.views import TenantScopedMixin
 
 from ..impact import ImpactReport
-from ..loading import tenant_device_principals
+from ..live import preview_live_impact
 from ..models import AclRule
-from ..rules import ROLE_RANK, Principal
-from ..services import create_rule, delete_rule, explain_for, preview_impact, update_rule
+from ..services import create_rule, delete_rule, explain_for, update_rule
 from .filters import AclRuleFilter
 from .serializers import (
     AclRuleSerializer,
@@ -250,46 +248,9 @@ class AclImpactView(TenantScopedMixin, APIView):
                     setattr(proposed, name, value)
             else:
                 proposed = AclRule(tenant=self.tenant, **fields)
-        try:
-            sessions: list[LiveSession] | None = live_sessions(self.tenant.slug)
-            live_error = None
-        except BrokerUnavailable as exc:
-            sessions, live_error = None, str(exc)
-        triples, clients = _live_subscriptions(self.tenant, sessions or [])
-        report = preview_impact(self.tenant, proposed=proposed, deleting=deleting, live=triples)
-        return Response(_impact_body(report, sessions, live_error, len(triples), clients))
-
-
-def _principal(session: LiveSession, tenant: Tenant, devices: dict[str, Principal]) -> Principal | None:
-    """The principal a live session is judged as, built as acl.loading builds it for the preview."""
-    if session.kind == "device" and session.device is not None:
-        return devices.get(session.device)
-    if session.kind == "role" and session.role in ROLE_RANK:
-        return Principal.for_role(tenant.slug, str(session.role))
-    if session.kind == "service" and session.service:
-        return Principal.for_service(tenant.slug, session.service)
-    return None
-
-
-def _live_subscriptions(tenant: Tenant, sessions: Iterable[LiveSession]
-                        ) -> tuple[list[tuple[Principal, str, int]], dict[tuple[str, str], list[str]]]:
-    """(principal, filter, QoS) once each, and the client ids holding each (principal, filter)."""
-    sessions = list(sessions)
-    devices: dict[str, Principal] = {}
-    if any(session.kind == "device" for session in sessions):
-        devices = {str(p.device): p for p in tenant_device_principals(tenant)}
-    triples: dict[tuple[Principal, str, int], None] = {}
-    clients: dict[tuple[str, str], list[str]] = {}
-    for session in sessions:
-        principal = _principal(session, tenant, devices)
-        if principal is None:
-            continue
-        for sub in session.subscriptions:
-            triples.setdefault((principal, sub.topic_filter, sub.qos))
-            holders = clients.setdefault((principal.label, sub.topic_filter), [])
-            if session.client_id not in holders:
-                holders.append(session.client_id)
-    return list(triples), clients
+        live = preview_live_impact(self.tenant, proposed=proposed, deleting=deleting)
+        return Response(_impact_body(live.report, live.sessions, live.live_error, live.subscriptions_checked,
+                                     live.clients))
 
 
 def _impact_body(report: ImpactReport, sessions: list[LiveSession] | None, live_error: str | None,

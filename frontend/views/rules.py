@@ -15,10 +15,9 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from acl.api.views import _live_subscriptions
+from acl.live import preview_live_impact
 from acl.models import AclRule, AclRuleSet
-from acl.services import create_rule, delete_rule, explain_for, preview_impact, update_rule
-from broker.integration.inspect_client import BrokerUnavailable, live_sessions
+from acl.services import create_rule, delete_rule, explain_for, update_rule
 from devices.audit import Actor
 from devices.models import Device, Role, Tenant
 
@@ -53,17 +52,13 @@ def rule_list(request: HttpRequest, tenant: Tenant) -> HttpResponse:
 
 def _impact(tenant: Tenant, *, proposed: AclRule | None = None, deleting: AclRule | None = None) -> dict[str, Any]:
     """The preview and how the live sessions were had; `proposed` is validated (ValidationError)."""
-    try:
-        sessions = live_sessions(tenant.slug)
-        live_error = None
-    except BrokerUnavailable as exc:
-        sessions, live_error = None, str(exc)
-    triples, clients = _live_subscriptions(tenant, sessions or [])
-    report = preview_impact(tenant, proposed=proposed, deleting=deleting, live=triples)
+    live = preview_live_impact(tenant, proposed=proposed, deleting=deleting)
+    report = live.report
     return {
-        "report": report, "live_error": live_error,
-        "live_sessions": None if sessions is None else len(sessions), "live_subscriptions": len(triples),
-        "subscriptions": [(s, clients.get((s.principal, s.topic_filter), [])) for s in report.subscriptions],
+        "report": report, "live_error": live.live_error,
+        "live_sessions": None if live.sessions is None else len(live.sessions),
+        "live_subscriptions": live.subscriptions_checked,
+        "subscriptions": [(s, live.clients.get((s.principal, s.topic_filter), [])) for s in report.subscriptions],
         "changes": report.changes[:500], "rules_version": _version(tenant),
     }
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from celery import shared_task
 from django.utils import timezone
 
 from .imports import claim_job, prune_jobs, run_job
-from .models import ChangeEvent
+from .models import ChangeEvent, ImportJob, ImportJobState
+
+log = logging.getLogger(__name__)
 
 # The broker catches up from the outbox after downtime; a week covers any sane outage.
 CHANGE_EVENT_RETENTION = timedelta(days=7)
@@ -35,3 +38,16 @@ def run_import(job_id: str) -> str:
 def prune_import_jobs() -> int:
     """Fail imports whose worker died; delete old jobs with their files (bundles hold private keys)."""
     return prune_jobs()
+
+
+def enqueue_import(job: ImportJob) -> bool:
+    """Queue a submitted job for a worker; a job no worker will ever see is failed at once,
+    not left pending. True when it was queued."""
+    try:
+        run_import.delay(str(job.pk))
+    except Exception:  # the broker of the queue is down or misconfigured: any kombu/redis error
+        log.exception("could not queue import job %s", job.pk)
+        job.state, job.message = ImportJobState.FAILED, "The job queue could not be reached; try again."
+        job.save(update_fields=["state", "message", "updated"])
+        return False
+    return True

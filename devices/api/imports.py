@@ -37,7 +37,7 @@ from roost.api.views import TenantScopedMixin
 from ..import_rows import CSV, JSON
 from ..imports import bundle_file, submit_import
 from ..models import ImportJob, ImportJobState, Role
-from ..tasks import run_import
+from ..tasks import enqueue_import
 
 JOB_ID_REGEX = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 TENANT_PREFIX = r"tenants/(?P<tenant>[-a-zA-Z0-9_]+)"
@@ -267,12 +267,8 @@ class DeviceImportView(TenantScopedMixin, APIView):
         upload, issue_certs = self._upload(request)
         job = submit_import(self.tenant, upload.data, fmt=upload.fmt, filename=upload.filename,
                             issue_certs=issue_certs, actor=self.actor)
-        try:
-            run_import.delay(str(job.pk))
-        except Exception as exc:
-            job.state, job.message = ImportJobState.FAILED, "The job queue could not be reached."
-            job.save(update_fields=["state", "message", "updated"])
-            raise unavailable("The job queue cannot be reached; try again shortly.", code="queue_unavailable") from exc
+        if not enqueue_import(job):
+            raise unavailable("The job queue cannot be reached; try again shortly.", code="queue_unavailable")
         body = ImportJobSerializer(job, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 

@@ -7,21 +7,18 @@ creates it, devices.tasks.run_import runs it in the Celery worker.
 
 from __future__ import annotations
 
-import logging
-
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from devices.audit import Actor
 from devices.imports import bundle_file, submit_import
-from devices.models import ImportJob, ImportJobState, Role, Tenant
-from devices.tasks import run_import
+from devices.models import ImportJob, Role, Tenant
+from devices.tasks import enqueue_import
 
 from ..access import tenant_view
 from ..forms import ImportForm, add_service_errors
 
-log = logging.getLogger(__name__)
 RECENT_JOBS = 10
 
 
@@ -41,13 +38,7 @@ def import_start(request: HttpRequest, tenant: Tenant) -> HttpResponse:
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            try:
-                run_import.delay(str(job.pk))
-            except Exception:
-                # As the API does: a job no worker will ever see is failed at once, not left pending.
-                log.exception("could not queue import job %s", job.pk)
-                job.state, job.message = ImportJobState.FAILED, "The job queue could not be reached; try again."
-                job.save(update_fields=["state", "message", "updated"])
+            enqueue_import(job)  # the job page says so when it could not be queued
             return redirect("frontend:import-job", tenant.slug, job.pk)
     jobs = ImportJob.objects.filter(tenant=tenant).order_by("-created", "-id")[:RECENT_JOBS]
     return render(request, "frontend/imports/start.html", {

@@ -87,7 +87,7 @@ class Broker:
         self.store = store
         # With a journal, every change to a durable session or retained message is logged
         # as it happens (and acknowledged once on disk, at durability "ack").
-        self.journal = store if isinstance(store, Journal) else None
+        self.journal = store if isinstance(store, Journal) else getattr(store, "journal", None)
         self.hooks = hooks or EventHooks()
         self.sessions: dict[tuple[str, str], Session] = {}
         self.connections: set[Connection] = set()

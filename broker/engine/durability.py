@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from broker.engine import wills
-from broker.engine.journal import Journal, message_record, will_record
+from broker.engine.journal import Journal, _b64, message_record, quote, will_record
 from broker.engine.retained import RetainedStore
 from broker.engine.store import _PLAIN, _WILL_PROPERTIES, StoredWill, _properties_of, _store_message
 
@@ -48,22 +48,32 @@ def session_ended(journal: Journal, session: Session) -> None:
 
 def deliveries(journal: Journal, message: Message, outs: list[tuple[Session, Outgoing]],
                mono_now: float) -> None:
-    """One message queued (or already in flight) for durable sessions: stored once."""
+    """One message queued (or already in flight) for durable sessions: one record."""
     mid = journal.new_id()
-    journal.append(message_record(mid, _store_message(message, mono_now, time.time())))
+    targets = []
     for session, out in outs:
         jid = out.jid = journal.new_id()
-        journal.append(["Q", session.mountpoint, session.client_id, jid, mid, out.qos,
-                        out.retain, list(out.sub_ids), out.packet_id])
+        targets.append([session.mountpoint, session.client_id, jid, out.qos, out.retain,
+                        list(out.sub_ids), out.packet_id])
+    if message.properties is None and message.expiry_at is None:
+        record = ["D", mid, message.topic, _b64(message.payload), message.qos, message.retain,
+                  None, None, targets]
+    else:
+        record = message_record(mid, _store_message(message, mono_now, time.time()))
+        record[0] = "D"
+        record.append(targets)
+    journal.append(record)
 
 
 def delivery_sent(journal: Journal, session: Session, out: Outgoing) -> None:
-    journal.append(["P", session.mountpoint, session.client_id, out.jid, out.packet_id,
-                    1 if out.released else 0])
+    mountpoint, client_id = quote(session.mountpoint), quote(session.client_id)
+    released = 1 if out.released else 0
+    journal.append_body(f'["P",{mountpoint},{client_id},{out.jid},{out.packet_id},{released}]')
 
 
 def delivery_done(journal: Journal, session: Session, out: Outgoing) -> None:
-    journal.append(["A", session.mountpoint, session.client_id, out.jid])
+    mountpoint, client_id = quote(session.mountpoint), quote(session.client_id)
+    journal.append_body(f'["A",{mountpoint},{client_id},{out.jid}]')
 
 
 def qos2_received(journal: Journal, session: Session, packet_id: int, held: bool) -> None:

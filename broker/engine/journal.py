@@ -73,9 +73,17 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+quote = json.encoder.encode_basestring_ascii
+"""A string as a JSON string (C speed), for records built by formatting."""
+
+
 def frame(record: list[Any]) -> bytes:
     """One record as it goes to the log: length, CRC32, JSON body."""
-    body = json.dumps(record, separators=(",", ":")).encode()
+    return frame_body(_ENCODER.encode(record).encode())
+
+
+def frame_body(body: bytes) -> bytes:
     return _HEADER.pack(len(body), zlib.crc32(body)) + body
 
 
@@ -119,16 +127,18 @@ class _Replay:
         self.retained: dict[str, StoredMessage] = {m.topic: m for m in snap.retained}
         self.sessions: dict[tuple[str, str], StoredSession] = {}
         self.deliveries: dict[tuple[str, str], dict[int, StoredDelivery]] = {}
-        self.messages: dict[int, StoredMessage] = {}
         self.last_id = 0
+        legacy = -(1 << 40)
         for stored in snap.sessions:
             key = (stored.mountpoint, stored.client_id)
             self.sessions[key] = stored
             table = self.deliveries[key] = {}
             for d in (*stored.inflight, *stored.queued):
                 if not d.jid:
-                    self.last_id += 1
-                    d.jid = -self.last_id  # from an older format: order kept, never referenced
+                    # From the FileStore format: sorted before the rest, in order, and never
+                    # referenced by a record.
+                    legacy += 1
+                    d.jid = legacy
                 table[d.jid] = d
                 self.last_id = max(self.last_id, d.jid)
             stored.inflight = []
@@ -136,16 +146,15 @@ class _Replay:
 
     def apply(self, r: list[Any], now: float) -> None:
         kind = r[0]
-        if kind == "M":
-            self.messages[r[1]] = StoredMessage(r[2], base64.b64decode(r[3]), r[4], r[5],
-                                                _props(r[6]), r[7])
+        if kind == "D":
+            # A message and every durable session it was queued for.
+            message = StoredMessage(r[2], base64.b64decode(r[3]), r[4], r[5], _props(r[6]), r[7])
+            for t in r[8]:
+                table = self.deliveries.get((t[0], t[1]))
+                if table is not None:
+                    table[t[2]] = StoredDelivery(message, t[3], t[4], list(t[5]), t[6], False, t[2])
+                self.last_id = max(self.last_id, t[2])
             self.last_id = max(self.last_id, r[1])
-        elif kind == "Q":
-            table = self.deliveries.get((r[1], r[2]))
-            message = self.messages.get(r[4])
-            if table is not None and message is not None:
-                table[r[3]] = StoredDelivery(message, r[5], r[6], list(r[7]), r[8], False, r[3])
-            self.last_id = max(self.last_id, r[3])
         elif kind == "P":
             table = self.deliveries.get((r[1], r[2]))
             d = table.get(r[3]) if table is not None else None
@@ -326,6 +335,16 @@ class Journal:
         if wake is not None and self.holds and not wake.is_set():
             wake.set()
 
+    def append_body(self, body: str) -> None:
+        """A record already encoded as a JSON array (the hot path's small records)."""
+        if self.replaying or self._closed:
+            return
+        self._buffer.append(frame_body(body.encode()))
+        self.seq += 1
+        wake = self._wake
+        if wake is not None and self.holds and not wake.is_set():
+            wake.set()
+
     def when_durable(self, seq: int, callback: Callable[[], None]) -> None:
         """Call `callback` (on the loop) once the first `seq` records are on disk."""
         if seq <= self.durable_seq:
@@ -357,7 +376,8 @@ class Journal:
                 rotate = snapshot(self._broker)
             try:
                 await loop.run_in_executor(None, self._write, data, rotate)
-            except OSError:
+            except Exception:
+                # Nothing is acknowledged that is not on disk: retry, and say so loudly.
                 logger.exception("journal write failed; acknowledgements stay held")
                 self._buffer.insert(0, data)
                 await asyncio.sleep(1.0)
@@ -391,7 +411,7 @@ class Journal:
         """Caller holds the lock."""
         old = self.generation
         new = old + 1
-        self.snapshot_bytes = _write_snapshot(self.directory, snap, new)
+        self.snapshot_bytes = write_snapshot(self.directory, snap, new)
         self._file.close()
         self._file = open(self._log_path(new), "ab")  # noqa: SIM115
         _fsync_dir(self.directory)
@@ -423,7 +443,7 @@ class Journal:
         return os.path.join(self.directory, f"roost-broker.{generation}.log")
 
 
-def _write_snapshot(directory: str, snap: Snapshot, generation: int) -> int:
+def write_snapshot(directory: str, snap: Snapshot, generation: int) -> int:
     text = snapshot_to_json(snap)
     # Keep the FileStore format; the generation says which log continues it.
     text = text[:-1] + f',"generation":{generation}}}'

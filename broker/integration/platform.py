@@ -44,7 +44,7 @@ class Platform:
         self.identities = IdentityIndex()
         self.rules: dict[str, TenantRules] = {}
         self.authority = PlatformAuthority(self.identities, self.rules)
-        self.store = DatabaseStore()
+        self.store = DatabaseStore(config.durability)
         self.writer = WriteBehind(interval=settings.ROOST_BROKER_FLUSH_INTERVAL)
         self.tls_context: ssl.SSLContext | None = None
         self.service_tls_context: ssl.SSLContext | None = None

@@ -95,6 +95,7 @@ export class LiveConnection {
       const users = this.subscriptions.get(filter) || 0;
       this.subscriptions.set(filter, users + 1);
       if (users === 0) fresh.push(filter);
+      else if (done) done(filter, true, "already subscribed");
     }
     if (!fresh.length) return;
     this.client.subscribe(fresh, { qos: 1 }, (error, granted) => {

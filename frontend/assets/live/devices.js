@@ -32,7 +32,9 @@ export function startPresence(live) {
     }
     for (const el of list) showPresence(el, online);
   });
-  live.subscribe(filters);
+  live.subscribe(filters, (filter, granted) => {
+    document.body.dataset.presence = granted ? "subscribed" : "refused";
+  });
 }
 
 function showPresence(el, online) {
@@ -149,7 +151,9 @@ export function startDevicePage(live, root) {
     }
     redraw();
   });
-  live.subscribe([`${base}#`]);
+  live.subscribe([`${base}#`], (filter, granted, reason) => {
+    root.dataset.subscribed = granted ? "true" : `refused: ${reason}`;
+  });
 
   pause?.addEventListener("change", redraw);
   windowSelect?.addEventListener("change", redraw);

@@ -82,7 +82,7 @@ class Explorer {
       clear: root.querySelector("#clear-retained"),
       clearResult: root.querySelector("#clear-result"),
     };
-    this.summary = root.querySelector("#explorer-summary");
+    this.summary = document.getElementById("explorer-summary");
     this.subscriptionList = root.querySelector("#explorer-subscriptions");
 
     const seed = JSON.parse(document.getElementById("explorer-seed")?.textContent || "{}");
@@ -112,6 +112,7 @@ class Explorer {
         node.children.set(level, child);
         this.topics += 1;
         if (node.expanded) this.dirty.add(child); // drawn at the next frame
+        if (node.el) this.dirty.add(node); // its twisty appears
       }
       node = child;
     }
@@ -151,7 +152,9 @@ class Explorer {
       this.owners.set(filter, node);
     }
     node.filters.push(...fresh);
+    this.pending(fresh.length);
     this.live.subscribe(fresh, (filter, granted, reason) => {
+      this.pending(-1);
       const owner = this.owners.get(filter);
       if (owner && !granted) {
         owner.refused = `subscription to ${filter} refused: ${reason}`;
@@ -160,6 +163,12 @@ class Explorer {
       }
     });
     this.showSubscriptions();
+  }
+
+  // How many subscriptions await the broker's answer, on the element (tests wait for 0).
+  pending(change) {
+    this.waiting = (this.waiting || 0) + change;
+    this.root.dataset.pending = String(this.waiting);
   }
 
   unsubscribe(node) {
@@ -212,7 +221,8 @@ class Explorer {
     if (node && !this.selectedFilter && !this.covered(node.path)) {
       this.selectedFilter = node.path;
       this.active.add(node.path);
-      this.live.subscribe([node.path]);
+      this.pending(1);
+      this.live.subscribe([node.path], () => this.pending(-1));
     }
     this.showSubscriptions();
   }
@@ -320,6 +330,8 @@ class Explorer {
     li.classList.toggle("selected", node === this.selected);
     const twisty = row.querySelector(".twisty");
     twisty.textContent = open ? "▾" : "▸";
+    // Dimmed: nothing seen beneath yet (its open parent watches its children for it).
+    twisty.classList.toggle("leaf", !node.children.size && !VIRTUAL.has(node.path));
     twisty.setAttribute("aria-label", `${open ? "Close" : "Open"} ${node.path}`);
     const group = li.querySelector(":scope > ul");
     if (group.hidden === open) {
@@ -339,7 +351,8 @@ class Explorer {
     row.querySelector(".retained").hidden = !node.retained;
     row.querySelector(".node-value").textContent = node.last ? preview(node.last.payload, 60) : "";
     row.querySelector(".count").textContent = node.count ? String(node.count) : "";
-    row.querySelector(".rate").textContent = formatRate(node.rate(second));
+    const rate = formatRate(node.rate(second));
+    row.querySelector(".rate").textContent = rate && `· ${rate}`;
     row.querySelector(".node-refused").textContent = node.refused;
   }
 

@@ -8,7 +8,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from broker.engine.journal import SNAPSHOT, Journal, frame, read_records
-from broker.mqtt import Properties, Puback, Pubcomp, Publish, Pubrec, Pubrel, Suback, Subscribe, Subscription
+from broker.mqtt import (
+    Properties,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+)
 from tests.broker.engine.engine_pairs import FakeClock, Peer, make_broker
 
 SESSION = Properties(session_expiry_interval=600)

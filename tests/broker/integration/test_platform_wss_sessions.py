@@ -229,11 +229,11 @@ def test_the_rate_holds_per_user_across_connections(ws, user) -> None:
     _, session = user()
     tabs = [_connected(ws(session), f"tab-{n}") for n in range(MAX_CONNECTIONS)]
     burst = b"".join(encode(Publish("devices/pump/spread", b"x", qos=0), 5) for _ in range(MAX_RATE - 2))
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 25
     while time.monotonic() < deadline and not any(t.closed(0.01) for t in tabs):
-        for tab in tabs:  # each alone stays under the rate, together they are three times over
+        for tab in tabs:  # each alone stays well under the rate, together they are over it
             tab.frame(burst)
-        time.sleep(1.0)
+        time.sleep(1.5)
     reasons = {_ended_with(t) for t in tabs if t.closed(0.5)}
     assert reasons == {0x96}
 

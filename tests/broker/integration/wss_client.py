@@ -11,6 +11,7 @@ import urllib.request
 from typing import Any
 
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -119,24 +120,29 @@ class WsMqtt:
             elif isinstance(event, TextMessage):
                 raise AssertionError(f"a text frame from /mqtt: {event.data!r}")
             elif isinstance(event, Ping):
-                self.sock.sendall(self.ws.send(event.response()))
+                self._send(self.ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self.close_code = event.code
                 if self.ws.state.name == "REMOTE_CLOSING":
-                    self.sock.sendall(self.ws.send(event.response()))
+                    self._send(self.ws.send(event.response()))
         return bool(data)
 
     def frame(self, data: bytes | Packet) -> None:
         """One binary frame holding `data` (raw bytes, or a packet to encode)."""
         if not isinstance(data, bytes | bytearray):
             data = encode(data, self.level)
-        try:
-            self.sock.sendall(self.ws.send(BytesMessage(data=bytes(data))))
-        except (BrokenPipeError, ConnectionResetError):
-            self.eof = True  # the server closed the connection already
+        if self.ws.state is not ConnectionState.OPEN:
+            return  # closed by the server already: nothing more can be sent
+        self._send(self.ws.send(BytesMessage(data=bytes(data))))
 
     def text(self, data: str) -> None:
-        self.sock.sendall(self.ws.send(TextMessage(data=data)))
+        self._send(self.ws.send(TextMessage(data=data)))
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.eof = True  # the server closed the connection already
 
     def connect(self, tenant: str | None = None, client_id: str = "", password: bytes | None = None,
                 **fields: Any) -> Packet | None:

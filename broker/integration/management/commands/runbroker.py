@@ -103,6 +103,11 @@ class Command(BaseCommand):
         parser.add_argument("--connect-timeout", type=float, default=10.0)
         parser.add_argument("--sys-interval", type=float, default=10.0)
         parser.add_argument("--autosave-interval", type=float, default=60.0)
+        parser.add_argument("--durability", choices=("ack", "interval", "none"), default="ack",
+                            help="ack: QoS 1/2 messages, subscriptions and sessions of persistent "
+                            "sessions and retained messages are acknowledged once on disk (journal in "
+                            "ROOST_DATA_DIR/broker/); interval: journaled, synced every second; none: "
+                            "saved at shutdown and every --autosave-interval (default ack)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         listeners = [Listener(options["host"], options["port"], tls=True, name="devices")]
@@ -124,6 +129,7 @@ class Command(BaseCommand):
             connect_timeout=options["connect_timeout"],
             sys_interval=options["sys_interval"],
             autosave_interval=options["autosave_interval"],
+            durability=options["durability"],
             max_queued_messages=settings.ROOST_BROKER_MAX_QUEUED,
             flap_max=settings.ROOST_BROKER_FLAP_MAX,
             flap_window=float(settings.ROOST_BROKER_FLAP_WINDOW),

@@ -58,6 +58,8 @@ lint: install
 
 bench: install $(VENV)/.bench-installed
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/import_bench.py
+	$(PY) bench/api_devices.py --postgres
 
 $(VENV)/.bench-installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,bench]' --config-settings editable_mode=compat

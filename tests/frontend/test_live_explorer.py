@@ -210,3 +210,89 @@ def test_an_operator_clears_a_retained_topic_from_the_explorer(
         assert page.locator("#detail-payload").inner_text() == ""
     finally:
         page.context.close()
+
+
+def test_signing_out_in_another_tab_ends_the_live_connection_and_the_indicator_says_why(
+        browser: Any, web: PlatformWeb, people: dict[str, str]) -> None:  # noqa: F811
+    page = sign_in(browser, web, people["viewer"], EXPLORER)
+    try:
+        wait_connected(page)
+        other = page.context.new_page()
+        other.goto(f"{web.url}/portal/t/{TENANT}/")
+        other.get_by_role("button", name="Sign out").click()
+        other.wait_for_url(f"{web.url}/accounts/login/")
+        page.wait_for_selector("#mqtt-status[data-state='refused']", timeout=5000)
+        assert "Not authorized (0x87)" in page.locator("#mqtt-status").inner_text()
+    finally:
+        page.context.close()
+
+
+def test_a_flood_of_messages_keeps_the_page_responsive(
+        browser: Any, web: PlatformWeb, broker: PlatformBroker, platform: Platform,  # noqa: F811
+        people: dict[str, str]) -> None:
+    bundle = platform.device(TENANT, "x-flood")
+    count = 5000
+    page = sign_in(browser, web, people["viewer"], EXPLORER)
+    try:
+        wait_connected(page)
+        page.wait_for_selector("#explorer[data-pending='0']")
+        _open_branch(page, "devices")
+        _open_branch(page, "devices/x-flood")
+        page.evaluate("""() => {
+            window.longest = 0;
+            new PerformanceObserver((list) => {
+              for (const entry of list.getEntries()) window.longest = Math.max(window.longest, entry.duration);
+            }).observe({ type: "longtask", buffered: false });
+        }""")
+        lines = "".join(f'{{"n": {i}, "topic": {i % 50}}}\n' for i in range(count))
+        started = time.monotonic()
+        done = subprocess.run(mosquitto("mosquitto_pub", broker, bundle, "-q", "1", "-l", "-t", "devices/x-flood/burst"),
+                              input=lines, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        page.wait_for_selector(f"li[data-topic='devices/x-flood/burst'] .count:text-is('{count}')", timeout=20_000)
+        elapsed = time.monotonic() - started
+        longest = page.evaluate("window.longest")
+        print(f"{count} messages shown in {elapsed:.2f}s ({count / elapsed:.0f} msg/s end to end); "
+              f"longest main-thread task {longest:.0f} ms")
+        assert longest < 250
+        assert page.locator("li[data-topic='devices/x-flood/burst'] .node-value").inner_text() == \
+            f'{{"n": {count - 1}, "topic": {(count - 1) % 50}}}'
+    finally:
+        page.context.close()
+
+
+def test_a_binary_payload_is_shown_as_hex(
+        browser: Any, web: PlatformWeb, broker: PlatformBroker, platform: Platform,  # noqa: F811
+        people: dict[str, str], tmp_path: Path) -> None:
+    bundle = platform.device(TENANT, "x-raw")
+    blob = tmp_path / "frame.bin"
+    blob.write_bytes(b"\x00\xff\x10\x80raw")
+    done = subprocess.run(mosquitto("mosquitto_pub", broker, bundle, "-q", "1", "-r", "-t", "devices/x-raw/frame",
+                                    "-f", str(blob)), capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    page = sign_in(browser, web, people["viewer"], EXPLORER + "?topic=devices/x-raw/frame")
+    try:
+        page.wait_for_selector("#detail-payload[data-kind='hex']", timeout=5000)
+        assert page.locator("#detail-payload").inner_text() == "0000  00 ff 10 80 72 61 77"
+    finally:
+        page.context.close()
+
+
+def test_the_platforms_presence_topics_open_under_roost(
+        browser: Any, web: PlatformWeb, broker: PlatformBroker, platform: Platform,  # noqa: F811
+        people: dict[str, str]) -> None:
+    bundle = platform.device(TENANT, "x-visitor")
+    publish(broker, bundle, "devices/x-visitor/hello", "hi")  # connects and leaves: presence is retained
+    page = sign_in(browser, web, people["viewer"], EXPLORER)
+    try:
+        wait_connected(page)
+        page.wait_for_selector("#explorer[data-pending='0']")
+        _open_branch(page, "$roost")
+        _open_branch(page, "$roost/presence")
+        row = page.locator("li[data-topic='$roost/presence/x-visitor'] > .node-row")
+        row.wait_for(timeout=5000)
+        assert '"online":false' in row.locator(".node-value").inner_text()
+        assert row.locator(".badge.retained").is_visible()
+        assert page.locator(".node-refused").all_inner_texts() == [""] * page.locator(".node-refused").count()
+    finally:
+        page.context.close()

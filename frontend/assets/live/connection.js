@@ -21,6 +21,10 @@ const REASONS = {
   0xa2: "Wildcard subscriptions not supported",
 };
 
+const RETRY = 3000; // ms between reconnection attempts
+const RETRY_REFUSED = 30000; // after a refusal that will not go away by itself soon
+const REFUSED_FOR_LONG = new Set([0x86, 0x87, 0x97]);
+
 export function reasonText(code) {
   const hex = `0x${code.toString(16).padStart(2, "0")}`;
   return `${REASONS[code] || "Reason"} (${hex})`;
@@ -36,7 +40,7 @@ export class LiveConnection {
     this.client = mqtt.connect(url, {
       protocolVersion: 5,
       username: tenant,
-      reconnectPeriod: 3000,
+      reconnectPeriod: RETRY,
       connectTimeout: 10000,
       clean: true,
       resubscribe: true,
@@ -44,12 +48,15 @@ export class LiveConnection {
     this.state("connecting", "Connecting…");
     this.client.on("connect", () => {
       this.refusal = "";
+      this.client.options.reconnectPeriod = RETRY;
       this.state("connected", "Live: connected");
     });
     this.client.on("error", (error) => {
       // A refused CONNACK (or a protocol error): keep the reason until a connection succeeds.
       if (typeof error.code === "number") this.refusal = reasonText(error.code);
       else this.refusal = error.message || "error";
+      // Signed out, not a member, too many tabs: asking every few seconds would not help.
+      if (REFUSED_FOR_LONG.has(error.code)) this.client.options.reconnectPeriod = RETRY_REFUSED;
       this.state("refused", `Live: refused — ${this.refusal}`);
     });
     this.client.on("disconnect", (packet) => {

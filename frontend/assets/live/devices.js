@@ -10,28 +10,32 @@ const KEEP_SECONDS = 3600; // the widest time window one can pick
 const MAX_SERIES = 24; // a device publishing hundreds of numbers gets its first 24 charted
 
 // Elements with data-presence="DEVICE" flip between online and offline as the broker
-// announces it (retained, so the current state arrives on subscribing).
+// announces it (retained, so the current state arrives on subscribing). Rows that htmx swaps
+// in later (the device list's filters and pages) get the latest state known.
 export function startPresence(live) {
-  const cells = new Map();
-  for (const el of document.querySelectorAll("[data-presence]")) {
-    const list = cells.get(el.dataset.presence) || [];
-    list.push(el);
-    cells.set(el.dataset.presence, list);
-  }
-  if (!cells.size) return;
-  const filters = cells.size === 1 ? [PRESENCE + [...cells.keys()][0]] : [PRESENCE + "+"];
+  const first = document.querySelectorAll("[data-presence]");
+  if (!first.length) return;
+  const known = new Map(); // device -> online
+  const apply = (scope) => {
+    for (const el of scope.querySelectorAll("[data-presence]")) {
+      if (known.has(el.dataset.presence)) showPresence(el, known.get(el.dataset.presence));
+    }
+  };
+  const single = first.length === 1 && !document.getElementById("device-table");
+  const filters = [PRESENCE + (single ? first[0].dataset.presence : "+")];
   live.onMessage((topic, payload) => {
     if (!topic.startsWith(PRESENCE)) return;
-    const list = cells.get(topic.slice(PRESENCE.length));
-    if (!list) return;
+    const device = topic.slice(PRESENCE.length);
     let online = false;
     try {
       online = JSON.parse(new TextDecoder().decode(payload)).online === true;
     } catch {
       return; // not a presence message the page understands: leave the state as it is
     }
-    for (const el of list) showPresence(el, online);
+    known.set(device, online);
+    for (const el of document.querySelectorAll(`[data-presence="${CSS.escape(device)}"]`)) showPresence(el, online);
   });
+  document.addEventListener("htmx:afterSettle", (event) => apply(event.target));
   live.subscribe(filters, (filter, granted) => {
     document.body.dataset.presence = granted ? "subscribed" : "refused";
   });
@@ -55,6 +59,10 @@ function numericFields(value, prefix = "", depth = 0, out = []) {
     }
   }
   return out;
+}
+
+function timeLabel(seconds) {
+  return new Date(seconds * 1000).toLocaleTimeString([], { hour12: false });
 }
 
 export function startDevicePage(live, root) {
@@ -121,7 +129,8 @@ export function startDevicePage(live, root) {
       width, height: 160, legend: { show: false }, cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true } },
       series: [{}, { label: key, stroke: "#1d6fd3", width: 2, points: { show: true, size: 4 } }],
-      axes: [{}, { size: 56 }],
+      // Clock times only (the date is today's), spaced so that labels never run into each other.
+      axes: [{ space: 80, values: (_, ticks) => ticks.map(timeLabel) }, { size: 56 }],
     }, [[], []], el);
     s = { xs: [], ys: [], plot, el };
     series.set(key, s);

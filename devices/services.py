@@ -333,3 +333,26 @@ def remove_member(membership: Membership, *, actor: Actor | None = None, acting_
         record_audit(actor, "membership.delete", membership, tenant=tenant, before=_membership_state(membership))
         membership.delete()
         record_change("membership", "deleted", pk, tenant=tenant, payload={"user_id": user_id})
+
+
+def find_user(identifier: str) -> Any:
+    """An existing user by username, or else by email (refused when several share it).
+
+    Raises ValidationError on the field `user` (codes unknown_user, ambiguous_user): members
+    are invited, never created here."""
+    from django.contrib.auth import get_user_model
+
+    identifier = identifier.strip()
+    users = get_user_model().objects
+    user = users.filter(username=identifier).first()
+    if user is not None:
+        return user
+    if "@" in identifier:
+        matches = list(users.filter(email__iexact=identifier)[:2])
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise ValidationError({"user": ValidationError(
+                f"Several users have the email {identifier!r}; invite by username.", code="ambiguous_user")})
+    raise ValidationError({"user": ValidationError(
+        f"No user {identifier!r}; users are created by platform staff, not here.", code="unknown_user")})

@@ -7,7 +7,6 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
@@ -15,6 +14,7 @@ from acl import forms as acl_forms
 from acl.models import AclRule, Action, Effect, RuleRole, SubjectKind
 from devices.apikeys import MAX_EXPIRY_DAYS
 from devices.models import ApiKeyRole, Device, DeviceGroup, Role, Tenant
+from devices.services import find_user
 from devices.validators import DEVICE_NAME_RULE, validate_device_name
 from pki.csr import MAX_CSR_BYTES, load_csr
 from pki.enrollment import parse_duration
@@ -217,18 +217,10 @@ class MemberInviteForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
 
     def clean_user(self) -> Any:
-        identifier = self.cleaned_data["user"].strip()
-        users = get_user_model().objects
-        user = users.filter(username=identifier).first()
-        if user is not None:
-            return user
-        if "@" in identifier:
-            matches = list(users.filter(email__iexact=identifier)[:2])
-            if len(matches) == 1:
-                return matches[0]
-            if matches:
-                raise ValidationError("Several users have this e-mail address; use the user name.")
-        raise ValidationError(f"There is no user {identifier!r}.")
+        try:
+            return find_user(self.cleaned_data["user"])
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["user"]) from None
 
 
 class MemberRoleForm(forms.Form):

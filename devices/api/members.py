@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -24,34 +23,17 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from roost.api.access import role_in
-from roost.api.errors import ERROR_SCHEMA, bad_request, not_found
+from roost.api.errors import ERROR_SCHEMA, not_found
 from roost.api.views import TenantScopedMixin
 
 from ..models import Membership, Role
-from ..services import change_member_role, invite_member, remove_member
+from ..services import change_member_role, find_user, invite_member, remove_member
 from .serializers import MemberInviteSerializer, MemberSerializer, MemberUpdateSerializer
 
 USERNAME_PARAMETER = OpenApiParameter("username", str, OpenApiParameter.PATH, description="The member's username.")
 _RULES = ("Nobody grants a role above their own or changes a member who ranks above them (403): only an owner "
           "grants or takes away the owner role. The tenant's last owner cannot be demoted or removed (400, code "
           "`last_owner`).")
-
-
-def find_user(identifier: str) -> Any:
-    """An existing user by username, or else by email (refused when several share it)."""
-    users = get_user_model().objects
-    user = users.filter(username=identifier).first()
-    if user is not None:
-        return user
-    if "@" in identifier:
-        matches = list(users.filter(email__iexact=identifier)[:2])
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            raise bad_request(f"Several users have the email {identifier!r}; invite by username.",
-                              code="ambiguous_user", field="user")
-    raise bad_request(f"No user {identifier!r}; users are created by platform staff, not here.",
-                      code="unknown_user", field="user")
 
 
 @extend_schema_view(

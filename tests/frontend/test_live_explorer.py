@@ -238,6 +238,7 @@ def test_a_flood_of_messages_keeps_the_page_responsive(
         page.wait_for_selector("#explorer[data-pending='0']")
         _open_branch(page, "devices")
         _open_branch(page, "devices/x-flood")
+        assert page.evaluate("PerformanceObserver.supportedEntryTypes.includes('longtask')")
         page.evaluate("""() => {
             window.longest = 0;
             new PerformanceObserver((list) => {

@@ -162,7 +162,7 @@ def test_an_admin_adds_an_existing_user_by_name_or_email(acme: Any, alice: Any, 
 
 
 @pytest.mark.parametrize(("who", "message"), [
-    ("nobody", "There is no user"),
+    ("nobody", "No user &#x27;nobody&#x27;"),
     ("bob", "already a member"),
 ])
 def test_adding_an_unknown_user_or_a_member_again_is_refused_at_the_field(

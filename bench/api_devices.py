@@ -29,53 +29,14 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parent.parent
-MANAGE = str(REPO / "manage.py")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from platform_env import REPO, Database, free_port, manage  # noqa: E402
+
 TENANT = "bench"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Database:
-    """A PostgreSQL database of its own, dropped afterwards."""
-
-    def __init__(self, server: str) -> None:
-        self.server = server
-        self.name = f"roost_bench_api_{uuid.uuid4().hex[:10]}"
-        self.url = urlunsplit(urlsplit(server)._replace(path="/" + self.name))
-
-    def _admin(self) -> Any:
-        import psycopg
-
-        return psycopg.connect(self.server, autocommit=True)
-
-    def create(self) -> None:
-        with self._admin() as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-
-    def drop(self) -> None:
-        with self._admin() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, MANAGE, *args], cwd=REPO, env=env, text=True, capture_output=True,
-                          timeout=600)
-    if done.returncode:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout
 
 
 def populate(env: dict[str, str], count: int, online_fraction: float) -> str:
@@ -244,7 +205,7 @@ def main() -> None:
         env = dict(os.environ, ROOST_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE=options.settings,
                    ROOST_ENV="development", PYTHONUNBUFFERED="1")
         env.pop("DATABASE_URL", None)
-        database = Database(options.server) if options.postgres else None
+        database = Database(options.server, "api") if options.postgres else None
         if database is not None:
             database.create()
             env["DATABASE_URL"] = database.url

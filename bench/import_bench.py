@@ -18,62 +18,26 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parent.parent
-MANAGE = str(REPO / "manage.py")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from platform_env import REPO, Database, free_port, manage  # noqa: E402
+
 TENANT = "bench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fleet_csv(count: int) -> bytes:
     lines = ["name,display_name,tags,attr.site,attr.line"]
     lines += [f"bench-{i:06d},Sensor {i},pilot;th-2,{'north' if i % 2 else 'south'},{i % 12}" for i in range(count)]
     return ("\n".join(lines) + "\n").encode()
-
-
-class Database:
-    def __init__(self, server: str) -> None:
-        self.server = server
-        self.name = f"roost_bench_import_{uuid.uuid4().hex[:10]}"
-        self.url = urlunsplit(urlsplit(server)._replace(path="/" + self.name))
-
-    def _admin(self) -> Any:
-        import psycopg
-
-        return psycopg.connect(self.server, autocommit=True)
-
-    def create(self) -> None:
-        with self._admin() as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-
-    def drop(self) -> None:
-        with self._admin() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, MANAGE, *args], cwd=REPO, env=env, text=True, capture_output=True,
-                          timeout=300)
-    if done.returncode:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout
 
 
 def request(url: str, key: str, method: str = "GET", data: bytes | None = None,
@@ -212,7 +176,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="With --in-process: print a cProfile summary.")
     options = parser.parse_args()
 
-    database = Database(options.server)
+    database = Database(options.server, "import")
     database.create()
     data_dir = Path(tempfile.mkdtemp(prefix="roost-import-bench-"))
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}

@@ -34,7 +34,7 @@ $(NODE_STAMP): package-lock.json package.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
-$(ASSETS_STAMP): $(NODE_STAMP) frontend/build.mjs $(wildcard frontend/assets/*.js frontend/assets/*.css)
+$(ASSETS_STAMP): $(NODE_STAMP) frontend/build.mjs $(wildcard frontend/assets/*.js frontend/assets/*.css frontend/assets/*/*.js)
 	npm run --silent build
 	touch $(ASSETS_STAMP)
 

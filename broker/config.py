@@ -74,8 +74,8 @@ class BrokerConfig:
     """Largest packet accepted from a client (MQTT 5 clients are told in CONNACK)."""
     max_queued_messages: int = 1000
     """Per offline or backlogged session; further messages are dropped."""
-    max_queued_bytes: int = 0
-    """Per session, payload plus topic bytes; 0 means no byte limit."""
+    max_queued_bytes: int = 64 << 20
+    """Per session, as whole PUBLISH packets (topic, properties, payload); 0: no byte limit."""
     max_inflight: int = 100
     """QoS 1/2 messages in flight to one client, and our MQTT 5 receive maximum."""
     max_qos: int = 2
@@ -112,6 +112,10 @@ class BrokerConfig:
     """Above this, QoS 0 messages to the connection are dropped; at 4x it is disconnected."""
     write_stall_timeout: float = 30.0
     """A connection backlogged this long without draining is disconnected."""
+    slow_client: str = "drop"
+    """What a connected client's overflow costs it: "drop" (the messages beyond its write
+    buffer and queue limits, counted) or "disconnect" (the connection, with 0x97). The
+    publishers are never slowed down either way."""
     max_session_expiry: int = 0
     """Cap on how long a disconnected session is kept, in seconds (0: none). Applies to
     3.1.1 persistent sessions (otherwise kept forever, as Mosquitto's

@@ -191,7 +191,11 @@ class Connection:
             level = self.decoder.protocol_level
             if level is None:
                 # Unknown protocol: answer in 3.1.1 with return code 1 [MQTT-3.1.2-2].
-                self.link.write(encode(Connack(False, 0x84), 4))
+                # Anything else before a CONNECT was read (a first packet that is not
+                # CONNECT, garbage, an oversized header) closes without a CONNACK
+                # [MQTT-3.1.0-1]: no version is known to answer in.
+                if code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
+                    self.link.write(encode(Connack(False, 0x84), 4))
             elif level >= 5:
                 if code not in CONNACK_REASONS:
                     code = ReasonCode.UNSPECIFIED_ERROR
@@ -395,7 +399,10 @@ class Connection:
         if qos == 1:
             if journal is not None and journal.seq != mark:
                 self.hold_output()  # acknowledged once on disk for every durable session
-            self.link.write(_ack(0x40, packet_id))
+            if self.v5 and self._unmatched(message.topic):
+                self.link.write(self._reply(Puback(packet_id, ReasonCode.NO_MATCHING_SUBSCRIBERS)))
+            else:
+                self.link.write(_ack(0x40, packet_id))
         elif qos == 2:
             assert session.qos2_in is not None
             session.qos2_in.add(packet_id)
@@ -404,7 +411,18 @@ class Connection:
                     durability.qos2_received(journal, session, packet_id, True)
                 if journal.seq != mark:
                     self.hold_output()
-            self.link.write(_ack(0x50, packet_id))
+            if self.v5 and self._unmatched(message.topic):
+                self.link.write(self._reply(Pubrec(packet_id, ReasonCode.NO_MATCHING_SUBSCRIBERS)))
+            else:
+                self.link.write(_ack(0x50, packet_id))
+
+    def _unmatched(self, topic: str) -> bool:
+        """Whether no subscription matched `topic`: MQTT 5 acknowledges that with 0x10.
+
+        The routing trie caches what it just matched for broker.publish, so asking again
+        costs a dictionary lookup."""
+        routes, groups = self.broker.trie.match(topic)
+        return not routes and not groups
 
     def _reply(self, packet: Packet) -> bytes:
         return encode(packet, self.level)

@@ -1,8 +1,11 @@
-"""Per-session queues of QoS 1/2 messages waiting for a connection or a free in-flight slot.
+"""Per-session queues of QoS 1/2 messages waiting for a connection, a free in-flight slot
+or a socket that drains.
 
 Drop policy: a full queue refuses the *new* message (the oldest ones keep their place, as
 in Mosquitto) and counts it in `dropped`; messages whose expiry passes while queued are
-discarded when they reach the head [MQTT-3.3.2-5].
+discarded when they reach the head [MQTT-3.3.2-5]. Bytes are counted as the PUBLISH
+packet will take them on the wire (header, topic, packet id, properties, payload), so a
+byte limit bounds memory even for messages that are mostly topic or user properties.
 """
 
 from __future__ import annotations
@@ -14,11 +17,25 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from broker.engine.message import Message
 
+# Fixed header (at most 5 bytes), topic length (2) and packet id (2).
+_PUBLISH_OVERHEAD = 9
+
+
+def packet_size(message: Message) -> int:
+    """Bytes the PUBLISH of `message` takes (properties as forwarded, without the few
+    bytes of per-subscriber expiry and subscription identifiers)."""
+    size = _PUBLISH_OVERHEAD + len(message.topic_bytes()) + len(message.payload)
+    if message.properties is not None:
+        # Encoded again, but only for messages that wait in a queue.
+        size += len(message.outgoing_properties((), -1)) - 1
+    return size
+
 
 class Outgoing:
     """One message on its way to one session: queued (packet_id 0) or in flight."""
 
-    __slots__ = ("message", "qos", "retain", "sub_ids", "packet_id", "released", "jid")
+    __slots__ = ("message", "qos", "retain", "sub_ids", "packet_id", "released", "jid",
+                 "size")
 
     def __init__(
         self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...]
@@ -32,10 +49,12 @@ class Outgoing:
         self.released = False
         # The journal's id for a delivery to a durable session (0: not journaled).
         self.jid = 0
+        # Its packet_size while queued (0 otherwise).
+        self.size = 0
 
 
 class MessageQueue:
-    """A FIFO bounded by message count and payload bytes."""
+    """A FIFO bounded by message count and packet bytes."""
 
     __slots__ = ("items", "bytes", "max_count", "max_bytes", "dropped")
 
@@ -57,7 +76,7 @@ class MessageQueue:
         self, item: Outgoing, max_count: int | None = None, max_bytes: int | None = None
     ) -> bool:
         """Append unless the queue is full (by this call's limits, or its own)."""
-        size = item.message.size()
+        size = packet_size(item.message)
         if max_count is None:
             max_count = self.max_count
         if max_bytes is None:
@@ -65,6 +84,7 @@ class MessageQueue:
         if len(self.items) >= max_count or (max_bytes and self.bytes + size > max_bytes):
             self.dropped += 1
             return False
+        item.size = size
         self.items.append(item)
         self.bytes += size
         return True
@@ -74,7 +94,8 @@ class MessageQueue:
         items = self.items
         while items:
             item = items.popleft()
-            self.bytes -= item.message.size()
+            self.bytes -= item.size
+            item.size = 0
             if item.message.expiry_at is None or item.message.expiry_at > now:
                 return item
         return None

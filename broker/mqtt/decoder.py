@@ -280,8 +280,22 @@ def _decode_pub_response(
     return cls(packet_id, code, props)
 
 
+def _subscription_packet_id(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
+    """A SUBSCRIBE/UNSUBSCRIBE packet identifier; 0 makes the packet malformed.
+
+    [MQTT-2.2.1-3] names no reason code; unlike the spec's explicit "Protocol Error"
+    cases (QoS 3, retain handling 3, no payload, subscription identifier 0) this one is
+    a field that fails to parse, which is what Mosquitto answers as well (0x81)."""
+    if pos + 2 > end:
+        raise malformed("packet identifier runs past the packet")
+    packet_id = unpack_u16(data, pos)[0]
+    if packet_id == 0:
+        raise malformed(f"{what} with packet identifier 0")
+    return packet_id, pos + 2
+
+
 def _decode_subscribe(data: bytes, pos: int, end: int, level: int, limits: DecoderLimits) -> Subscribe:
-    packet_id, pos = _packet_id(data, pos, end)
+    packet_id, pos = _subscription_packet_id(data, pos, end, "SUBSCRIBE")
     props = None
     if level >= 5:
         props, pos = decode_properties(data, pos, end, _T.SUBSCRIBE, limits)
@@ -324,7 +338,7 @@ def _decode_subscribe(data: bytes, pos: int, end: int, level: int, limits: Decod
 def _decode_unsubscribe(
     data: bytes, pos: int, end: int, level: int, limits: DecoderLimits
 ) -> Unsubscribe:
-    packet_id, pos = _packet_id(data, pos, end)
+    packet_id, pos = _subscription_packet_id(data, pos, end, "UNSUBSCRIBE")
     props = None
     if level >= 5:
         props, pos = decode_properties(data, pos, end, _T.UNSUBSCRIBE, limits)
@@ -524,7 +538,10 @@ class StreamDecoder:
         if ptype == 0 or (ptype == _T.AUTH and level < 5):
             raise malformed(f"reserved packet type {ptype}")
         required = _REQUIRED_FLAGS[ptype]
-        if required is not None and flags != required:
+        if required is not None and flags != required and not (
+            # MQTT 3.1 gave PUBREL, SUBSCRIBE and UNSUBSCRIBE a DUP flag, set on a resend.
+            level == 3 and required == 2 and flags == 0x0A
+        ):
             raise malformed(f"{PacketType(ptype).name} with flags 0b{flags:04b}")  # [MQTT-2.1.3-1]
         if self.server_side:
             if ptype in _SERVER_ONLY:

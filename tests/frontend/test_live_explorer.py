@@ -157,7 +157,7 @@ def test_a_viewers_publish_is_refused_and_the_page_says_so(
 
 def test_an_operators_publish_reaches_a_subscribed_device(
         browser: Any, web: PlatformWeb, broker: PlatformBroker, platform: Platform,  # noqa: F811
-        people: dict[str, str]) -> None:
+        people: dict[str, str], tmp_path: Path) -> None:
     bundle = platform.device(TENANT, "x-actuator")
     # Line-buffered, so that its debug line about the SUBACK arrives as it happens.
     sub = subprocess.Popen(["stdbuf", "-oL", *mosquitto("mosquitto_sub", broker, bundle, "-d", "-q", "1", "-C", "1",
@@ -178,6 +178,7 @@ def test_an_operators_publish_reaches_a_subscribed_device(
         result = page.locator("#publish-result[data-outcome='accepted']")
         result.wait_for(timeout=5000)
         assert result.inner_text() == "Accepted by the broker: Success (0x00)"
+        print("screenshots:", *screenshots(page, tmp_path, "operator-explorer"), sep="\n  ")
         out, _ = sub.communicate(timeout=10)
         assert "open the valve" in out.splitlines()
     finally:
@@ -213,7 +214,7 @@ def test_an_operator_clears_a_retained_topic_from_the_explorer(
 
 
 def test_signing_out_in_another_tab_ends_the_live_connection_and_the_indicator_says_why(
-        browser: Any, web: PlatformWeb, people: dict[str, str]) -> None:  # noqa: F811
+        browser: Any, web: PlatformWeb, people: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
     page = sign_in(browser, web, people["viewer"], EXPLORER)
     try:
         wait_connected(page)
@@ -223,6 +224,7 @@ def test_signing_out_in_another_tab_ends_the_live_connection_and_the_indicator_s
         other.wait_for_url(f"{web.url}/accounts/login/")
         page.wait_for_selector("#mqtt-status[data-state='refused']", timeout=5000)
         assert "Not authorized (0x87)" in page.locator("#mqtt-status").inner_text()
+        print("screenshots:", *screenshots(page, tmp_path, "signed-out"), sep="\n  ")
     finally:
         page.context.close()
 

@@ -373,6 +373,7 @@ class Explorer {
     const d = this.detail;
     if (!node || !d.topic) return;
     d.topic.textContent = node.path;
+    this.root.querySelector("#detail-history").hidden = false;
     const last = node.last;
     if (!last) {
       d.meta.textContent = node.retained ? "Retained; waiting for its value…" : "No message seen yet; waiting…";

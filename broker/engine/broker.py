@@ -31,7 +31,6 @@ from broker.mqtt.reason_codes import ReasonCode
 logger = logging.getLogger(__name__)
 
 TICK = 0.5
-ONLINE_QUEUE_FACTOR = 8
 """How far past the offline limit a connected, paused-on client's queue may grow."""
 
 
@@ -51,7 +50,7 @@ class Stats:
     """Counters for $SYS; plain attributes, bumped on the hot path."""
 
     __slots__ = ("messages_received", "messages_sent", "bytes_received", "bytes_sent",
-                 "dropped", "denied", "clients_total", "started_at")
+                 "dropped", "drops", "denied", "clients_total", "started_at")
 
     def __init__(self, now: float) -> None:
         self.messages_received = 0
@@ -59,9 +58,16 @@ class Stats:
         self.bytes_received = 0
         self.bytes_sent = 0
         self.dropped = 0
+        # Messages dropped, by reason (DROP_* below); `dropped` is their sum.
+        self.drops: dict[str, int] = {}
         self.denied = 0
         self.clients_total = 0
         self.started_at = now
+
+    def drop(self, reason: str) -> None:
+        self.dropped += 1
+        drops = self.drops
+        drops[reason] = drops.get(reason, 0) + 1
 
 
 class Broker:
@@ -97,11 +103,6 @@ class Broker:
             self.retained = durability.JournaledRetained(
                 self.journal, self.now, config.max_retained, config.mount_levels)
         self.stats = Stats(self.now())
-        # Queue lengths at which publishers to a connected client pause, and resume.
-        self.queue_high = max(1, config.max_queued_messages // 2)
-        self.queue_low = config.max_queued_messages // 4
-        self.online_queue_count = config.max_queued_messages * ONLINE_QUEUE_FACTOR
-        self.online_queue_bytes = config.max_queued_bytes * ONLINE_QUEUE_FACTOR
         self._timers: dict[str, Any] = {}
         self._stopped = False
 
@@ -400,8 +401,6 @@ class Broker:
                 if durable is None:
                     durable = []
                 durable.append((session, sent))
-            if origin is not None and origin is not conn and conn.congested():
-                origin.block_on(conn)
         for group in groups:
             picked = group.pick()
             if picked is None:
@@ -425,8 +424,6 @@ class Broker:
                 if durable is None:
                     durable = []
                 durable.append((session, sent))
-            if origin is not None and origin is not conn and conn.congested():
-                origin.block_on(conn)
         if durable is not None:
             assert journal is not None
             durability.deliveries(journal, message, durable, self.now())
@@ -444,7 +441,7 @@ class Broker:
     def _enqueue(self, session: Session, out: Outgoing) -> bool:
         config = self.config
         if not session.enqueue(out, config.max_queued_messages, config.max_queued_bytes):
-            self.stats.dropped += 1
+            self.stats.drop(DROP_QUEUE_FULL)
             return False
         return True
 

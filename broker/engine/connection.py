@@ -374,7 +374,7 @@ class Connection:
         principal = self.principal
         assert principal is not None
         if not broker.allow_all or topic[:1] == "$":  # "$SYS" is refused even with AllowAll
-            decision = authorize_publish(
+            decision = Decision.DENY if is_share_name(topic) else authorize_publish(
                 broker.authorizer, principal, topic, qos, packet.retain
             )
             if decision is not Decision.ALLOW:

@@ -54,6 +54,15 @@ def validate_topic_filter(topic_filter: str) -> None:
     _validate_levels(topic_filter if shared is None else shared[1])
 
 
+def is_share_name(topic: str) -> bool:
+    """Whether a topic NAME would read as a shared subscription (`$share/…`).
+
+    Such a name could never reach a subscriber (every filter starting `$share/` is a
+    shared subscription), and "$" topics are the server's (section 4.7.2): clients may
+    not publish to it, as with Mosquitto (PUBACK/PUBREC 0x87, the connection stays)."""
+    return topic.startswith(SHARE_PREFIX)
+
+
 def parse_shared(topic_filter: str) -> tuple[str, str] | None:
     """Split `$share/{group}/{filter}` into (group, filter); None for a non-shared filter.
 

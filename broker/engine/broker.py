@@ -31,6 +31,11 @@ from broker.mqtt.reason_codes import ReasonCode
 logger = logging.getLogger(__name__)
 
 TICK = 0.5
+
+# Why a message did not reach a subscriber (Stats.drops keys, metric labels).
+DROP_QUEUE_FULL = "queue_full"  # QoS 1/2: the session's queue is at its message or byte limit
+DROP_SLOW_CLIENT = "slow_client"  # QoS 0: the client's socket is backed up past its buffer
+DROP_TOO_LARGE = "packet_too_large"  # over the client's Maximum Packet Size [MQTT-3.1.2-25]
 """How far past the offline limit a connected, paused-on client's queue may grow."""
 
 
@@ -173,7 +178,7 @@ class Broker:
             if state == CONNECTED:
                 keep_alive = conn.keep_alive
                 # 1.5 times the keep alive without a packet ends the connection [MQTT-3.1.2-24].
-                if keep_alive and not conn.blocked_on and now - conn.last_rx > 1.5 * keep_alive:
+                if keep_alive and now - conn.last_rx > 1.5 * keep_alive:
                     conn.disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT)
                     continue
             elif state in (NEW, AUTHENTICATING) and now - conn.opened_at > config.connect_timeout:
@@ -181,12 +186,8 @@ class Broker:
                 conn.abort(ReasonCode.MAXIMUM_CONNECT_TIME)
                 continue
             stall = config.write_stall_timeout
-            if (
-                (conn.backlogged and (now - conn.backlog_since > stall
-                                      or conn.link.buffered() > hard_limit))
-                # Publishers waiting on a client that does not catch up must not wait forever.
-                or (conn.waiters and now - conn.blocking_since > stall)
-            ):
+            if conn.backlogged and (now - conn.backlog_since > stall
+                                    or conn.link.buffered() > hard_limit):
                 conn.abort(ReasonCode.QUOTA_EXCEEDED)
         self._timers["tick"] = self.scheduler.call_later(TICK, self._tick)
 

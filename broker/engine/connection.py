@@ -40,6 +40,7 @@ from broker.mqtt.reason_codes import (
     ReasonCode,
     connack_code_311,
 )
+from broker.mqtt.topics import is_share_name
 
 if TYPE_CHECKING:
     from broker.engine.broker import Broker

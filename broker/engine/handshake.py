@@ -16,6 +16,7 @@ from broker.mqtt.encoder import encode
 from broker.mqtt.packets import Connack, Connect
 from broker.mqtt.properties import Properties
 from broker.mqtt.reason_codes import ReasonCode
+from broker.mqtt.topics import is_share_name
 
 if TYPE_CHECKING:
     from broker.engine.connection import Connection
@@ -105,8 +106,10 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
             return
         # A will the client could not publish itself is refused now, not silently dropped
         # when it is due (it is checked again then: rights may change meanwhile).
-        if (not broker.allow_all or will.topic[:1] == "$") and authorize_publish(
-                broker.authorizer, principal, will.topic, will.qos, will.retain) is not Decision.ALLOW:
+        if (not broker.allow_all or will.topic[:1] == "$") and (
+                is_share_name(will.topic) or authorize_publish(
+                    broker.authorizer, principal, will.topic, will.qos, will.retain
+                ) is not Decision.ALLOW):
             broker.stats.denied += 1
             conn.refuse(ReasonCode.NOT_AUTHORIZED)  # 3.1.1: return code 5
             return

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from broker.engine.interfaces import Decision, authorize_publish
 from broker.engine.message import message_from_properties
+from broker.mqtt.topics import is_share_name
 
 if TYPE_CHECKING:
     from broker.engine.broker import Broker
@@ -30,7 +31,7 @@ def publish_will(broker: Broker, session: Session, will: Will) -> None:
     """
     principal = session.principal
     if not broker.allow_all or will.topic[:1] == "$":
-        decision = authorize_publish(
+        decision = Decision.DENY if is_share_name(will.topic) else authorize_publish(
             broker.authorizer, principal, will.topic, will.qos, will.retain
         )
         if decision is not Decision.ALLOW:

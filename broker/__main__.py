@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "full (default %(default)s)")
     p.add_argument("--max-queued-bytes", type=_positive(int), metavar="BYTES",
                    default=defaults.max_queued_bytes,
-                   help="bytes queued per session, 0 for no limit (default %(default)s)")
+                   help="bytes queued per session, counted as whole PUBLISH packets, 0 for "
+                   "no limit (default %(default)s)")
     p.add_argument("--max-inflight", type=_positive(int), metavar="N",
                    default=defaults.max_inflight,
                    help="unacknowledged QoS 1/2 messages per direction per client; also the "
@@ -167,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
                    default=defaults.write_stall_timeout,
                    help="disconnect a client that reads nothing for this long while "
                    "messages wait for it (default %(default)s)")
+    p.add_argument("--slow-client", choices=("drop", "disconnect"), default=defaults.slow_client,
+                   help="a client whose socket is backed up past --max-write-buffer and whose "
+                   "queue is full: drop what does not fit (counted in "
+                   "$SYS/broker/messages/dropped), or disconnect it with 0x97; publishers "
+                   "are never slowed down (default %(default)s)")
     p.add_argument("--topic-alias-maximum", type=_positive(int), metavar="N",
                    default=defaults.topic_alias_maximum,
                    help="topic aliases an MQTT 5 client may use (default %(default)s)")
@@ -203,6 +209,7 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         max_connections=int(args.max_connections),
         max_write_buffer=int(args.max_write_buffer),
         write_stall_timeout=args.write_stall_timeout,
+        slow_client=args.slow_client,
         topic_alias_maximum=min(int(args.topic_alias_maximum), 65535),
         sys_interval=args.sys_interval,
         persist_dir=args.persist,

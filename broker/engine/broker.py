@@ -21,7 +21,7 @@ from broker.engine.interfaces import (
 )
 from broker.engine.journal import Journal
 from broker.engine.message import Message
-from broker.engine.queues import Outgoing
+from broker.engine.queues import DROP_QUEUE_FULL, Outgoing
 from broker.engine.retained import RetainedStore
 from broker.engine.session import NEVER_EXPIRES, Session, Subscribed
 from broker.engine.states import AUTHENTICATING, CONNECTED, NEW
@@ -31,11 +31,6 @@ from broker.mqtt.reason_codes import ReasonCode
 logger = logging.getLogger(__name__)
 
 TICK = 0.5
-
-# Why a message did not reach a subscriber (Stats.drops keys, metric labels).
-DROP_QUEUE_FULL = "queue_full"  # QoS 1/2: the session's queue is at its message or byte limit
-DROP_SLOW_CLIENT = "slow_client"  # QoS 0: the client's socket is backed up past its buffer
-DROP_TOO_LARGE = "packet_too_large"  # over the client's Maximum Packet Size [MQTT-3.1.2-25]
 """How far past the offline limit a connected, paused-on client's queue may grow."""
 
 
@@ -63,7 +58,7 @@ class Stats:
         self.bytes_received = 0
         self.bytes_sent = 0
         self.dropped = 0
-        # Messages dropped, by reason (DROP_* below); `dropped` is their sum.
+        # Messages dropped, by reason (queues.DROP_*); `dropped` is their sum.
         self.drops: dict[str, int] = {}
         self.denied = 0
         self.clients_total = 0
@@ -207,21 +202,26 @@ class Broker:
         key = (principal.mountpoint, client_id)
         session = self.sessions.get(key)
         if session is not None and session.conn is not None:
-            # Takeover: the old connection gets 0x8E and is closed [MQTT-3.1.4-3].
-            session.conn.disconnect(ReasonCode.SESSION_TAKEN_OVER)
+            # Takeover: the old connection gets 0x8E and is closed [MQTT-3.1.4-3]. Its will
+            # goes out only when the session ends with it (its expiry is 0, or the new
+            # connection starts clean); a persistent session that carries on merely
+            # reconnected, and a will would falsely say it went offline (as in Mosquitto).
+            ends = session.expiry_interval == 0 or clean_start
+            session.conn.disconnect(ReasonCode.SESSION_TAKEN_OVER, publish_will=ends)
             session = self.sessions.get(key)
         if session is not None:
             if session.expiry_handle is not None:
                 session.expiry_handle.cancel()
                 session.expiry_handle = None
-            if clean_start:
-                self.end_session(session)
-                session = None
-            elif session.will_handle is not None:
-                # Back within the will delay: the will is not sent (section 3.1.3.2.2).
+            if session.will_handle is not None:
+                # Back within the will delay, with Clean Start or not: the will is not sent
+                # [MQTT-3.1.3-9] (ending the session below must not publish it either).
                 session.will_handle.cancel()
                 session.will_handle = None
                 session.will = None
+            if clean_start:
+                self.end_session(session)
+                session = None
         present = session is not None
         if session is None:
             session = Session(client_id, principal.mountpoint, principal)

@@ -16,7 +16,7 @@ from broker.engine.handshake import handle_connect
 from broker.engine.interfaces import ClientInfo, Decision, Principal, authorize_publish
 from broker.engine.journal import HeldLink
 from broker.engine.message import Message, message_from_properties
-from broker.engine.queues import Outgoing
+from broker.engine.queues import DROP_QUEUE_FULL, DROP_SLOW_CLIENT, DROP_TOO_LARGE, Outgoing
 from broker.engine.states import AUTHENTICATING, CLOSED, CONNECTED, NEW
 from broker.engine.subscribing import handle_subscribe, handle_unsubscribe
 from broker.mqtt.encoder import encode, encode_publish, publish_packet_id_offset
@@ -89,8 +89,8 @@ class Connection:
     __slots__ = (
         "broker", "link", "decoder", "state", "level", "v5", "session", "principal",
         "client_id", "keep_alive", "last_rx", "max_out", "alias_in", "alias_out",
-        "alias_out_max", "send_quota", "held", "backlogged", "backlog_since", "blocked_on",
-        "waiters", "blocking_since", "will", "strip", "clean_start", "opened_at", "gate",
+        "alias_out_max", "send_quota", "held", "backlogged", "backlog_since", "condemned",
+        "will", "strip", "clean_start", "opened_at", "gate",
         "__weakref__",
     )
 
@@ -120,9 +120,8 @@ class Connection:
         self.held: list[Packet] | None = None
         self.backlogged = False
         self.backlog_since = 0.0
-        self.blocked_on: set[Connection] | None = None
-        self.waiters: set[Connection] | None = None
-        self.blocking_since = 0.0
+        # Overflowed with --slow-client disconnect: its disconnection is scheduled.
+        self.condemned = False
         self.will: Will | None = None
         self.strip = 0
         self.clean_start = True
@@ -245,68 +244,40 @@ class Connection:
             self.link.close()
         broker = self.broker
         broker.connections.discard(self)
-        self.release_waiters()
-        blocked = self.blocked_on
-        if blocked:
-            for other in blocked:
-                if other.waiters:
-                    other.waiters.discard(self)
-            blocked.clear()
         if was_connected:
             broker.detach(self, reason, publish_will)
 
     # ---- backpressure ------------------------------------------------------------
 
     def set_backlogged(self, backlogged: bool) -> None:
-        """Called by the transport when its write buffer passes or falls below the mark."""
+        """Called by the transport when its write buffer passes or falls below the mark.
+
+        A backed-up socket holds up only its own deliveries: publishers are never paused
+        for it (see `send_publish`), and what it queued meanwhile goes once it drains."""
         self.backlogged = backlogged
         if backlogged:
             self.backlog_since = self.broker.now()
         else:
-            self.release_waiters()
+            self.pump()
 
-    def release_waiters(self) -> None:
-        waiters = self.waiters
-        if not waiters:
+    def overflowed(self, reason: str) -> None:
+        """A message for this client did not fit its buffer or queue: count the drop and,
+        with --slow-client disconnect, end the connection (0x97, quota exceeded)."""
+        broker = self.broker
+        broker.stats.drop(reason)
+        if broker.config.slow_client == "disconnect" and not self.condemned:
+            self.condemned = True
+            # Not now: we are inside the publisher's fan-out, which this would change.
+            broker.scheduler.call_later(0, self._cut_off)
+
+    def _cut_off(self) -> None:
+        if self.state == CLOSED:
             return
-        self.waiters = None
-        now = self.broker.now()
-        for waiter in waiters:
-            blocked = waiter.blocked_on
-            if blocked is not None:
-                blocked.discard(self)
-                if not blocked and waiter.state != CLOSED:
-                    # Paused time is not the client's silence.
-                    waiter.last_rx = now
-                    waiter.link.resume_reading()
-
-    def block_on(self, subscriber: Connection) -> None:
-        """Pause reading from this publisher until `subscriber` drains."""
-        blocked = self.blocked_on
-        if blocked is None:
-            blocked = self.blocked_on = set()
-        elif subscriber in blocked:
-            return
-        if not blocked:
-            self.link.pause_reading()
-        blocked.add(subscriber)
-        waiters = subscriber.waiters
-        if waiters is None:
-            waiters = subscriber.waiters = set()
-        if not waiters:
-            subscriber.blocking_since = self.broker.now()
-        waiters.add(self)
-
-    def congested(self) -> bool:
-        """Whether publishers to this client should wait: its write buffer is over the
-        high-water mark, or its session queue is half full (so QoS 1/2 messages for a
-        client that is connected but behind wait in the publishers' sockets instead of
-        overflowing its queue)."""
-        if self.backlogged:
-            return True
-        session = self.session
-        queue = session.queue if session is not None else None
-        return queue is not None and len(queue.items) >= self.broker.queue_high
+        if self.link.buffered():
+            # The DISCONNECT would wait behind what the client is not reading.
+            self.abort(ReasonCode.QUOTA_EXCEEDED)
+        else:
+            self.disconnect(ReasonCode.QUOTA_EXCEEDED)
 
     # ---- CONNECT -----------------------------------------------------------------
 
@@ -457,7 +428,7 @@ class Connection:
         broker = self.broker
         if qos == 0:
             if self.backlogged and self.link.buffered() > broker.config.max_write_buffer:
-                broker.stats.dropped += 1
+                self.overflowed(DROP_SLOW_CLIENT)
                 return None
             if self.alias_out_max:
                 data = self._aliased(message, 0, retain, sub_ids)
@@ -467,7 +438,7 @@ class Connection:
             if data is None:
                 return None
             if len(data) > self.max_out:
-                broker.stats.dropped += 1  # [MQTT-3.1.2-25]
+                broker.stats.drop(DROP_TOO_LARGE)  # [MQTT-3.1.2-25]
                 return None
             self.link.write(data)
             broker.stats.messages_sent += 1
@@ -477,13 +448,16 @@ class Connection:
         out = Outgoing(message, qos, retain, sub_ids)
         queue = session.queue
         inflight = session.inflight
-        if (queue is not None and queue.items) or (
-            inflight is not None and len(inflight) >= self.send_quota
+        if (
+            (queue is not None and queue.items)
+            or (inflight is not None and len(inflight) >= self.send_quota)
+            or (self.backlogged and self.link.buffered() > broker.config.max_write_buffer)
         ):
-            # A connected client's queue may grow past the offline limit while the
-            # publishers feeding it are paused: what they had already sent still arrives.
-            if not session.enqueue(out, broker.online_queue_count, broker.online_queue_bytes):
-                broker.stats.dropped += 1
+            # Waits for a free slot or for the socket to drain, within the same limits as
+            # an offline session's queue.
+            config = broker.config
+            if not session.enqueue(out, config.max_queued_messages, config.max_queued_bytes):
+                self.overflowed(DROP_QUEUE_FULL)
                 return None
             return out
         return out if self._send_new(out) else None
@@ -504,7 +478,7 @@ class Connection:
                                 broker.now() if message.expiry_at is not None else 0.0)
         if data is None or len(data) > self.max_out:
             if data is not None:
-                broker.stats.dropped += 1  # Discarded as if delivered [MQTT-3.1.2-25].
+                broker.stats.drop(DROP_TOO_LARGE)  # Discarded as if delivered [MQTT-3.1.2-25].
             # else expired while queued [MQTT-3.3.2-5]
             if out.jid and broker.journal is not None:
                 durability.delivery_done(broker.journal, session, out)
@@ -541,7 +515,15 @@ class Connection:
             if len(aliases) < self.alias_out_max:
                 alias = aliases[topic] = len(aliases) + 1
         props = message.outgoing_properties(sub_ids, remaining, alias)
-        return encode_publish(topic_bytes, message.payload, qos, retain, False, 0, props, 5)
+        data = encode_publish(topic_bytes, message.payload, qos, retain, False, 0, props, 5)
+        if topic_bytes and alias is not None and len(data) > self.max_out:
+            # The caller drops a packet too large for the client [MQTT-3.1.2-25]: the client
+            # never learns this alias, so later messages must not use it. Without the alias
+            # property the packet may still fit.
+            del aliases[topic]
+            props = message.outgoing_properties(sub_ids, remaining, None)
+            data = encode_publish(topic_bytes, message.payload, qos, retain, False, 0, props, 5)
+        return data
 
     def resume(self) -> None:
         """Resend what was in flight on a resumed session, then drain its queue.
@@ -594,8 +576,6 @@ class Connection:
             if out is None:
                 break
             self._send_new(out)
-        if self.waiters and not self.backlogged and len(queue.items) <= broker.queue_low:
-            self.release_waiters()
 
     def _on_puback(self, packet: Puback) -> None:
         session = self.session

@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from broker.engine.message import Message
 
+# Why a message did not reach a subscriber (Stats.drops keys, metric labels).
+DROP_QUEUE_FULL = "queue_full"  # QoS 1/2: the session's queue is at its message or byte limit
+DROP_SLOW_CLIENT = "slow_client"  # QoS 0: the client's socket is backed up past its buffer
+DROP_TOO_LARGE = "packet_too_large"  # over the client's Maximum Packet Size [MQTT-3.1.2-25]
+
 # Fixed header (at most 5 bytes), topic length (2) and packet id (2).
 _PUBLISH_OVERHEAD = 9
 

@@ -35,6 +35,9 @@ from broker.engine.interfaces import Principal, format_address
 from .identities import mountpoint_for
 
 if TYPE_CHECKING:
+    from .traffic import TrafficMeter
+
+if TYPE_CHECKING:
     from broker.engine.broker import Broker
     from broker.engine.session import Session
 
@@ -123,10 +126,12 @@ def session_record(session: Session) -> dict[str, Any]:
 class SessionInspector:
     """The WSGI app behind `/sessions`."""
 
-    def __init__(self, broker: Broker, loop: asyncio.AbstractEventLoop, timeout: float = READ_TIMEOUT) -> None:
+    def __init__(self, broker: Broker, loop: asyncio.AbstractEventLoop, timeout: float = READ_TIMEOUT,
+                 traffic: TrafficMeter | None = None) -> None:
         self.broker = broker
         self.loop = loop
         self.timeout = timeout
+        self.traffic = traffic
 
     def sessions(self, tenant: str) -> list[dict[str, Any]]:
         """The tenant's sessions, connected or kept for a client that will return (loop thread)."""
@@ -164,7 +169,11 @@ class SessionInspector:
         except (concurrent.futures.TimeoutError, RuntimeError) as exc:  # a busy or stopping loop
             log.warning("could not read the sessions of %r: %r", tenant, exc)
             return _json(start_response, "503 Service Unavailable", {"error": "the broker did not answer in time"})
-        return _json(start_response, "200 OK", {"tenant": tenant, "sessions": sessions})
+        body: dict[str, Any] = {"tenant": tenant, "sessions": sessions}
+        if self.traffic is not None:
+            # Two plain dict reads of numbers the loop replaces whole: safe from this thread.
+            body["traffic"] = self.traffic.of(mountpoint_for(tenant))
+        return _json(start_response, "200 OK", body)
 
 
 def _json(start_response: StartResponse, status: str, body: dict[str, Any],

@@ -69,8 +69,22 @@ def _session(raw: Any) -> LiveSession:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LiveView:
+    sessions: list[LiveSession]
+    messages_received: int
+    """PUBLISH packets the tenant's clients sent since the broker started."""
+    messages_per_second: float
+    """Their rate over the broker's last few seconds."""
+
+
 def live_sessions(tenant: str, *, port: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> list[LiveSession]:
     """The tenant's sessions as the running broker holds them now; raises BrokerUnavailable."""
+    return live_view(tenant, port=port, timeout=timeout).sessions
+
+
+def live_view(tenant: str, *, port: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> LiveView:
+    """The tenant's sessions and traffic as the running broker sees them now; raises BrokerUnavailable."""
     port = settings.ROOST_BROKER_METRICS_PORT if port is None else port
     if not port:
         raise BrokerUnavailable("the broker's metrics port is off (ROOST_BROKER_METRICS_PORT=0)")
@@ -90,6 +104,11 @@ def live_sessions(tenant: str, *, port: int | None = None, timeout: float = DEFA
         raise BrokerUnavailable("the broker's answer was too large")
     try:
         body = json.loads(raw)
-        return [_session(item) for item in body["sessions"]]
-    except (ValueError, KeyError, TypeError) as exc:
+        sessions = [_session(item) for item in body["sessions"]]
+        traffic = body.get("traffic") or {}
+        received, rate = traffic.get("messages_received", 0), traffic.get("messages_per_second", 0.0)
+        if not isinstance(received, int) or not isinstance(rate, int | float):
+            raise ValueError("malformed traffic figures")
+        return LiveView(sessions, received, float(rate))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BrokerUnavailable(f"the broker's answer was malformed ({exc})") from None

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from broker.engine.broker import Broker
 from broker.engine.flapping import detector_for
+from broker.engine.queues import DROP_QUEUE_FULL, DROP_SLOW_CLIENT, DROP_TOO_LARGE
 
 from .authority import PlatformAuthority
 from .inspect import StartResponse, WsgiApp
@@ -52,8 +53,14 @@ class BrokerCollector(Collector):
                                   value=stats.messages_sent)
         yield CounterMetricFamily("roost_broker_bytes_received", "Bytes received.", value=stats.bytes_received)
         yield CounterMetricFamily("roost_broker_bytes_sent", "Bytes sent.", value=stats.bytes_sent)
-        yield CounterMetricFamily("roost_broker_messages_dropped", "Messages dropped (queues full, slow clients).",
-                                  value=stats.dropped)
+        drops = CounterMetricFamily("roost_broker_messages_dropped",
+                                    "Messages not delivered to a subscriber, by reason (queue_full: "
+                                    "its QoS 1/2 queue was at its limit; slow_client: QoS 0 to a "
+                                    "backed-up socket; packet_too_large: over its Maximum Packet Size).",
+                                    labels=["reason"])
+        for reason in (DROP_QUEUE_FULL, DROP_SLOW_CLIENT, DROP_TOO_LARGE):
+            drops.add_metric([reason], stats.drops.get(reason, 0))
+        yield drops
         refusals = CounterMetricFamily("roost_broker_authentication_failures",
                                        "Connections refused, by reason.", labels=["reason"])
         for reason, count in sorted(self.authority.refusals.items()):

@@ -27,6 +27,7 @@ from .models import BrokerState
 from .presence import PresenceHooks
 from .store import DatabaseStore
 from .tls import TlsReloader, device_server_context, service_server_context
+from .traffic import TrafficMeter
 from .writebehind import PresenceRow, WriteBehind
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Platform:
         self.rules: dict[str, TenantRules] = {}
         self.authority = PlatformAuthority(self.identities, self.rules)
         self.store = DatabaseStore(config.durability)
+        self.traffic = TrafficMeter()
         self.writer = WriteBehind(interval=settings.ROOST_BROKER_FLUSH_INTERVAL)
         self.tls_context: ssl.SSLContext | None = None
         self.service_tls_context: ssl.SSLContext | None = None
@@ -81,6 +83,7 @@ class Platform:
         self.admin = Admin(broker)
         presence = PresenceHooks(broker, self.identities, self.writer)
         presence.install()
+        self.traffic.install(broker)
         broker.start()
         # Sessions restored from storage are held to today's rules before anyone reconnects.
         dropped = self.admin.recheck_subscriptions()
@@ -126,12 +129,13 @@ class Platform:
             return None
         collector = BrokerCollector(self.broker, self.authority, self.writer, server.tls_failures)
         # Beside /metrics: the signed, loopback-only view of live sessions (inspect.py).
-        sessions = SessionInspector(self.broker, asyncio.get_running_loop())
+        sessions = SessionInspector(self.broker, asyncio.get_running_loop(), traffic=self.traffic)
         endpoint = serve_metrics(collector, "127.0.0.1", port, sessions=sessions)
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
         return endpoint
 
     async def stop(self, server: Server | None) -> None:
+        self.traffic.stop()
         if server is not None:
             await server.shutdown()  # also stops the broker, which saves sessions
         elif self.broker is not None:

@@ -177,3 +177,46 @@ def test_the_client_says_the_broker_is_unavailable_when_nothing_listens() -> Non
         live_sessions(TENANT, port=free_port(), timeout=1)
     with pytest.raises(BrokerUnavailable, match="metrics port is off"):
         live_sessions(TENANT, port=0)
+
+
+def test_a_tenants_traffic_is_counted_and_its_rate_reported_without_another_tenants(
+        broker: PlatformBroker, registry: dict[str, Bundle], clients: Any) -> None:
+    from broker.integration.inspect_client import live_view
+
+    before = live_view(TENANT, port=broker.metrics_port)
+    other_before = live_view(OTHER, port=broker.metrics_port).messages_received
+    probe = clients(device_client(broker, registry["probe"]))
+    probe.connect()
+    for n in range(40):
+        probe.publish("devices/probe/count", str(n).encode(), qos=1)
+    after = eventually(lambda: (view := live_view(TENANT, port=broker.metrics_port)).messages_received
+                       >= before.messages_received + 40 and view)
+    assert live_view(OTHER, port=broker.metrics_port).messages_received == other_before
+    # The rate is taken once per window (5 s): within two windows it shows the burst.
+    eventually(lambda: live_view(TENANT, port=broker.metrics_port).messages_per_second > 0, timeout=12)
+    assert after.sessions, "the same answer lists the sessions"
+
+
+def test_the_portal_overview_shows_the_tenants_messages_per_second_from_the_broker(
+        platform: Platform, broker: PlatformBroker, registry: dict[str, Bundle], clients: Any) -> None:
+    from tests.broker.integration.platform_harness import PlatformWeb
+
+    platform.call("user_create", username="ingrid", password="ingrid-password-1", tenants={TENANT: "viewer"})
+    session = platform.call("session_create", username="ingrid")
+    web = PlatformWeb(platform, broker).start()
+    try:
+        probe = clients(device_client(broker, registry["probe"]))
+        probe.connect()
+        for n in range(20):
+            probe.publish("devices/probe/overview", str(n).encode(), qos=1)
+
+        def shown() -> str | None:
+            status, page, _ = web.request("GET", f"/portal/t/{TENANT}/", headers={"Cookie": f"sessionid={session}"})
+            assert status == 200
+            text = page.decode()
+            return text if 'id="messages-per-second">0<' not in text and "messages-per-second" in text else None
+
+        text = eventually(shown, timeout=12, interval=0.5)
+        assert "since the broker started" in text and "did not answer" not in text
+    finally:
+        web.stop()

@@ -87,7 +87,8 @@ async def test_replies_to_one_buffer_leave_in_one_write():
     assert [type(p).__name__ for p in packets] == ["Connack", "Suback", "Pingresp"]
 
 
-async def test_a_publisher_pauses_while_its_subscriber_is_backlogged():
+async def test_a_publisher_keeps_being_read_while_its_subscriber_is_backlogged():
+    """A slow consumer slows no one (issue 14): only its own deliveries wait."""
     server = make_server()
     sub, sub_transport = open_connection(server)
     sub.data_received(encode(Connect(protocol_level=4, client_id="s"), 4)
@@ -96,10 +97,10 @@ async def test_a_publisher_pauses_while_its_subscriber_is_backlogged():
     pub.data_received(encode(Connect(protocol_level=4, client_id="p"), 4))
     await asyncio.sleep(0)
     sub.pause_writing()
+    sub_transport.buffer = server.config.max_write_buffer + 1
     pub.data_received(encode(Publish("x", b"1"), 4))
-    assert not pub_transport.reading
-    sub.resume_writing()
     assert pub_transport.reading
+    assert server.broker.stats.drops == {"slow_client": 1}
 
 
 async def test_a_lost_connection_unregisters_itself():

@@ -32,7 +32,8 @@ class MQTTProtocol(asyncio.Protocol):
     """Implements the engine's `Link` over an asyncio transport."""
 
     __slots__ = ("server", "listener", "tls", "websocket", "layers", "transport", "conn",
-                 "remote_address", "peer_certificates", "lost", "_out")
+                 "remote_address", "peer_certificates", "lost", "_out", "_pending", "_high",
+                 "_paused", "_over")
 
     def __init__(self, server: Server, listener: str, tls: bool, websocket: bool = False) -> None:
         self.server = server
@@ -46,6 +47,15 @@ class MQTTProtocol(asyncio.Protocol):
         self.remote_address: tuple[str, int] | None = None
         self.peer_certificates: tuple[bytes, ...] = ()
         self._out: list[bytes | bytearray] | None = None
+        # Bytes in `_out`. One loop iteration can read megabytes from many publishers
+        # (libuv reads up to 2 MiB per socket per iteration), all of it for one subscriber:
+        # a batch past the high-water mark counts as backlogged (`_over`) just as a
+        # transport buffer past it does (`_paused`), so the engine's limits see it before
+        # it reaches the transport.
+        self._pending = 0
+        self._high = server.config.write_high_water
+        self._paused = False
+        self._over = False
         self.lost = False
 
     # ---- asyncio.Protocol --------------------------------------------------------
@@ -141,17 +151,20 @@ class MQTTProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.protocols.discard(self)
         self._out = None
+        self._pending = 0
         self.lost = True
         conn = self.conn
         if conn is not None:
             conn.connection_lost()
 
     def pause_writing(self) -> None:
-        if self.conn is not None:
+        self._paused = True
+        if self.conn is not None and not self._over:
             self.conn.set_backlogged(True)
 
     def resume_writing(self) -> None:
-        if self.conn is not None:
+        self._paused = False
+        if self.conn is not None and not self._over:
             self.conn.set_backlogged(False)
 
     # ---- Link --------------------------------------------------------------------
@@ -160,15 +173,23 @@ class MQTTProtocol(asyncio.Protocol):
         out = self._out
         if out is None:
             self._out = [data]
+            self._pending = len(data)
             self.server.batcher.mark(self)
         else:
             out.append(data)
+            pending = self._pending = self._pending + len(data)
+            if pending > self._high and not self._over:
+                self._over = True
+                if not self._paused and self.conn is not None:
+                    self.conn.set_backlogged(True)
 
     def flush(self) -> None:
         out = self._out
         self._out = None
+        self._pending = 0
         transport = self.transport
         if not out or transport is None or transport.is_closing():
+            self._over = False
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         self.server.broker.stats.bytes_sent += len(data)
@@ -176,9 +197,14 @@ class MQTTProtocol(asyncio.Protocol):
         if layers is not None:
             for layer in reversed(layers):
                 if not layer.established:
+                    self._over = False
                     return  # nothing is sent before the handshakes; the engine waits for CONNECT
                 data = layer.wrap(data)
-        transport.write(data)
+        transport.write(data)  # may call pause_writing
+        if self._over:
+            self._over = False
+            if not self._paused and self.conn is not None and not self.lost:
+                self.conn.set_backlogged(False)
 
     def close(self) -> None:
         transport = self.transport
@@ -203,6 +229,7 @@ class MQTTProtocol(asyncio.Protocol):
 
     def abort(self) -> None:
         self._out = None
+        self._pending = 0
         transport = self.transport
         if transport is None:
             return
@@ -227,4 +254,5 @@ class MQTTProtocol(asyncio.Protocol):
 
     def buffered(self) -> int:
         transport = self.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        pending = self._pending
+        return transport.get_write_buffer_size() + pending if transport is not None else pending

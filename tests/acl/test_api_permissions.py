@@ -52,11 +52,6 @@ def _key(key: str) -> APIClient:
     return client
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    """Personas sign in with force_login; their passwords need no slow hash here."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture
 def callers(acme: Any, globex: Any, alice: Any, bob: Any, charlie: Any, make_api_key: Any,

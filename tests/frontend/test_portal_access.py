@@ -87,9 +87,7 @@ IDS = [f"{method} {path}" for method, path, _ in PAGES]
 
 
 @pytest.fixture(autouse=True)
-def _quick_passwords(settings: Any) -> None:
-    # Password hashing is not what these tests are about; the real hasher costs a second a user.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def _no_broker(settings: Any) -> None:
     settings.ROOST_BROKER_METRICS_PORT = 0  # the rule pages' impact preview: no broker runs here
 
 

@@ -18,8 +18,7 @@ LOGIN = "/accounts/login/"
 
 
 @pytest.fixture(autouse=True)
-def _quick_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def _few_attempts(settings: Any) -> None:
     settings.ROOST_LOGIN_ATTEMPTS = 3
 
 

@@ -21,10 +21,6 @@ AUDIT = "/portal/t/acme/audit/"
 EXPORT = AUDIT + "export.csv"
 
 
-@pytest.fixture(autouse=True)
-def _quick_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 def _client(user: Any) -> Client:
     client = Client()

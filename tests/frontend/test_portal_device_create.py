@@ -26,8 +26,7 @@ NEW = "/portal/t/acme/devices/-/new/"
 
 
 @pytest.fixture(autouse=True)
-def _quick_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def _broker_address(settings: Any) -> None:
     settings.ROOST_BROKER_HOSTNAMES = ["mqtt.example.net", "127.0.0.1"]
     settings.ROOST_BROKER_PORT = 18883
 

@@ -17,10 +17,6 @@ LIST = "/portal/t/acme/devices/"
 BULK = "/portal/t/acme/devices/-/bulk/"
 
 
-@pytest.fixture(autouse=True)
-def _quick_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture
 def fleet(acme: Any) -> dict[str, Device]:

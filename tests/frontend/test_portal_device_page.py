@@ -21,10 +21,6 @@ pytestmark = pytest.mark.django_db
 PAGE = "/portal/t/acme/devices/sensor-1/"
 
 
-@pytest.fixture(autouse=True)
-def _quick_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture
 def device(acme: Any) -> Device:

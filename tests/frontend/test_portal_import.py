@@ -21,10 +21,6 @@ pytestmark = pytest.mark.django_db
 IMPORT = "/portal/t/acme/devices/-/import/"
 
 
-@pytest.fixture(autouse=True)
-def _quick_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture
 def operator(acme: Any, django_user_model: Any) -> Client:

@@ -24,7 +24,6 @@ DRAFT = {"subject_kind": "all_devices", "action": "subscribe", "topic_filter": "
 @pytest.fixture(autouse=True)
 def _no_broker(settings: Any) -> None:
     # No broker runs in these tests; the live half of the preview is the browser test's.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.ROOST_BROKER_METRICS_PORT = 0
 
 

@@ -24,10 +24,6 @@ KEYS = "/portal/t/acme/api-keys/"
 MEMBERS = "/portal/t/acme/members/"
 
 
-@pytest.fixture(autouse=True)
-def _quick_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 def _client(user: Any) -> Client:
     client = Client()

@@ -18,10 +18,6 @@ pytestmark = pytest.mark.django_db
 TOKENS = "/portal/t/acme/enrollment-tokens/"
 
 
-@pytest.fixture(autouse=True)
-def _quick_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 def _client(user: Any) -> Client:
     client = Client()

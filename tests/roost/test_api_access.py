@@ -17,11 +17,6 @@ pytestmark = pytest.mark.django_db
 KEYS = "/api/v1/tenants/acme/api-keys/"
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    """The personas' passwords hash in microseconds instead of the production cost."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture
 def callers(acme: Any, globex: Any, alice: Any, bob: Any, charlie: Any, django_user_model: Any,

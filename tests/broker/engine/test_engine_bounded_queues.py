@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from broker.engine.message import Message
 from broker.engine.queues import packet_size
-from broker.mqtt import Disconnect, Properties, Publish, Puback, Subscribe, Subscription, encode
+from broker.mqtt import Disconnect, Properties, Puback, Publish, Subscribe, Subscription, encode
 from tests.broker.engine.engine_pairs import Peer, connected, make_broker
 
 

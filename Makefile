@@ -60,6 +60,7 @@ bench: install $(VENV)/.bench-installed
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/import_bench.py
 	$(PY) bench/api_devices.py --postgres
+	$(PY) bench/mqtt_ws.py
 
 $(VENV)/.bench-installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,bench]' --config-settings editable_mode=compat

@@ -12,14 +12,20 @@ Origin = ROOST_PUBLIC_URL) presents.
 - Throughput: the device (a raw mTLS connection in a process of its own, so the publisher
   does not share the receiver's GIL) publishes `--messages` 64-byte QoS 0 messages as fast
   as the socket takes them; the browser, subscribed to `devices/bench/#`, counts what it
-  receives. msg/s is received messages over the time from the first to the last one.
+  receives. msg/s is received messages over the time from the first one sent to the last
+  one received. Two receivers, one at a time: a lean counter (raw socket, hand-parsed
+  WebSocket frames and MQTT headers: the platform's rate) and paho-mqtt (what a Python
+  client library keeps up with; QoS 0 messages it falls behind on are dropped by the broker).
 - Latency: the device publishes 1,000 msg/s for `--latency-seconds`, each payload holding
-  its send time (perf_counter_ns; device and browser are in this one process); p50/p99/max.
-- Both are measured again on the direct path: the same paho subscriber on the broker's
+  its send time (perf_counter_ns; device and browser are in this one process) and a
+  sequence number; a /mqtt and a direct subscriber receive the same messages at once;
+  p50/p99/max of each and of the per-message difference (what /mqtt adds).
+- Both are measured on the direct path too: the same paho subscriber on the broker's
   loopback bridge listener (the one /mqtt relays to), with a principal signed here with
   `broker.integration.bridge.sign_principal` (same ROOST_SECRET_KEY). The difference is
   what the web relay adds.
-- Memory: `--idle` idle /mqtt connections (raw WebSocket + MQTT CONNECT, wsproto), RSS of
+- Memory (measured first, before any flood grows the heaps): `--idle` idle /mqtt
+  connections (raw WebSocket + MQTT CONNECT, wsproto), RSS of
   the web process and of the broker (with their children) before and after; KiB per connection.
 
 Writes bench/results/mqtt_ws.json. Aims (issue 13): >= 20,000 msg/s to one browser; p99 at
@@ -29,6 +35,7 @@ Writes bench/results/mqtt_ws.json. Aims (issue 13): >= 20,000 msg/s to one brows
 from __future__ import annotations
 
 import argparse
+import base64
 import http.cookiejar
 import json
 import multiprocessing
@@ -213,7 +220,8 @@ def disconnect(sock: ssl.SSLSocket) -> None:
 
 
 def flood(port: int, bundle: dict[str, str], count: int, seconds: float, reply: Any) -> None:
-    """(child process) Publish `count` 64-byte QoS 0 messages as fast as the socket takes them."""
+    """(child process) Publish `count` 64-byte QoS 0 messages as fast as the socket takes them;
+    sends back (sent, seconds it took, perf_counter when it began)."""
     from broker.mqtt import Publish, encode
 
     sock = device_socket(port, bundle)
@@ -228,7 +236,7 @@ def flood(port: int, bundle: dict[str, str], count: int, seconds: float, reply: 
         sent += n
     elapsed = time.perf_counter() - started
     disconnect(sock)
-    reply.send((sent, elapsed))
+    reply.send((sent, elapsed, started))
 
 
 # The subscribers -----------------------------------------------------------------------------------
@@ -252,7 +260,7 @@ class Subscriber:
         self.port = port
         self.count = 0
         self.first = self.last = 0.0
-        self.latencies: list[int] | None = None
+        self.latencies: dict[int, int] | None = None  # sequence number -> ns
         self.subscribed = threading.Event()
         self.connected = threading.Event()
         self.client.on_connect = lambda _c, _u, _f, reason, _p: (not reason.is_failure) and self.connected.set()
@@ -262,7 +270,8 @@ class Subscriber:
     def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
         now = time.perf_counter()
         if self.latencies is not None:
-            self.latencies.append(time.perf_counter_ns() - struct.unpack_from(">q", message.payload)[0])
+            sent, sequence = struct.unpack_from(">qI", message.payload)
+            self.latencies[sequence] = time.perf_counter_ns() - sent
         if not self.count:
             self.first = now
         self.count += 1
@@ -282,14 +291,141 @@ class Subscriber:
 
     def reset(self, latencies: bool = False) -> None:
         self.count, self.first, self.last = 0, 0.0, 0.0
-        self.latencies = [] if latencies else None
+        self.latencies = {} if latencies else None
 
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
 
 
-def throughput(sub: Subscriber, broker_port: int, bundle: dict[str, str], count: int, seconds: float) -> dict[str, Any]:
+class Counter:
+    """A lean MQTT 5 subscriber that only counts PUBLISH packets: raw socket, hand-parsed
+    WebSocket frames (for /mqtt) and MQTT fixed headers, so the figure is the platform's
+    delivery rate rather than a Python client library's parsing speed (paho tops out near
+    the aim on this kind of machine)."""
+
+    def __init__(self, port: int, *, session: str | None = None, origin: str = "", token: str = "") -> None:
+        from broker.mqtt import Connect, Subscribe, Subscription, encode
+
+        self.websocket = session is not None
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.rest = b""
+        if self.websocket:
+            key = base64.b64encode(os.urandom(16)).decode()
+            self.sock.sendall((f"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                               f"Sec-WebSocket-Protocol: mqtt\r\nOrigin: {origin}\r\n"
+                               f"Cookie: sessionid={session}\r\n\r\n").encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise RuntimeError("/mqtt closed the counter's handshake")
+                head += data
+            head, self.rest = head.split(b"\r\n\r\n", 1)
+            if not head.startswith(b"HTTP/1.1 101"):
+                raise RuntimeError(f"/mqtt refused the counter: {head[:40]!r}")
+        connect = Connect(protocol_level=5, client_id="", keep_alive=0,
+                          username=TENANT if self.websocket else "portal",
+                          password=None if self.websocket else token.encode())
+        self._send(encode(connect, 5) + encode(Subscribe(1, [Subscription(FILTER, 0)]), 5))
+        self.count = 0
+        self.first = self.last = 0.0
+        self.subscribed = threading.Event()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._read, daemon=True)
+
+    def _send(self, data: bytes, opcode: int = 2) -> None:
+        if self.websocket:  # a client frame is masked; a zero mask keeps the bytes as they are
+            size = len(data)
+            length = bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + struct.pack(">H", size)
+            data = bytes([0x80 | opcode]) + length + b"\0\0\0\0" + data
+        self.sock.sendall(data)
+
+    def start(self) -> Counter:
+        self.thread.start()
+        if not self.subscribed.wait(10):
+            raise RuntimeError("the counter got no SUBACK")
+        return self
+
+    def _read(self) -> None:
+        frames = bytearray(self.rest)
+        stream = bytearray()
+        self.sock.settimeout(0.2)
+        while not self.stopping:
+            try:
+                data = self.sock.recv(1 << 18)
+            except TimeoutError:
+                continue
+            if not data:
+                return
+            if self.websocket:
+                frames += data
+                self._frames(frames, stream)
+            else:
+                stream += data
+            self._packets(stream)
+
+    def _frames(self, frames: bytearray, stream: bytearray) -> None:
+        pos, end = 0, len(frames)
+        while end - pos >= 2:
+            opcode, size, start = frames[pos] & 0x0F, frames[pos + 1] & 0x7F, pos + 2
+            if size == 126:
+                if end - pos < 4:
+                    break
+                size, start = struct.unpack_from(">H", frames, pos + 2)[0], pos + 4
+            elif size == 127:
+                if end - pos < 10:
+                    break
+                size, start = struct.unpack_from(">Q", frames, pos + 2)[0], pos + 10
+            if start + size > end:
+                break
+            if opcode in (0, 2):
+                stream += frames[start:start + size]
+            elif opcode == 9:
+                self._send(bytes(frames[start:start + size]), opcode=10)
+            pos = start + size
+        del frames[:pos]
+
+    def _packets(self, stream: bytearray) -> None:
+        pos, end, count = 0, len(stream), 0
+        while end - pos >= 2:
+            kind, length, shift, at = stream[pos] >> 4, 0, 0, pos + 1
+            while True:
+                if at >= end:
+                    length = -1
+                    break
+                byte = stream[at]
+                length |= (byte & 0x7F) << shift
+                at += 1
+                if not byte & 0x80:
+                    break
+                shift += 7
+            if length < 0 or at + length > end:
+                break
+            if kind == 3:
+                count += 1
+            elif kind == 9:
+                self.subscribed.set()
+            pos = at + length
+        del stream[:pos]
+        if count:
+            now = time.perf_counter()
+            if not self.count:
+                self.first = now
+            self.count += count
+            self.last = now
+
+    def reset(self) -> None:
+        self.count, self.first, self.last = 0, 0.0, 0.0
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def throughput(sub: Subscriber | Counter, broker_port: int, bundle: dict[str, str], count: int, seconds: float) -> dict[str, Any]:
     sub.reset()
     receiving, sending = multiprocessing.get_context("fork").Pipe(duplex=False)
     publisher = multiprocessing.get_context("fork").Process(
@@ -299,43 +435,60 @@ def throughput(sub: Subscriber, broker_port: int, bundle: dict[str, str], count:
     if publisher.is_alive():
         publisher.kill()
         raise RuntimeError("the publisher did not finish")
-    sent, send_seconds = receiving.recv()
+    sent, send_seconds, send_started = receiving.recv()
     # Until everything arrived or nothing more came for a second (QoS 0 may be dropped).
     deadline = time.monotonic() + seconds
     seen = -1
     while sub.count < sent and time.monotonic() < deadline and sub.count != seen:
         seen = sub.count
         time.sleep(1.0)
-    span = sub.last - sub.first
+    # perf_counter is CLOCK_MONOTONIC, the same clock in the publisher's process. The headline
+    # rate runs from the first message sent to the last one received, so a burst the broker or
+    # the relay buffered and then delivered at once does not flatter it.
+    span, whole = sub.last - sub.first, sub.last - send_started
     return {"sent": sent, "received": sub.count, "send_msg_per_s": round(sent / send_seconds),
-            "msg_per_s": round(sub.count / span) if span > 0 else 0, "seconds": round(span, 2)}
+            "msg_per_s": round(sub.count / whole) if sub.count else 0, "seconds": round(whole, 2),
+            "first_to_last_msg_per_s": round(sub.count / span) if span > 0 else 0}
 
 
-def latency(sub: Subscriber, broker_port: int, bundle: dict[str, str], rate: int, seconds: float) -> dict[str, Any]:
+def latency(subs: dict[str, Subscriber], broker_port: int, bundle: dict[str, str], rate: int,
+            seconds: float) -> dict[str, Any]:
+    """Both paths subscribed at once to the same messages, so a stall of the machine (shared,
+    loaded) or of the broker hits both alike; `added` is the per-message difference."""
     from broker.mqtt import Publish, encode
 
     sock = device_socket(broker_port, bundle)
-    sub.reset(latencies=True)
-    padding = b"\0" * (PAYLOAD_BYTES - 8)
+    for sub in subs.values():
+        sub.reset(latencies=True)
+    padding = b"\0" * (PAYLOAD_BYTES - 12)
     total = int(rate * seconds)
     started = time.perf_counter()
     for i in range(total):
         pause = started + i / rate - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
-        sock.sendall(encode(Publish(TOPIC, struct.pack(">q", time.perf_counter_ns()) + padding, qos=0), 5))
+        sock.sendall(encode(Publish(TOPIC, struct.pack(">qI", time.perf_counter_ns(), i) + padding, qos=0), 5))
     deadline = time.monotonic() + 5
-    while sub.count < total and time.monotonic() < deadline:
+    while any(sub.count < total for sub in subs.values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     disconnect(sock)
-    assert sub.latencies is not None
-    ordered = sorted(sub.latencies[rate // 2:])  # the first half second warms up
+    warm = rate // 2  # the first half second warms up
 
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] / 1e6, 2) if ordered else 0.0
+    def stats(values: list[int]) -> dict[str, float]:
+        ordered = sorted(values)
 
-    return {"rate": rate, "sent": total, "received": sub.count, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
-            "max_ms": round(ordered[-1] / 1e6, 2) if ordered else 0.0}
+        def pct(p: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] / 1e6, 2) if ordered else 0.0
+
+        return {"p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(ordered[-1] / 1e6, 2) if ordered else 0.0}
+
+    result: dict[str, Any] = {"rate": rate, "sent": total}
+    for name, sub in subs.items():
+        assert sub.latencies is not None
+        result[name] = {"received": sub.count, **stats([v for k, v in sub.latencies.items() if k >= warm])}
+    ws, direct = subs["mqtt_ws"].latencies or {}, subs["direct_bridge"].latencies or {}
+    result["added_by_mqtt_ws"] = stats([ws[k] - direct[k] for k in ws.keys() & direct.keys() if k >= warm])
+    return result
 
 
 # Memory: idle /mqtt connections -------------------------------------------------------------------------
@@ -399,8 +552,14 @@ def idle_connection(port: int, session: str, origin: str) -> socket.socket:
                         return sock
 
 
+def broker_connections(metrics_port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+        match = re.search(r"^roost_broker_connections (\S+)$", response.read().decode(), re.MULTILINE)
+    return int(float(match.group(1))) if match else -1
+
+
 def memory(web: subprocess.Popen[bytes], broker: subprocess.Popen[str], port: int, session: str, origin: str,
-           count: int) -> dict[str, Any]:
+           count: int, metrics_port: int) -> dict[str, Any]:
     for sock in [idle_connection(port, session, origin) for _ in range(5)]:  # warm-up
         sock.close()
     time.sleep(1.0)
@@ -410,6 +569,7 @@ def memory(web: subprocess.Popen[bytes], broker: subprocess.Popen[str], port: in
     open_seconds = time.perf_counter() - started
     time.sleep(1.0)
     after = {"web": rss_kib(web.pid), "broker": rss_kib(broker.pid)}
+    relayed = broker_connections(metrics_port)  # each /mqtt connection is one on the bridge
     # Still open: nothing (no EOF) readable on any of them.
     alive = 0
     for sock in socks:
@@ -422,7 +582,7 @@ def memory(web: subprocess.Popen[bytes], broker: subprocess.Popen[str], port: in
             pass
     for sock in socks:
         sock.close()
-    return {"connections": count, "still_open": alive, "open_seconds": round(open_seconds, 1),
+    return {"connections": count, "still_open": alive, "broker_connections": relayed, "open_seconds": round(open_seconds, 1),
             "rss_before_kib": before, "rss_after_kib": after,
             "kib_per_connection": {k: round((after[k] - before[k]) / count, 1) for k in before}}
 
@@ -440,16 +600,24 @@ def run(options: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     web, web_port = start_web(env, data_dir, ports)
     origin = f"http://127.0.0.1:{web_port}"
     session = login(origin)
-    paths = {"mqtt_ws": Subscriber(web_port, session=session, origin=origin).start(),
-             "direct_bridge": Subscriber(ports["bridge"], token=bridge_token(int(bundle["user_id"]))).start()}
-    result: dict[str, Any] = {"throughput": {}, "latency": {}}
-    for name, sub in paths.items():
-        result["throughput"][name] = throughput(sub, ports["port"], bundle, options.messages, options.seconds)
-        result["latency"][name] = latency(sub, ports["port"], bundle, options.rate, options.latency_seconds)
+    token = bridge_token(int(bundle["user_id"]))
+    # One subscriber at a time: each path gets the broker and this process to itself.
+    paths: dict[str, dict[str, Any]] = {"mqtt_ws": {"port": web_port, "session": session, "origin": origin},
+                                        "direct_bridge": {"port": ports["bridge"], "token": token}}
+    result: dict[str, Any] = {"throughput": {}, "throughput_paho": {}}
+    # Memory first, while neither heap holds the buffers of a flood.
+    result["memory"] = memory(web, broker, web_port, session, origin, options.idle, ports["metrics"])
+    for name, how in paths.items():
+        counter = Counter(**how).start()
+        result["throughput"][name] = throughput(counter, ports["port"], bundle, options.messages, options.seconds)
+        counter.stop()
+        sub = Subscriber(**how).start()
+        result["throughput_paho"][name] = throughput(sub, ports["port"], bundle, options.messages, options.seconds)
         sub.stop()
-    result["latency"]["p99_added_ms"] = round(result["latency"]["mqtt_ws"]["p99_ms"]
-                                              - result["latency"]["direct_bridge"]["p99_ms"], 2)
-    result["memory"] = memory(web, broker, web_port, session, origin, options.idle)
+    subs = {name: Subscriber(**how).start() for name, how in paths.items()}
+    result["latency"] = latency(subs, ports["port"], bundle, options.rate, options.latency_seconds)
+    for sub in subs.values():
+        sub.stop()
     return result
 
 
@@ -465,22 +633,28 @@ def main() -> None:
     wanted = min(hard, max(soft, 4 * options.idle + 256))
     resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # inherited by broker and web
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    load_before = os.getloadavg()[0]  # a p99 over 10 s is one stall: other load shows there
     with tempfile.TemporaryDirectory(prefix="roost-bench-mqtt-ws-") as tmp:
         try:
             result = run(options, Path(tmp))
         finally:
             stop_all()
     result.update(payload_bytes=PAYLOAD_BYTES, database="sqlite", python=platform.python_version(),
-                  cpus=os.cpu_count(), when=datetime.now(UTC).isoformat(timespec="seconds"),
-                  direct_path="paho subscriber on the broker's bridge listener (signed principal)")
-    print(f"{'path':<15}{'msg/s':>10}{'received/sent':>18}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+                  cpus=os.cpu_count(), load_average_1min={"before": load_before, "after": os.getloadavg()[0]},
+                  when=datetime.now(UTC).isoformat(timespec="seconds"),
+                  direct_path="the same receivers on the broker's bridge listener (signed principal)")
+    print(f"{'path':<15}{'msg/s':>9}{'received/sent':>17}{'paho msg/s':>12}{'received/sent':>17}"
+          f"{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}")
     for name in ("mqtt_ws", "direct_bridge"):
-        t, lat = result["throughput"][name], result["latency"][name]
-        print(f"{name:<15}{t['msg_per_s']:>10,}{t['received']:>11,}/{t['sent']:<6,}{lat['p50_ms']:>9}"
-              f"{lat['p99_ms']:>9}{lat['max_ms']:>9}")
+        t, p, lat = result["throughput"][name], result["throughput_paho"][name], result["latency"][name]
+        print(f"{name:<15}{t['msg_per_s']:>9,}{t['received']:>10,}/{t['sent']:<6,}{p['msg_per_s']:>12,}"
+              f"{p['received']:>10,}/{p['sent']:<6,}{lat['p50_ms']:>8}{lat['p99_ms']:>8}{lat['max_ms']:>8}")
     mem = result["memory"]
-    print(f"p99 added by /mqtt at {options.rate} msg/s: {result['latency']['p99_added_ms']} ms")
-    print(f"{mem['connections']} idle /mqtt connections ({mem['still_open']} still open): "
+    added = result["latency"]["added_by_mqtt_ws"]
+    print(f"added by /mqtt per message at {options.rate} msg/s: p50 {added['p50_ms']} ms, "
+          f"p99 {added['p99_ms']} ms, max {added['max_ms']} ms")
+    print(f"{mem['connections']} idle /mqtt connections ({mem['still_open']} still open, "
+          f"{mem['broker_connections']} on the broker): "
           f"web {mem['kib_per_connection']['web']} KiB, broker {mem['kib_per_connection']['broker']} KiB "
           "per connection")
     out = REPO / "bench" / "results" / "mqtt_ws.json"

@@ -33,6 +33,12 @@ ROOST_BROKER_WSS_PORT = envint("ROOST_BROKER_WSS_PORT", 0, minimum=0, maximum=65
 ROOST_BROKER_SERVICE_PORT = envint("ROOST_BROKER_SERVICE_PORT", 0, minimum=0, maximum=65535)
 ROOST_BROKER_METRICS_PORT = envint("ROOST_BROKER_METRICS_PORT", 9883, minimum=0, maximum=65535)
 ROOST_BROKER_MAX_QUEUED = envint("ROOST_BROKER_MAX_QUEUED", 1000, minimum=0)
+# A session's queue in bytes (whole PUBLISH packets), and what happens to a connected client
+# that cannot keep up: its messages are dropped (counted), or with "disconnect" so is it (0x97).
+ROOST_BROKER_MAX_QUEUED_BYTES = envint("ROOST_BROKER_MAX_QUEUED_BYTES", 64 * 1024 * 1024, minimum=0)
+ROOST_BROKER_SLOW_CLIENT = envstr("ROOST_BROKER_SLOW_CLIENT", "drop").strip().lower()
+if ROOST_BROKER_SLOW_CLIENT not in {"drop", "disconnect"}:
+    raise ImproperlyConfigured(f"ROOST_BROKER_SLOW_CLIENT={ROOST_BROKER_SLOW_CLIENT!r} is not drop or disconnect")
 ROOST_BROKER_FLUSH_INTERVAL = float(envint("ROOST_BROKER_FLUSH_MS", 500, minimum=10, maximum=60000)) / 1000
 ROOST_BROKER_POLL_INTERVAL = float(envint("ROOST_BROKER_POLL_MS", 200, minimum=10, maximum=60000)) / 1000
 # Flapping detection: more than FLAP_MAX connects of one device (or service client id) within

@@ -273,8 +273,12 @@ class Connection:
     def _cut_off(self) -> None:
         if self.state == CLOSED:
             return
-        if self.link.buffered():
-            # The DISCONNECT would wait behind what the client is not reading.
+        link = self.link
+        # With the kernel's send queue too, where a client that stopped reading leaves it.
+        unsent = getattr(link, "unsent", link.buffered)()
+        if unsent:
+            # The DISCONNECT (and the FIN after it) would wait behind what the client is
+            # not reading, for ever: reset the connection instead.
             self.abort(ReasonCode.QUOTA_EXCEEDED)
         else:
             self.disconnect(ReasonCode.QUOTA_EXCEEDED)
@@ -383,13 +387,12 @@ class Connection:
                     durability.qos2_received(journal, session, packet_id, True)
                 if journal.seq != mark:
                     self.hold_output()
-            if self.v5 and self._unmatched(message.topic):
-                self.link.write(self._reply(Pubrec(packet_id, ReasonCode.NO_MATCHING_SUBSCRIBERS)))
-            else:
-                self.link.write(_ack(0x50, packet_id))
+            # PUBREC says 0 even with no subscriber, as Mosquitto does (it routes QoS 2 only
+            # at PUBREL, so MQTT 5 clients expect no 0x10 here; 0x10 is optional anyway).
+            self.link.write(_ack(0x50, packet_id))
 
     def _unmatched(self, topic: str) -> bool:
-        """Whether no subscription matched `topic`: MQTT 5 acknowledges that with 0x10.
+        """Whether no subscription matched `topic`: an MQTT 5 PUBACK says so with 0x10.
 
         The routing trie caches what it just matched for broker.publish, so asking again
         costs a dictionary lookup."""

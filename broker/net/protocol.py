@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import socket
 import ssl
 import struct
+import termios
 from typing import TYPE_CHECKING, cast
 
 from broker.engine.connection import Connection
@@ -256,3 +258,15 @@ class MQTTProtocol(asyncio.Protocol):
         transport = self.transport
         pending = self._pending
         return transport.get_write_buffer_size() + pending if transport is not None else pending
+
+    def unsent(self) -> int:
+        """`buffered()` plus what the kernel holds unacknowledged: whether a goodbye could
+        still reach the peer. Not for the hot path (a system call)."""
+        size = self.buffered()
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                size += struct.unpack("i", queued)[0]
+        return size

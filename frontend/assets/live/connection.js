@@ -105,7 +105,9 @@ export class LiveConnection {
       else if (done) done(filter, true, "already subscribed");
     }
     if (!fresh.length) return;
-    this.client.subscribe(fresh, { qos: 1 }, (error, granted) => {
+    // QoS 0: a page watching a fleet wants the newest messages, not a backlog the broker must
+    // hold for it; a browser that falls far behind loses messages, never slows the devices.
+    this.client.subscribe(fresh, { qos: 0 }, (error, granted) => {
       if (!done) return;
       if (error) {
         for (const filter of fresh) done(filter, false, error.message);

@@ -195,3 +195,32 @@ def test_encoding_is_unaffected_for_a_client_that_keeps_up():
     pub.send(Publish("x", b"hello"))
     assert bytes(sub.link.written) == encode(Publish("x", b"hello"), 4)
     assert broker.stats.dropped == 0
+
+
+def test_the_platform_metrics_count_drops_by_reason():
+    from collections import Counter
+
+    from prometheus_client import generate_latest
+    from prometheus_client.core import CollectorRegistry
+
+    from broker.integration.metrics import BrokerCollector
+
+    class NoAuthority:
+        refusals: dict[str, int] = {}
+        denials: dict[str, int] = {}
+
+    class NoWriter:
+        pending = 0
+
+    broker, _ = make_broker()
+    slow = connected(broker, "slow")
+    slow.send(Subscribe(1, [Subscription("x", 0)]))
+    backed_up(slow)
+    pub = connected(broker, "p")
+    pub.send(Publish("x", b"1"))
+    pub.send(Publish("x", b"2"))
+    registry = CollectorRegistry()
+    registry.register(BrokerCollector(broker, NoAuthority(), NoWriter(), Counter()))
+    text = generate_latest(registry).decode()
+    assert 'roost_broker_messages_dropped_total{reason="slow_client"} 2.0' in text
+    assert 'roost_broker_messages_dropped_total{reason="queue_full"} 0.0' in text

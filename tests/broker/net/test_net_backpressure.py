@@ -1,4 +1,4 @@
-"""A subscriber that stops reading slows its publishers down, then loses its connection."""
+"""A subscriber that stops reading loses its connection; its publishers never wait for it."""
 
 from __future__ import annotations
 

@@ -124,7 +124,6 @@ class Command(BaseCommand):
             if not _is_loopback(options["host"]):
                 log.warning("the plain listener on %s:%s sends tokens and messages unencrypted",
                             options["host"], options["plain_port"])
-        defaults = BrokerConfig()
         config = BrokerConfig(
             listeners=listeners,
             connect_timeout=options["connect_timeout"],
@@ -132,9 +131,8 @@ class Command(BaseCommand):
             autosave_interval=options["autosave_interval"],
             durability=options["durability"],
             max_queued_messages=settings.ROOST_BROKER_MAX_QUEUED,
-            # Optional settings (roost/settings.py may not define them): the engine's defaults.
-            max_queued_bytes=getattr(settings, "ROOST_BROKER_MAX_QUEUED_BYTES", defaults.max_queued_bytes),
-            slow_client=getattr(settings, "ROOST_BROKER_SLOW_CLIENT", defaults.slow_client),
+            max_queued_bytes=settings.ROOST_BROKER_MAX_QUEUED_BYTES,
+            slow_client=settings.ROOST_BROKER_SLOW_CLIENT,
             flap_max=settings.ROOST_BROKER_FLAP_MAX,
             flap_window=float(settings.ROOST_BROKER_FLAP_WINDOW),
             flap_ban=float(settings.ROOST_BROKER_FLAP_BAN),

@@ -15,7 +15,7 @@ VERSION = "roost 0.1.0"
 def sys_values(broker: Broker) -> dict[str, str]:
     stats = broker.stats
     connected = sum(1 for s in broker.sessions.values() if s.conn is not None)
-    return {
+    values = {
         "version": VERSION,
         "uptime": f"{int(broker.now() - stats.started_at)} seconds",
         "clients/connected": str(connected),
@@ -30,6 +30,9 @@ def sys_values(broker: Broker) -> dict[str, str]:
         "subscriptions/count": str(broker.trie.count),
         "retained messages/count": str(broker.retained.count),
     }
+    for reason, count in stats.drops.items():  # queue_full, slow_client, packet_too_large
+        values[f"messages/dropped/{reason}"] = str(count)
+    return values
 
 
 def publish_sys(broker: Broker) -> None:

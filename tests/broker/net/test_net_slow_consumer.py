@@ -147,10 +147,10 @@ def flood(raw_factory, port: int, tag: str, until: Callable[[], bool] | None = N
     return run
 
 
-def dropped(broker_port: int, client_factory, timeout: float = 5.0) -> int:
-    """$SYS/broker/messages/dropped, once it is refreshed (--sys-interval 1)."""
+def dropped(broker_port: int, client_factory, timeout: float = 5.0, reason: str = "") -> int:
+    """$SYS/broker/messages/dropped[/REASON], once it is refreshed (--sys-interval 1)."""
     watcher = client_factory(broker_port).connect()
-    watcher.subscribe("$SYS/broker/messages/dropped")
+    watcher.subscribe("$SYS/broker/messages/dropped" + (f"/{reason}" if reason else ""))
     value = 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -195,6 +195,7 @@ def test_a_subscriber_that_never_reads_slows_neither_publishers_nor_other_subscr
     assert share >= 0.6
     assert rss_after - rss_before < 100 << 20
     assert dropped(broker.port, client_factory) > 0
+    assert dropped(broker.port, client_factory, reason="slow_client") > 0  # QoS 0 to the stuck one
     assert broker.alive
 
 

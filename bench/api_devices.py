@@ -21,20 +21,18 @@ import http.client
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from platform_env import REPO, Database, free_port, manage  # noqa: E402
+from platform_env import REPO, Database, free_port, manage, stop, wait_http  # noqa: E402
 
 TENANT = "bench"
 
@@ -84,27 +82,6 @@ def populate(env: dict[str, str], count: int, online_fraction: float) -> str:
         cursor.execute("ANALYZE")  # planner statistics, as a database in service would have them
     connections.close_all()
     return key
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def load(port: int, path: str, key: str, clients: int, total: int) -> dict[str, Any]:

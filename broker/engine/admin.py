@@ -136,7 +136,7 @@ class Admin:
         broker = self.broker
         message = message_from_properties(mountpoint + topic, payload, qos, True, properties,
                                           broker.now(), None)
-        broker.publish(message, None)
+        broker.publish(message)
 
     def forget_mountpoint(self, mountpoint: str) -> tuple[int, int]:
         """End every session under a mountpoint and drop all its retained messages, `$`

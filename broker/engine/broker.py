@@ -361,7 +361,7 @@ class Broker:
 
     # ---- routing -----------------------------------------------------------------
 
-    def publish(self, message: Message, origin: Connection | None = None) -> None:
+    def publish(self, message: Message) -> None:
         """Route one accepted message to every matching subscription."""
         if message.retain:
             self.retained.set(message)

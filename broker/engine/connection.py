@@ -371,7 +371,7 @@ class Connection:
         broker.stats.messages_received += 1
         journal = broker.journal
         mark = journal.seq if journal is not None else 0
-        broker.publish(message, self)
+        broker.publish(message)
         if qos == 1:
             if journal is not None and journal.seq != mark:
                 self.hold_output()  # acknowledged once on disk for every durable session

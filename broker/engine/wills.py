@@ -41,4 +41,4 @@ def publish_will(broker: Broker, session: Session, will: Will) -> None:
         principal.mountpoint + will.topic, will.payload, will.qos, will.retain,
         will.properties, broker.now(), session,
     )
-    broker.publish(message, None)
+    broker.publish(message)

@@ -155,7 +155,7 @@ class Bridge:
                 local = t.local_prefix + topic[len(t.remote_prefix):]
                 retain = bool(properties.get("retain"))
                 message = Message(local, bytes(payload), min(qos, t.qos), retain, None, None, self.session)
-                self.broker.publish(message, None)
+                self.broker.publish(message)
                 break
         return 0  # PUBACK / PUBREC: success
 

@@ -13,6 +13,7 @@ from django.db.models.fields.json import KeyTransform
 
 from acl.models import AclRule, Action, Effect, SubjectKind
 from devices.models import AuditEvent, Device, DeviceGroup, Tenant
+from roost.timestamps import UtcDateTimeField
 
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
 # query value: (label, ordering); the first is the default. Name breaks every tie.
@@ -35,6 +36,10 @@ def _yes_no(queryset: QuerySet[Device], field: str, value: str) -> QuerySet[Devi
     if value == "no":
         return queryset.filter(**{field: False})
     return queryset
+
+
+class UtcDateTimeFilter(django_filters.DateTimeFilter):
+    field_class = UtcDateTimeField
 
 
 class DeviceFilter(django_filters.FilterSet):
@@ -114,9 +119,9 @@ class AuditFilter(django_filters.FilterSet):
                                       max_length=200, widget=forms.TextInput(attrs={"placeholder": "user or api-key:NAME"}))
     action = django_filters.ChoiceFilter(choices=[], empty_label="any action", label="Action")
     target_type = django_filters.ChoiceFilter(choices=[], empty_label="any target", label="Target type")
-    since = django_filters.DateTimeFilter(field_name="created", lookup_expr="gte", label="Since (UTC)",
+    since = UtcDateTimeFilter(field_name="created", lookup_expr="gte", label="Since (UTC)",
                                           widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    until = django_filters.DateTimeFilter(field_name="created", lookup_expr="lt", label="Until (UTC)",
+    until = UtcDateTimeFilter(field_name="created", lookup_expr="lt", label="Until (UTC)",
                                           widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
 
     class Meta:

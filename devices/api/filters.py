@@ -12,6 +12,7 @@ from django.db.models.fields.json import KeyTransform
 from drf_spectacular.utils import extend_schema_field
 
 from broker.integration.models import ConnectionEvent
+from roost.api.filters import UtcIsoDateTimeFilter
 
 from ..models import AuditEvent, Device, DeviceGroup
 
@@ -132,9 +133,9 @@ class AuditEventFilter(django_filters.FilterSet):
     target_id = django_filters.CharFilter(max_length=64, help_text="The object's id (with target_type).")
     target = django_filters.CharFilter(field_name="target_repr", max_length=255,
                                        help_text="The object as the trail shows it, e.g. `acme/sensor-1`.")
-    since = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte",
+    since = UtcIsoDateTimeFilter(field_name="created", lookup_expr="gte",
                                              help_text="Events at or after this ISO 8601 time.")
-    until = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lt",
+    until = UtcIsoDateTimeFilter(field_name="created", lookup_expr="lt",
                                              help_text="Events before this ISO 8601 time.")
 
     class Meta:
@@ -147,9 +148,9 @@ class ConnectionEventFilter(django_filters.FilterSet):
     event = django_filters.ChoiceFilter(choices=[("connected", "connected"), ("disconnected", "disconnected"),
                                                  ("refused", "refused")],
                                         help_text="Only connects, disconnects or refusals.")
-    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte",
+    since = UtcIsoDateTimeFilter(field_name="at", lookup_expr="gte",
                                              help_text="Events at or after this ISO 8601 time.")
-    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt",
+    until = UtcIsoDateTimeFilter(field_name="at", lookup_expr="lt",
                                              help_text="Events before this ISO 8601 time.")
 
     class Meta:

@@ -1,15 +1,34 @@
-"""`?ordering=` for every list: one field, optionally `-` for descending, from the view's
-`ordering_fields`. An unknown field is a 400 that lists the valid ones (DRF would silently
-ignore it, and a script would page through a different order than it asked for)."""
+"""Filters every list shares.
+
+`?ordering=`: one field, optionally `-` for descending, from the view's `ordering_fields`.
+An unknown field is a 400 that lists the valid ones (DRF would silently ignore it, and a
+script would page through a different order than it asked for).
+
+`UtcIsoDateTimeFilter`: an ISO 8601 time, moved to UTC before it reaches the database."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+import django_filters
+from django_filters.fields import IsoDateTimeField
 from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 
+from roost.timestamps import as_utc
+
 from .errors import bad_request
+
+
+class UtcIsoDateTimeField(IsoDateTimeField):
+    def clean(self, value: object) -> datetime | None:
+        cleaned = super().clean(value)
+        return None if cleaned is None else as_utc(cleaned)
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
 
 
 class StrictOrderingFilter(OrderingFilter):

@@ -25,6 +25,8 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
+from roost.timestamps import as_utc
+
 from .errors import bad_request
 
 MAX_CURSOR_CHARS = 4096
@@ -177,7 +179,8 @@ class KeysetPagination(LimitedCursorPagination):
         if field is None:
             raise _invalid_cursor()
         try:
-            return field.to_python(value)
+            python = field.to_python(value)
+            return as_utc(python) if isinstance(python, datetime) else python
         except (ValidationError, TypeError, ValueError, OverflowError):
             raise _invalid_cursor() from None
 

@@ -64,6 +64,13 @@ def test_the_audit_log_filters_by_actor_action_target_and_time(alice: Any, trail
     assert trail["old"].target_repr not in _targets(client.get(AUDIT, {"since": "2021-01-01"}))
 
 
+def test_a_time_with_a_far_offset_filters_and_one_out_of_range_is_a_field_error(alice: Any, trail: Any) -> None:
+    client = _client(alice)
+    assert _targets(client.get(AUDIT, {"until": "2020-01-01T00:00-17:47"})) == [trail["old"].target_repr]
+    response = client.get(AUDIT, {"since": "0001-01-01T00:00+05:00"})
+    assert response.status_code == 200 and "since" in response.context["filter"].form.errors
+
+
 def test_a_bad_filter_is_reported_at_its_field_and_lists_nothing(alice: Any, trail: Any) -> None:
     response = _client(alice).get(AUDIT, {"since": "yesterday-ish", "action": "no.such"})
     assert response.status_code == 200

@@ -83,6 +83,24 @@ def test_a_made_up_cursor_is_a_400_that_names_the_cursor(admin: Any) -> None:
         assert_error(admin.get(KEYS, {"cursor": cursor}), 400, "invalid_cursor", "cursor")
 
 
+def _cursor_with_time(admin: Any, moment: str) -> str:
+    """A real `next` cursor of the keys list with its `created` value replaced by `moment`."""
+    nxt = admin.get(KEYS, {"limit": 1}).json()["next"]
+    raw = nxt.partition("cursor=")[2].partition("&")[0]
+    token = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    token["p"][0] = moment
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
+
+
+def test_a_cursor_time_is_moved_to_utc_and_one_out_of_range_is_a_400(admin: Any, acme: Any,
+                                                                     make_api_key: Any) -> None:
+    make_api_key(acme, "viewer", name="second")
+    assert admin.get(KEYS, {"limit": 1, "cursor": _cursor_with_time(admin, "9000-05-30T05:07:46-17:47")}
+                     ).status_code == 200
+    assert_error(admin.get(KEYS, {"limit": 1, "cursor": _cursor_with_time(admin, "0001-01-01T00:00:00+05:00")}),
+                 400, "invalid_cursor", "cursor")
+
+
 @pytest.mark.parametrize("limit", ["0", "-3", "abc", "1001", "1.5", "١"])
 def test_a_limit_outside_1_to_1000_is_a_400(admin: Any, limit: str) -> None:
     assert_error(admin.get(KEYS, {"limit": limit}), 400, "invalid_limit", "limit")

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 from broker.engine import wills
 from broker.engine.journal import Journal, _b64, message_record, quote, will_record
 from broker.engine.retained import RetainedStore
-from broker.engine.store import _PLAIN, _WILL_PROPERTIES, StoredWill, _properties_of, _store_message
+from broker.engine.store import (
+    _WILL_PROPERTIES,
+    StoredWill,
+    _properties_of,
+    _store_message,
+    principal_record,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,8 +41,7 @@ def session_changed(journal: Journal, session: Session, mono_now: float) -> None
             will = StoredWill(w.topic, w.payload, w.qos, w.retain,
                               _properties_of(w.properties, _WILL_PROPERTIES),
                               wall_now + (due - mono_now))
-    attributes = {k: v for k, v in session.principal.attributes.items()
-                  if v is None or isinstance(v, _PLAIN)}
+    attributes = principal_record(session.principal)[2]
     journal.append(["S", session.mountpoint, session.client_id, session.principal.name,
                     attributes, session.protocol_level, session.expiry_interval,
                     disconnected_at, will_record(will)])
@@ -101,8 +106,10 @@ class JournaledRetained(RetainedStore):
         if kept and not message.topic.startswith("$SYS/"):
             stored = _store_message(message, self.clock(), time.time())
             record = message_record(0, stored)
+            origin = message.origin
+            publisher = principal_record(origin.principal) if origin is not None else None
             self.journal.append(["R", stored.topic, record[3], stored.qos, record[6],
-                                 stored.expires_at])
+                                 stored.expires_at, publisher])
         return kept
 
     def clear(self, topic: str) -> bool:

@@ -191,7 +191,7 @@ class _Replay:
                 stored.qos2_received = sorted(received)
         elif kind == "R":
             self.retained[r[1]] = StoredMessage(r[1], base64.b64decode(r[2]), r[3], True,
-                                                _props(r[4]), r[5])
+                                                _props(r[4]), r[5], r[6] if len(r) > 6 else None)
         elif kind == "C":
             self.retained.pop(r[1], None)
 

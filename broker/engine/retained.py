@@ -31,7 +31,7 @@ class RetainedStore:
         # one, and the first one inside a mountpoint.
         self._dollar_levels = frozenset((0, mount_levels))
         # Who published each retained message (by topic), so a new subscriber gets it only
-        # while that publisher may still publish it. Messages restored from storage have none.
+        # while that publisher may still publish it. Kept with the message in storage.
         self.publishers: dict[str, Principal] = {}
 
     def set(self, message: Message) -> bool:
@@ -61,6 +61,11 @@ class RetainedStore:
         else:
             self.publishers.pop(message.topic, None)
         return True
+
+    def restore(self, message: Message, publisher: Principal | None) -> None:
+        """A retained message loaded from storage, with the publisher it was stored with."""
+        if self.set(message) and publisher is not None:
+            self.publishers[message.topic] = publisher
 
     def publisher(self, message: Message) -> Principal | None:
         return self.publishers.get(message.topic)

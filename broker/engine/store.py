@@ -45,6 +45,8 @@ class StoredMessage:
     retain: bool
     properties: dict[str, Any] = field(default_factory=dict)
     expires_at: float | None = None
+    publisher: list[Any] | None = None
+    """Retained messages only: who published it, as `principal_record` makes it."""
 
 
 @dataclass(slots=True)
@@ -118,6 +120,17 @@ def _store_message(message: Message, mono_now: float, wall_now: float) -> Stored
                          expires_at)
 
 
+def principal_record(principal: Principal) -> list[Any]:
+    """A principal as storage keeps it: name, mountpoint and its plain attributes (what
+    authorization decides on; caches and other live objects are rebuilt on demand)."""
+    return [principal.name, principal.mountpoint,
+            {k: v for k, v in principal.attributes.items() if v is None or isinstance(v, _PLAIN)}]
+
+
+def principal_from(record: list[Any]) -> Principal:
+    return Principal(record[0], record[1], dict(record[2]))
+
+
 def _load_message(stored: StoredMessage, mono_now: float, wall_now: float) -> Message:
     props = Properties(**stored.properties) if stored.properties else None
     expiry_at = None
@@ -138,7 +151,11 @@ def snapshot(broker: Broker) -> Snapshot:
     snap = Snapshot()
     for message in broker.retained:
         if message.expiry_at is None or message.expiry_at > mono_now:
-            snap.retained.append(_store_message(message, mono_now, wall_now))
+            stored_msg = _store_message(message, mono_now, wall_now)
+            publisher = broker.retained.publisher(message)
+            if publisher is not None:
+                stored_msg.publisher = principal_record(publisher)
+            snap.retained.append(stored_msg)
     for session in broker.sessions.values():
         if not session.persistent:
             continue
@@ -163,8 +180,7 @@ def snapshot(broker: Broker) -> Snapshot:
         if session.qos2_in:
             stored.qos2_received = sorted(session.qos2_in)
         # Plain values only: caches and other live objects are rebuilt on demand.
-        stored.attributes = {k: v for k, v in session.principal.attributes.items()
-                             if v is None or isinstance(v, _PLAIN)}
+        stored.attributes = principal_record(session.principal)[2]
         will = session.will
         if will is not None and session.conn is None:
             due = session.disconnected_at + wills.delay_of(will)
@@ -188,7 +204,8 @@ def restore(broker: Broker, snap: Snapshot) -> None:
     config = broker.config
     for stored_msg in snap.retained:
         if stored_msg.expires_at is None or stored_msg.expires_at > wall_now:
-            broker.retained.set(_load_message(stored_msg, mono_now, wall_now))
+            publisher = principal_from(stored_msg.publisher) if stored_msg.publisher else None
+            broker.retained.restore(_load_message(stored_msg, mono_now, wall_now), publisher)
     for stored in snap.sessions:
         principal = Principal(stored.principal, stored.mountpoint, dict(stored.attributes))
         session = Session(stored.client_id, stored.mountpoint, principal)
@@ -294,7 +311,7 @@ def _loaded_properties(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _message(raw: dict[str, Any]) -> StoredMessage:
     return StoredMessage(raw["topic"], raw["payload"], raw["qos"], raw["retain"], _loaded_properties(raw),
-                         raw.get("expires_at"))
+                         raw.get("expires_at"), raw.get("publisher"))
 
 
 def _delivery(raw: dict[str, Any]) -> StoredDelivery:

@@ -143,7 +143,8 @@ class PlatformAuthority:
         return Principal(
             name=facts.client_id,
             mountpoint=tenant.mountpoint,
-            attributes={"acl": DecisionCache(self.matcher_for(acl)), "acl_principal": acl,
+            # `role` is what rebuilds `acl_principal` for a principal restored from storage.
+            attributes={"acl": DecisionCache(self.matcher_for(acl)), "acl_principal": acl, "role": signed.role,
                         "tenant_id": tenant.id, "user_id": signed.user_id, "username": signed.username},
         )
 
@@ -196,8 +197,8 @@ class PlatformAuthority:
         attributes = publisher.attributes
         identity: object = None
         prefix = attributes.get("api_key_prefix")
-        if isinstance(attributes.get("acl_principal"), AclPrincipal):
-            identity = tenant
+        if isinstance(attributes.get("acl_principal"), AclPrincipal) or isinstance(attributes.get("role"), str):
+            identity = tenant  # a signed-in user's: rights by role, for as long as the tenant
         elif isinstance(prefix, str):
             identity = self.identities.usable_key(prefix, tenant.id)
         else:
@@ -261,6 +262,13 @@ class PlatformAuthority:
         attributes = principal.attributes
         fixed = attributes.get("acl_principal")
         if isinstance(fixed, AclPrincipal):
+            return fixed
+        role = attributes.get("role")
+        if isinstance(role, str):  # a signed-in user's connection, restored from storage
+            tenant = self.identities.tenant_by_mountpoint.get(principal.mountpoint)
+            if tenant is None or not tenant.enabled:
+                return None
+            attributes["acl_principal"] = fixed = AclPrincipal.for_role(tenant.slug, role)
             return fixed
         prefix = attributes.get("api_key_prefix")
         if isinstance(prefix, str):

@@ -3,12 +3,16 @@ publish into, and a retained message lasts only as long as its publisher's right
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from broker.engine.interfaces import Action, Decision, Principal
+from broker.engine.journal import Journal
+from broker.engine.store import FileStore
 from broker.mqtt import Connack, Publish, Subscribe, Subscription, Will
 from broker.mqtt.packets import Puback
 from tests.broker.engine.engine_pairs import Peer, connected, make_broker
+from tests.broker.engine.test_engine_journal import crash, settle
 
 
 class Rules:
@@ -107,3 +111,45 @@ def test_a_retained_message_is_withheld_once_its_publisher_lost_the_right_to_pub
     assert _retained_for_new_subscriber(broker, "reader-1") == []
     rules.publish.add(("dev", "dev/state"))  # the right restored: so is the message
     assert _retained_for_new_subscriber(broker, "reader-2") == ["dev/state"]
+
+
+def _restarted_with(store: Any, rules: Rules, clock: Any) -> Any:
+    broker, _ = make_broker(clock=clock, authorizer=rules, store=store)
+    return broker
+
+
+def test_the_publisher_of_a_retained_message_is_kept_across_a_restart(tmp_path: Any) -> None:
+    """A restored retained message is still withheld once its publisher lost the right."""
+    rules = Rules(("dev", "dev/state"))
+    broker, clock = make_broker(authorizer=rules, store=FileStore(str(tmp_path)))
+    connected(broker, "dev").send(Publish("dev/state", b"on", retain=True))
+    broker.stop()
+    again = _restarted_with(FileStore(str(tmp_path)), Rules(), clock)
+    assert _retained_for_new_subscriber(again, "reader-1") == []
+    again.stop()
+    allowed = _restarted_with(FileStore(str(tmp_path)), Rules(("dev", "dev/state")), clock)
+    assert _retained_for_new_subscriber(allowed, "reader-2") == ["dev/state"]
+    allowed.stop()
+
+
+def test_the_publisher_of_a_retained_message_survives_a_crash_in_the_journal(tmp_path: Any) -> None:
+    async def first() -> Any:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(authorizer=Rules(("dev", "dev/state")), store=journal)
+        await settle(journal)
+        connected(broker, "dev").send(Publish("dev/state", b"on", 1, retain=True, packet_id=1))
+        await settle(journal)
+        crash(broker)
+        return clock
+
+    clock = asyncio.run(first())
+
+    async def restart(rules: Rules, reader: str) -> list[str]:
+        journal = Journal(str(tmp_path))
+        broker = _restarted_with(journal, rules, clock)
+        topics = _retained_for_new_subscriber(broker, reader)
+        crash(broker)  # no snapshot: the next start replays the same journal again
+        return topics
+
+    assert asyncio.run(restart(Rules(), "reader-1")) == []
+    assert asyncio.run(restart(Rules(("dev", "dev/state")), "reader-2")) == ["dev/state"]

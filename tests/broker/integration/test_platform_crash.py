@@ -90,3 +90,41 @@ def _try(call):
         return call()
     except AssertionError:
         return None
+
+
+def test_retained_messages_keep_their_publisher_across_a_kill(
+    platform: Platform, broker: PlatformBroker, tenant: str, clients
+) -> None:
+    """After the restart a retained message still lasts only as long as its publisher's right:
+    a signed-in operator's stays deliverable, a since-disabled device's is withheld."""
+    platform.call("rule_create", tenant=tenant, subject_kind="all_devices", action="both",
+                  topic_filter="crash-fleet/#")
+    reporter = platform.device(tenant, "reporter")
+    device = eventually(lambda: _try(lambda: clients(device_client(broker, reporter)).connect()))
+    codes: dict[int, int] = {}
+    device.client.on_publish = lambda _c, _u, mid, reason, _p: codes.__setitem__(mid, reason.value)
+
+    def published() -> bool:  # once the broker has the new rule
+        sent = device.client.publish("crash-fleet/reporter/state", b"up", qos=1, retain=True)
+        sent.wait_for_publish(5)
+        return codes.get(sent.mid) in (0, 0x10)
+
+    assert eventually(published)
+    token = sign_principal(BridgePrincipal(TENANT, 1, "operator", "operator"))
+    operator = clients(bridge_client(broker, "crash-retainer", token).connect())
+    operator.publish("devices/reporter/inbox", b"cmd", qos=1, retain=True)
+    broker.kill()
+    device.client.loop_stop()
+    operator.client.loop_stop()
+    broker.start()
+    platform.call("device_enable", tenant=tenant, name="reporter", enabled=False)
+
+    def topics_a_new_subscriber_gets() -> list[str]:
+        reader = clients(bridge_client(broker, "crash-reader", token).connect())
+        for topic_filter in ("crash-fleet/#", "devices/reporter/inbox"):
+            reader.subscribe(topic_filter, qos=1)
+        got = sorted(m.topic for m in reader.collect(0.5))
+        reader.client.disconnect()
+        return got
+
+    assert eventually(lambda: topics_a_new_subscriber_gets() == ["devices/reporter/inbox"], timeout=10)

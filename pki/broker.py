@@ -26,6 +26,7 @@ from devices.changes import record_change
 from . import keystore
 from .ca import ensure_root_ca, trusted_client_ca_bundle
 from .issuance import certificate_by_fingerprint
+from .revocation import client_crl_bundle, refresh_crls
 from .x509util import (
     crl_distribution_points,
     fingerprint,
@@ -44,7 +45,9 @@ KEY_FILE = "broker-server.key"
 __all__ = [
     "BrokerTlsFiles",
     "certificate_by_fingerprint",
+    "client_crl_bundle",
     "ensure_broker_server_certificate",
+    "refresh_crls",
     "trusted_client_ca_bundle",
 ]
 

@@ -165,6 +165,8 @@ def publish_crl(ca: CertificateAuthority) -> bytes:
         ca.crl_der = der
         ca.crl_next_update = now + crl_lifetime()
         ca.save(update_fields=["crl_number", "crl_der", "crl_next_update"])
+        # The broker checks device certificates against the CRLs at the TLS handshake.
+        record_change("crl", "published", ca.pk, tenant=ca.tenant, payload={"number": number})
     return der
 
 
@@ -180,6 +182,18 @@ def current_crl(ca: CertificateAuthority) -> bytes:
     if _needs_refresh(ca, timezone.now()):
         return publish_crl(ca)
     return bytes(ca.crl_der)
+
+
+def client_crl_bundle() -> str:
+    """PEM of a current CRL for every CA the broker trusts (signed anew where due): with them
+    the broker refuses a revoked device certificate at the TLS handshake."""
+    from .ca import valid_cas
+
+    pems = []
+    for ca in valid_cas():
+        der = current_crl(ca)
+        pems.append(x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM).decode("ascii"))
+    return "".join(pems)
 
 
 def refresh_crls() -> int:

@@ -16,7 +16,7 @@ from acl.loading import TenantRules, load_tenant_rules
 from broker.engine.admin import Admin
 from broker.engine.interfaces import Principal
 from devices.models import ChangeEvent, Device, DeviceGroup, Tenant
-from pki.broker import ensure_broker_server_certificate, trusted_client_ca_bundle
+from pki.broker import client_crl_bundle, ensure_broker_server_certificate, trusted_client_ca_bundle
 
 from .authority import PlatformAuthority
 from .identities import (
@@ -48,6 +48,8 @@ class Changes:
     """Devices to disconnect now (an operator's kick)."""
     trust_bundle: str | None = None
     """The new client CA bundle when a CA was created or rotated."""
+    crl_bundle: str | None = None
+    """Every CA's current CRL, when one was published (a revocation, a re-signing, a new CA)."""
     server_cert: tuple[str, str] | None = None
     """(chain path, key path) when the broker's own certificate was renewed."""
 
@@ -93,6 +95,9 @@ def prepare(events: list[ChangeEvent]) -> Changes:
                 changes.retained_clears.append((slug, topic))
         elif kind == "certificate_authority":
             changes.trust_bundle = trusted_client_ca_bundle()
+            changes.crl_bundle = client_crl_bundle()  # the new CA's first CRL with it
+        elif kind == "crl":
+            changes.crl_bundle = client_crl_bundle()
         elif kind == "broker_certificate":
             files = ensure_broker_server_certificate()
             changes.server_cert = (str(files.chain_path), str(files.key_path))
@@ -233,6 +238,8 @@ class LiveEffects:
         if self.tls is not None:
             if changes.trust_bundle is not None:
                 self.tls.add_trust(changes.trust_bundle)
+            if changes.crl_bundle is not None:
+                self.tls.add_crls(changes.crl_bundle)
             if changes.server_cert is not None:
                 self.tls.replace_certificate(*changes.server_cert)
         if kicked:

@@ -15,7 +15,12 @@ from broker.engine.admin import Admin
 from broker.engine.broker import Broker
 from devices.changes import latest_change_id
 from devices.models import Device
-from pki.broker import ensure_broker_server_certificate, trusted_client_ca_bundle
+from pki.broker import (
+    client_crl_bundle,
+    ensure_broker_server_certificate,
+    refresh_crls,
+    trusted_client_ca_bundle,
+)
 
 from .authority import SERVICE_LISTENER, PlatformAuthority
 from .changefeed import ChangeFeed
@@ -26,7 +31,7 @@ from .metrics import BrokerCollector, serve_metrics
 from .models import BrokerState
 from .presence import PresenceHooks
 from .store import DatabaseStore
-from .tls import TlsReloader, device_server_context, service_server_context
+from .tls import DeviceTls, TlsReloader, service_server_context
 from .traffic import TrafficMeter
 from .writebehind import PresenceRow, WriteBehind
 
@@ -36,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("roost.broker")
 
 CURSOR_KEY = "changefeed"
+CRL_REFRESH_INTERVAL = 3600.0
+"""Seconds between checks for CRLs due to be re-signed (half-way through their lifetime)."""
 
 
 class Platform:
@@ -48,9 +55,11 @@ class Platform:
         self.store = DatabaseStore(config.durability)
         self.traffic = TrafficMeter()
         self.writer = WriteBehind(interval=settings.ROOST_BROKER_FLUSH_INTERVAL)
+        self.device_tls: DeviceTls | None = None
         self.tls_context: ssl.SSLContext | None = None
         self.service_tls_context: ssl.SSLContext | None = None
         self._key_expiry: asyncio.Task[None] | None = None
+        self._crl_refresh: asyncio.Task[None] | None = None
         self.broker: Broker | None = None
         self.admin: Admin | None = None
         self.live: LiveEffects | None = None
@@ -61,7 +70,8 @@ class Platform:
     def load(self) -> None:
         """Everything from the database, before a single client is accepted (worker thread)."""
         chain, key = ensure_broker_server_certificate()
-        self.tls_context = device_server_context(str(chain), str(key), trusted_client_ca_bundle())
+        self.device_tls = DeviceTls(str(chain), str(key), trusted_client_ca_bundle(), client_crl_bundle())
+        self.tls_context = self.device_tls.context
         if any(listener.name == SERVICE_LISTENER for listener in self.config.listeners):
             self.service_tls_context = service_server_context(str(chain), str(key))
         # Read the cursor first: rows committed while we load are then applied twice, which
@@ -100,10 +110,10 @@ class Platform:
         return broker
 
     def _tls_reloader(self) -> TlsReloader | None:
-        if self.tls_context is None:
+        if self.device_tls is None:
             return None
         others = (self.service_tls_context,) if self.service_tls_context is not None else ()
-        return TlsReloader(self.tls_context, *others)
+        return TlsReloader(self.device_tls, *others)
 
     async def start_feeds(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.live is not None
@@ -116,6 +126,22 @@ class Platform:
         self.writer.start()
         if self.service_tls_context is not None:
             self._key_expiry = loop.create_task(self.live.watch_key_expiry())
+        if self.tls_context is not None:
+            self._crl_refresh = loop.create_task(self._keep_crls_current())
+
+    async def _keep_crls_current(self, interval: float = CRL_REFRESH_INTERVAL) -> None:
+        """Re-sign CRLs that are half-way to their nextUpdate, even with no Celery beat running:
+        an expired CRL would fail the handshake of every device of its CA. The new CRLs reach
+        the TLS context through the change feed ("crl" events)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                count = await asyncio.to_thread(refresh_crls)
+            except Exception:
+                log.exception("refreshing CRLs failed")
+            else:
+                if count:
+                    log.info("re-signed %d CRL(s)", count)
 
     def _apply(self, changes: Changes, last_id: int) -> None:
         assert self.live is not None
@@ -142,8 +168,9 @@ class Platform:
             self.broker.stop()
         if self.feed is not None:
             self.feed.stop()
-        if self._key_expiry is not None:
-            self._key_expiry.cancel()
+        for task in (self._key_expiry, self._crl_refresh):
+            if task is not None:
+                task.cancel()
         await self.writer.stop()
         await asyncio.to_thread(self._close)
 

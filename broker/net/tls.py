@@ -14,12 +14,15 @@ import ssl
 # OpenSSL verify codes (x509_vfy.h) a refused client certificate most often carries.
 _VERIFY_REASONS = {
     2: "unknown CA",  # unable to get issuer certificate
+    3: "no CRL for the CA",
     7: "bad certificate signature",
     9: "certificate not yet valid",
     10: "certificate expired",
+    12: "CRL expired",
     18: "unknown CA",  # self-signed leaf
     19: "unknown CA",  # self-signed certificate in chain
     20: "unknown CA",  # unable to get local issuer certificate
+    23: "certificate revoked",
     26: "unsuitable certificate purpose",
 }
 _SSL_REASONS = {

@@ -401,6 +401,20 @@ def connack_code(port: int, ca: str, cert: str | None, key: str | None, client_i
                     return int(packet.reason_code)
 
 
+REVOKED_IN_HANDSHAKE = "certificate_revoked alert"
+
+
+def refusal(port: int, ca: str, cert: str, key: str, client_id: str, level: int = 4) -> int | str | None:
+    """What a device meets: REVOKED_IN_HANDSHAKE when TLS refused its certificate as revoked,
+    else the CONNACK code (None: closed without one)."""
+    try:
+        return connack_code(port, ca, cert, key, client_id, level=level)
+    except ssl.SSLError as exc:
+        if "CERTIFICATE_REVOKED" in str(exc):
+            return REVOKED_IN_HANDSHAKE
+        raise
+
+
 def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05) -> Any:
     """Poll `check` until it returns something truthy; fails with the last value otherwise."""
     deadline = time.monotonic() + timeout

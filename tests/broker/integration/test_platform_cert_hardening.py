@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.broker.integration.platform_harness import (
+    REVOKED_IN_HANDSHAKE,
     Bundle,
     Platform,
     PlatformBroker,
     connack_code,
     eventually,
+    refusal,
 )
 
 TENANT = "it-hard"
@@ -98,11 +100,44 @@ def test_a_subject_that_is_not_utf8_cannot_even_be_presented_and_is_refused_by_t
     assert certificate_problem(issuer.public_bytes(serialization.Encoding.DER)) == "CA certificate"
 
 
-def test_a_revoked_certificate_is_refused_as_banned(broker: PlatformBroker, platform: Platform) -> None:
+def test_a_revoked_certificate_is_refused_in_the_tls_handshake_with_certificate_revoked(
+        broker: PlatformBroker, platform: Platform) -> None:
     bundle = platform.device(TENANT, "revoked-h")
     args = (broker.port, bundle.ca, bundle.cert, bundle.key, "revoked-h")
     assert eventually(lambda: connack_code(*args, level=5) == 0)
+    before = _handshake_failures(broker, "certificate revoked")
     platform.call("cert_revoke", serial=bundle.serial)
-    assert eventually(lambda: connack_code(*args, level=5) == 0x8A)
-    assert connack_code(*args, level=4) == 5  # 3.1.1 has no "banned": not authorized
-    assert Path(bundle.cert).exists()
+    assert eventually(lambda: refusal(*args, level=5) == REVOKED_IN_HANDSHAKE)
+    assert refusal(*args, level=4) == REVOKED_IN_HANDSHAKE
+    assert eventually(lambda: _handshake_failures(broker, "certificate revoked") >= before + 2)
+
+
+def _handshake_failures(broker: PlatformBroker, reason: str) -> float:
+    return broker.metric("roost_broker_tls_handshake_failures_total", reason=reason)
+
+
+def test_a_revoked_certificate_that_passes_tls_is_refused_at_connect_as_banned(good: Bundle) -> None:
+    """Between the revocation and its CRL reaching the TLS context the registry refuses the
+    certificate on its own: 0x8A (3.1.1: code 5)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from broker.integration.identities import (
+        BANNED,
+        REVOKED,
+        CertRecord,
+        IdentityIndex,
+        Refusal,
+        fingerprint_of,
+    )
+
+    leaf = x509.load_pem_x509_certificate(Path(good.cert).read_bytes())  # the chain's first
+    der = leaf.public_bytes(serialization.Encoding.DER)
+    index = IdentityIndex()
+    now = datetime.now(UTC)
+    index.certs[fingerprint_of(der)] = CertRecord(fingerprint_of(der), "01", 1, 1, REVOKED,
+                                                  now - timedelta(days=1), now + timedelta(days=1))
+    result = index.authenticate(der, "proper", None)
+    assert isinstance(result, Refusal) and (result.reason_code, result.why) == (BANNED, "certificate revoked")

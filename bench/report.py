@@ -16,7 +16,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from brokers import ALL_BROKERS, MOSQUITTO, MOSQUITTO_NODELAY, ROOST  # noqa: E402
+from brokers import (  # noqa: E402
+    ALL_BROKERS,
+    MOSQUITTO,
+    MOSQUITTO_ACL,
+    MOSQUITTO_NODELAY,
+    MOSQUITTO_PERSIST,
+    ROOST,
+    ROOST_ACK,
+    ROOST_NONE,
+    ROOST_PLATFORM,
+)
 from scenarios import FIGURES, GEN_CPU_LIMIT, goal_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,6 +38,11 @@ LABELS = {
     ROOST: "Roost",
     MOSQUITTO: "Mosquitto (defaults)",
     MOSQUITTO_NODELAY: "Mosquitto (tcp_nodelay)",
+    ROOST_ACK: "Roost --durability ack",
+    ROOST_NONE: "Roost --durability none",
+    MOSQUITTO_PERSIST: "Mosquitto (persistence true)",
+    ROOST_PLATFORM: "Roost platform broker",
+    MOSQUITTO_ACL: "Mosquitto (mTLS, identity as user name, ACL file)",
 }
 COLORS = {ROOST: "#c0392b", MOSQUITTO: "#2c3e50", MOSQUITTO_NODELAY: "#7f8c8d"}
 
@@ -242,6 +257,7 @@ def render(doc: dict[str, Any], results_file: Path, acl: str | None) -> str:
             "",
         ]
     lines += ["![Throughput, latency and connection figures](benchmarks.png)", ""]
+    lines += _comparisons(doc.get("comparisons") or [])
     lines += _notes(doc)
     lines += _profile(doc.get("profile"))
     if acl:
@@ -249,12 +265,45 @@ def render(doc: dict[str, Any], results_file: Path, acl: str | None) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _comparisons(rows: list[dict[str, Any]]) -> list[str]:
+    """Durability, slow consumer and platform figures: one configuration against another."""
+    if not rows:
+        return []
+    from run import comparison_text
+
+    out = [
+        "## Durability, a stuck subscriber, the platform over mTLS",
+        "",
+        "Ratios of medians between two configurations (`bench/scenarios.py`, `COMPARISONS`):",
+        "Roost `--persist DIR --durability ack|none` and Mosquitto with `persistence true`",
+        "(which writes at autosave and exit, not before acknowledging), all with persistent",
+        "sessions (`--persistent`: clean session off, fixed client ids); the same broker with",
+        "and without one `#` subscriber that never reads its socket; the platform broker",
+        "(`manage.py runbroker`: one certificate per device, client id = device, ACL rules,",
+        "tenant mountpoint) against Mosquitto with mTLS, `require_certificate`,",
+        "`use_identity_as_username` and an ACL file (`bench/platform_broker.py`).",
+        "",
+        "| Figure | Value | Numerator | Denominator | Goal | Result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        value, goal, result = comparison_text(row)
+        num = f"{LABELS.get(row['num'][1], row['num'][1])}: {_fmt(row['numerator'], row['scale'] if not row['den'] else 1)}"
+        den = (
+            f"{LABELS.get(row['den'][1], row['den'][1])}: {_fmt(row['denominator'])}"
+            if row["den"]
+            else ""
+        )
+        out.append(f"| {row['label']} | {value} | {num} | {den} | {goal} | {result} |")
+    return [*out, ""]
+
+
 def _notes(doc: dict[str, Any]) -> list[str]:
     out = ["## Notes on this run", ""]
     invalid = [r for r in doc["runs"] if r.get("problems")]
     for r in invalid:
         out.append(
-            f"- ⚠ `{r['scenario']}` round {r['round']}, {LABELS[r['broker']]}: {'; '.join(r['problems'])}"
+            f"- ⚠ `{r['scenario']}` round {r['round']}, {LABELS.get(r['broker'], r['broker'])}: {'; '.join(r['problems'])}"
         )
     drops: dict[tuple[str, str], int] = {}
     for r in doc["runs"]:
@@ -268,7 +317,7 @@ def _notes(doc: dict[str, Any]) -> list[str]:
             most = int(args[args.index("--window") + 1]) * int(args[args.index("--pubs") + 1])
             bound = f"; the load generator's windows allow {most} messages outstanding"
         out.append(
-            f'- {LABELS[b]} logged "Outgoing messages are being dropped" in `{scen}` '
+            f'- {LABELS.get(b, b)} logged "Outgoing messages are being dropped" in `{scen}` '
             f"({lost} messages lost over all rounds{bound})."
         )
     resets = [r for r in doc["runs"] if r["result"].get("window_resets")]
@@ -276,7 +325,7 @@ def _notes(doc: dict[str, Any]) -> list[str]:
         by: dict[tuple[str, str], list[int]] = {}
         for r in resets:
             by.setdefault((r["scenario"], r["broker"]), []).append(r["result"]["window_resets"])
-        parts = [f"`{s}` {LABELS[b]}: {sum(v)}" for (s, b), v in by.items()]
+        parts = [f"`{s}` {LABELS.get(b, b)}: {sum(v)}" for (s, b), v in by.items()]
         out.append(
             "- A publisher whose window did not move for 500 ms wrote its outstanding messages off and went "
             "on (a stall or a drop in the broker). Times this happened, all rounds: "

@@ -19,6 +19,12 @@
  *                rate and the broker's RSS per connection (--broker-pid)
  *   retained     store --count retained topics, then time a new '#' subscriber
  *
+ * pubsub extras: --persistent (clean session off, session expiry for MQTT 5,
+ * fixed client ids), --stuck N (N more subscribers to --stuck-filter that never
+ * read their socket after SUBACK: a slow consumer), --cert-dir DIR (TLS: one
+ * certificate + key bundle per connection, the certificate's CN as client id,
+ * %c in --topic-root for it).
+ *
  * Output: one JSON object on stdout. Diagnostics go to stderr.
  */
 #define _GNU_SOURCE
@@ -39,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -222,12 +229,18 @@ static struct {
     double hold;
     const char *prefix;
     double timeout;
+    int persistent;          /* clean session off, session expiry 1 h (MQTT 5) */
+    int stuck;               /* extra subscribers that never read */
+    const char *stuck_filter;
+    const char *cert_dir;    /* one PEM bundle (cert, chain, key) per connection */
+    const char *topic_root;  /* topics are ROOT/in/N etc.; %c is the client id; default the prefix */
 } cfg = {
     .host = "127.0.0.1", .port = 1883, .mode = MODE_PUBSUB, .topology = TOPO_FANIN, .proto = 4,
     .qos = 0, .pubs = 50, .subs = 1, .payload = 64, .warmup = 1.0, .duration = 5.0, .drain = 10.0,
     .rate = 0, .window = 64, .alias = 0, .conns = 1000, .warm_conns = 10, .concurrency = 64,
     .tls = 0, .ca = NULL, .certs = NULL, .count = 100000, .broker_pid = 0, .keepalive = 60,
-    .hold = 2.0, .prefix = "bench", .timeout = 120.0,
+    .hold = 2.0, .prefix = "bench", .timeout = 120.0, .persistent = 0, .stuck = 0,
+    .stuck_filter = "#", .cert_dir = NULL, .topic_root = NULL,
 };
 
 /* ---------------------------------------------------------------- errors */
@@ -257,7 +270,7 @@ static void json_str(FILE *o, const char *s) {
 
 /* --------------------------------------------------------------- clients */
 
-enum { ROLE_PUB, ROLE_SUB, ROLE_IDLE };
+enum { ROLE_PUB, ROLE_SUB, ROLE_IDLE, ROLE_STUCK };
 enum { ST_NEW, ST_TCP, ST_TLS, ST_CONNACK, ST_SUBACK, ST_READY, ST_CLOSED };
 
 typedef struct client {
@@ -284,6 +297,7 @@ typedef struct client {
     int n_streams;
     int epoll_out;       /* EPOLLOUT currently requested */
     int expect_close;
+    int muted;           /* a stuck subscriber past its SUBACK: out of epoll for good */
 } client_t;
 
 typedef struct {
@@ -315,7 +329,7 @@ static void ep_ctl(client_t *c, int op, uint32_t events) {
 }
 
 static void want_out(client_t *c, int on) {
-    if (c->epoll_out == on || c->fd < 0) return;
+    if (c->epoll_out == on || c->fd < 0 || c->muted) return;
     c->epoll_out = on;
     ep_ctl(c, EPOLL_CTL_MOD, EPOLLIN | (on ? EPOLLOUT : 0));
 }
@@ -373,16 +387,21 @@ static int client_flush(client_t *c) {
 
 static void q_connect(client_t *c) {
     size_t cid_len = strlen(c->cid);
-    uint32_t rl = 10 + 2 + (uint32_t)cid_len + (cfg.proto == 5 ? 1 : 0);
+    int expiry = cfg.proto == 5 && cfg.persistent;
+    uint32_t rl = 10 + 2 + (uint32_t)cid_len + (cfg.proto == 5 ? 1 : 0) + (expiry ? 5 : 0);
     buf_reserve(&c->wb, rl + 5);
     uint8_t *p = c->wb.p + c->wb.len;
     *p++ = 0x10;
     p = put_varint(p, rl);
     p = put_str(p, "MQTT", 4);
     *p++ = (uint8_t)cfg.proto;
-    *p++ = 0x02; /* clean session / clean start */
+    *p++ = cfg.persistent ? 0x00 : 0x02; /* clean session / clean start */
     p = put_u16(p, (uint16_t)cfg.keepalive);
-    if (cfg.proto == 5) *p++ = 0; /* no properties */
+    if (expiry) { /* Session Expiry Interval: one hour */
+        *p++ = 5;
+        *p++ = 0x11;
+        *p++ = 0; *p++ = 0; *p++ = 0x0e; *p++ = 0x10;
+    } else if (cfg.proto == 5) *p++ = 0; /* no properties */
     p = put_str(p, c->cid, cid_len);
     c->wb.len = (size_t)(p - c->wb.p);
 }
@@ -541,6 +560,7 @@ static void on_message(client_t *c, const uint8_t *pl, size_t n, int retain, uin
     memcpy(&seq, pl + 8, 8);
     memcpy(&t_tx, pl + 16, 8);
     int np = cfg.mode == MODE_RETAINED ? 1 : cfg.pubs;
+    if (c->role == ROLE_STUCK) return; /* it never reads; anything parsed came with its SUBACK */
     int sub_index = c->id; /* subscribers are numbered from 0 */
     if ((int)pub_id >= np) { unexpected++; return; }
     stream_t *s = &streams[(size_t)sub_index * (size_t)np + pub_id];
@@ -628,6 +648,12 @@ static void client_parse(client_t *c) {
                 c->state = ST_READY;
                 n_ready++;
                 n_pending--;
+                if (c->role == ROLE_STUCK) { /* from now on it never reads */
+                    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                    c->muted = 1;
+                    c->rb.off = c->rb.len = 0;
+                    return;
+                }
             }
             break;
         case 13: /* PINGRESP */
@@ -644,7 +670,7 @@ static void client_parse(client_t *c) {
 }
 
 static void client_read(client_t *c) {
-    for (int rounds = 0; rounds < 16 && c->state != ST_CLOSED; rounds++) {
+    for (int rounds = 0; rounds < 16 && c->state != ST_CLOSED && !c->muted; rounds++) {
         buf_reserve(&c->rb, READ_CHUNK);
         ssize_t r;
         if (c->ssl) {
@@ -680,7 +706,55 @@ static void client_read(client_t *c) {
 static SSL_CTX *ssl_ctx;
 static X509 **certs;
 static EVP_PKEY **keys;
+static STACK_OF(X509) **chains; /* --cert-dir: intermediates sent after each certificate */
 static int n_certs;
+
+static void add_cert(X509 *x, EVP_PKEY *k, STACK_OF(X509) *chain) {
+    static int cap;
+    if (n_certs == cap) {
+        cap = cap ? cap * 2 : 256;
+        certs = realloc(certs, sizeof *certs * (size_t)cap);
+        keys = realloc(keys, sizeof *keys * (size_t)cap);
+        chains = realloc(chains, sizeof *chains * (size_t)cap);
+        if (!certs || !keys || !chains) { perror("realloc"); exit(2); }
+    }
+    certs[n_certs] = x;
+    keys[n_certs] = k;
+    chains[n_certs] = chain;
+    n_certs++;
+}
+
+static int pem_name(const struct dirent *d) {
+    size_t n = strlen(d->d_name);
+    return n > 4 && !strcmp(d->d_name + n - 4, ".pem");
+}
+
+/* --cert-dir: every *.pem file, in name order, holds one device's certificate, its chain
+   and its key; connection i uses file i. */
+static void load_cert_dir(const char *dir) {
+    struct dirent **names;
+    int n = scandir(dir, &names, pem_name, alphasort);
+    if (n < 0) { perror(dir); exit(2); }
+    for (int i = 0; i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+        free(names[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) { perror(path); exit(2); }
+        X509 *leaf = PEM_read_X509(f, NULL, NULL, NULL);
+        STACK_OF(X509) *chain = sk_X509_new_null();
+        for (X509 *x; leaf && (x = PEM_read_X509(f, NULL, NULL, NULL));) sk_X509_push(chain, x);
+        ERR_clear_error();
+        rewind(f);
+        EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+        fclose(f);
+        if (!leaf || !k) { fprintf(stderr, "loadgen: %s needs a certificate and a key\n", path); exit(2); }
+        ERR_clear_error();
+        add_cert(leaf, k, chain);
+    }
+    free(names);
+    if (!n_certs) { fprintf(stderr, "loadgen: no *.pem bundles in %s\n", dir); exit(2); }
+}
 
 static void tls_setup(void) {
     ssl_ctx = SSL_CTX_new(TLS_client_method());
@@ -695,24 +769,17 @@ static void tls_setup(void) {
         SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_PEER, NULL);
         X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(ssl_ctx), cfg.host);
     }
+    if (cfg.cert_dir) { load_cert_dir(cfg.cert_dir); return; }
     if (!cfg.certs) return;
     /* The bundle holds "certificate, key" pairs in PEM, one per device. */
     FILE *f = fopen(cfg.certs, "r");
     if (!f) { perror(cfg.certs); exit(2); }
-    int cap = 0;
     for (;;) {
         X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
         if (!x) break;
         EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
         if (!k) { fprintf(stderr, "loadgen: certificate without a key in %s\n", cfg.certs); exit(2); }
-        if (n_certs == cap) {
-            cap = cap ? cap * 2 : 256;
-            certs = realloc(certs, sizeof *certs * (size_t)cap);
-            keys = realloc(keys, sizeof *keys * (size_t)cap);
-        }
-        certs[n_certs] = x;
-        keys[n_certs] = k;
-        n_certs++;
+        add_cert(x, k, NULL);
     }
     ERR_clear_error();
     fclose(f);
@@ -731,6 +798,11 @@ static void client_start(client_t *c) {
     if (c->fd < 0) { record_error("socket: %s", strerror(errno)); n_failed++; c->state = ST_CLOSED; return; }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->role == ROLE_STUCK) {
+        /* A small receive window: the broker's side backs up after a few KiB. */
+        int small = 4096;
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    }
     c->t_start = now_ns();
     c->state = ST_TCP;
     n_pending++;
@@ -769,6 +841,7 @@ static void on_connected(client_t *c) {
         if (n_certs) {
             SSL_use_certificate(c->ssl, certs[c->id % n_certs]);
             SSL_use_PrivateKey(c->ssl, keys[c->id % n_certs]);
+            if (chains[c->id % n_certs]) SSL_set1_chain(c->ssl, chains[c->id % n_certs]);
         }
         SSL_set_connect_state(c->ssl);
         c->state = ST_TLS;
@@ -783,7 +856,7 @@ static void on_connected(client_t *c) {
 static char sub_filter[200];
 
 static void on_ready(client_t *c) {
-    if (c->role == ROLE_SUB) {
+    if (c->role == ROLE_SUB || c->role == ROLE_STUCK) {
         c->state = ST_SUBACK;
         q_subscribe(c, sub_filter, cfg.mode == MODE_RETAINED ? 0 : cfg.qos);
         client_flush(c);
@@ -873,7 +946,7 @@ static void disconnect_all(void) {
         client_t *c = &clients[i];
         if (c->state == ST_CLOSED || c->state == ST_NEW) continue;
         c->expect_close = 1;
-        if (c->state == ST_READY) { q_simple(c, 0xE0); client_flush(c); }
+        if (c->state == ST_READY && !c->muted) { q_simple(c, 0xE0); client_flush(c); }
         client_close(c, NULL);
     }
 }
@@ -883,7 +956,7 @@ static void keepalive_tick(void) {
     uint64_t t = now_ns(), half = (uint64_t)cfg.keepalive * 500000000ull;
     for (int i = 0; i < n_clients; i++) {
         client_t *c = &clients[i];
-        if (c->state == ST_READY && t - c->t_last_tx > half) { q_simple(c, 0xC0); client_flush(c); }
+        if (c->state == ST_READY && !c->muted && t - c->t_last_tx > half) { q_simple(c, 0xC0); client_flush(c); }
     }
 }
 
@@ -939,7 +1012,7 @@ static void publish_one(client_t *p) {
 }
 
 static int streams_complete(void) {
-    for (int i = cfg.subs; i < n_clients; i++) {
+    for (int i = cfg.subs; i < cfg.subs + cfg.pubs; i++) {
         client_t *p = &clients[i];
         for (int k = 0; k < p->n_streams; k++)
             if (streams[p->streams[k]].unique < p->seq) return 0;
@@ -954,28 +1027,49 @@ static void arm_timer(uint64_t at_ns) {
     timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
+/* --topic-root (default the prefix) with %c replaced by `cid`. */
+static void topic_root(char *out, size_t n, const char *cid) {
+    const char *t = cfg.topic_root ? cfg.topic_root : cfg.prefix;
+    size_t o = 0;
+    for (; *t && o + 1 < n; t++) {
+        if (t[0] == '%' && t[1] == 'c') {
+            o += (size_t)snprintf(out + o, n - o, "%s", cid);
+            if (o >= n) o = n - 1;
+            t++;
+        } else out[o++] = *t;
+    }
+    out[o] = 0;
+}
+
 static int run_pubsub(void) {
     int np = cfg.pubs, ns = cfg.subs;
     if (cfg.topology == TOPO_FANOUT && np != 1) { fprintf(stderr, "fan-out uses one publisher\n"); np = cfg.pubs = 1; }
     if (cfg.topology == TOPO_FANIN && ns != 1) { fprintf(stderr, "fan-in uses one subscriber\n"); ns = cfg.subs = 1; }
     if (cfg.topology == TOPO_PAIRS && ns != np) { fprintf(stderr, "pairs need --subs == --pubs\n"); return 2; }
-    setup_clients(ns + np);
-    streams = calloc((size_t)ns * (size_t)np, sizeof *streams);
-    /* clients[0..ns) subscribe, clients[ns..ns+np) publish */
-    for (int s = 0; s < ns; s++) {
-        client_t *c = &clients[s];
-        c->id = s;
-        c->role = ROLE_SUB;
-        snprintf(c->cid, sizeof c->cid, "%s-s%d", cfg.prefix, s);
+    int nk = cfg.stuck, total = ns + np + nk;
+    if (cfg.tls && n_certs && n_certs < total) {
+        fprintf(stderr, "loadgen: %d connections need as many certificates, %d given\n", total, n_certs);
+        return 2;
     }
+    setup_clients(total);
+    streams = calloc((size_t)ns * (size_t)np, sizeof *streams);
+    /* clients[0..ns) subscribe, clients[ns..ns+np) publish, then the stuck ones */
+    for (int i = 0; i < total; i++) {
+        client_t *c = &clients[i];
+        c->id = i;
+        c->role = i < ns ? ROLE_SUB : i < ns + np ? ROLE_PUB : ROLE_STUCK;
+        if (cfg.tls && n_certs) cert_cn(certs[i], c->cid, sizeof c->cid);
+        else if (i < ns) snprintf(c->cid, sizeof c->cid, "%s-s%d", cfg.prefix, i);
+        else if (i < ns + np) snprintf(c->cid, sizeof c->cid, "%s-p%d", cfg.prefix, i - ns);
+        else snprintf(c->cid, sizeof c->cid, "%s-k%d", cfg.prefix, i - ns - np);
+    }
+    char root[160];
     for (int i = 0; i < np; i++) {
         client_t *c = &clients[ns + i];
-        c->id = ns + i;
-        c->role = ROLE_PUB;
-        snprintf(c->cid, sizeof c->cid, "%s-p%d", cfg.prefix, i);
         const char *kind = cfg.topology == TOPO_FANIN ? "in" : cfg.topology == TOPO_FANOUT ? "out" : "pair";
-        if (cfg.topology == TOPO_FANOUT) c->topic_len = snprintf(c->topic, sizeof c->topic, "%s/out", cfg.prefix);
-        else c->topic_len = snprintf(c->topic, sizeof c->topic, "%s/%s/%d", cfg.prefix, kind, i);
+        topic_root(root, sizeof root, c->cid);
+        if (cfg.topology == TOPO_FANOUT) c->topic_len = snprintf(c->topic, sizeof c->topic, "%s/out", root);
+        else c->topic_len = snprintf(c->topic, sizeof c->topic, "%s/%s/%d", root, kind, i);
         c->streams = calloc((size_t)ns, sizeof(int));
         for (int s = 0; s < ns; s++) {
             if (cfg.topology == TOPO_PAIRS && s != i) continue;
@@ -985,17 +1079,23 @@ static int run_pubsub(void) {
         }
     }
     /* Subscribers first, so that nothing is published before they listen. */
-    for (int s = 0; s < ns; s++) {
-        if (cfg.topology == TOPO_FANIN) snprintf(sub_filter, sizeof sub_filter, "%s/in/+", cfg.prefix);
-        else if (cfg.topology == TOPO_FANOUT) snprintf(sub_filter, sizeof sub_filter, "%s/out", cfg.prefix);
+    if (cfg.topology == TOPO_FANIN) {
+        topic_root(root, sizeof root, "+");
+        snprintf(sub_filter, sizeof sub_filter, "%s/in/+", root);
+    } else if (cfg.topology == TOPO_FANOUT) {
+        snprintf(sub_filter, sizeof sub_filter, "%s", clients[ns].topic);
     }
     if (cfg.topology == TOPO_PAIRS) {
         /* each subscriber has its own filter: connect them one by one */
         for (int s = 0; s < ns; s++) {
-            snprintf(sub_filter, sizeof sub_filter, "%s/pair/%d", cfg.prefix, s);
+            snprintf(sub_filter, sizeof sub_filter, "%s", clients[ns + s].topic);
             if (connect_all(s, s + 1, 30) < 0) return fail_report("pubsub");
         }
     } else if (connect_all(0, ns, 30) < 0) return fail_report("pubsub");
+    if (nk) {
+        snprintf(sub_filter, sizeof sub_filter, "%s", cfg.stuck_filter);
+        if (connect_all(ns + np, total, 30) < 0) return fail_report("pubsub");
+    }
     if (connect_all(ns, ns + np, 30) < 0) return fail_report("pubsub");
 
     int paced = cfg.rate > 0;
@@ -1085,6 +1185,14 @@ static int run_pubsub(void) {
     double dur = complete_window ? (double)(w_end - w_start) / 1e9 : 0;
     double gen_cpu = dur > 0 ? (cpu1 - cpu0) / dur : 0;
     double broker_cpu = (dur > 0 && bcpu0 >= 0 && bcpu1 >= 0) ? (bcpu1 - bcpu0) / dur : -1;
+    int stuck_connected = 0;
+    for (int i = ns + np; i < ns + np + nk; i++) {
+        struct tcp_info ti;
+        socklen_t tl = sizeof ti;
+        if (clients[i].fd >= 0 && getsockopt(clients[i].fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+            ti.tcpi_state == 1 /* ESTABLISHED */)
+            stuck_connected++;
+    }
     disconnect_all();
 
     FILE *o = stdout;
@@ -1093,7 +1201,8 @@ static int run_pubsub(void) {
             cfg.proto, cfg.qos, cfg.alias ? "true" : "false");
     fprintf(o, "\"pubs\":%d,\"subs\":%d,\"payload\":%d,\"window\":%d,\"target_rate\":%.0f,", np, ns,
             cfg.payload, cfg.window, cfg.rate);
-    fprintf(o, "\"warmup_s\":%.3f,\"duration_s\":%.4f,", cfg.warmup, dur);
+    fprintf(o, "\"warmup_s\":%.3f,\"duration_s\":%.4f,\"persistent\":%s,\"stuck\":%d,\"stuck_connected\":%d,",
+            cfg.warmup, dur, cfg.persistent ? "true" : "false", nk, stuck_connected);
     fprintf(o, "\"sent_total\":%llu,\"received_total\":%llu,\"sent_in_window\":%llu,\"received_in_window\":%llu,",
             (unsigned long long)sent_total, (unsigned long long)recv_total, (unsigned long long)sent_window,
             (unsigned long long)recv_window);
@@ -1240,6 +1349,8 @@ static void usage(void) {
             "usage: loadgen --port N [--host A] --mode pubsub|connections|retained\n"
             "  pubsub:      --topology fanin|fanout|pairs --pubs N --subs N --qos 0|1 --proto 4|5 [--alias]\n"
             "               --payload B --window N --rate MSG_S --warmup S --duration S --drain S\n"
+            "               [--persistent] [--stuck N --stuck-filter F] [--topic-root R (%%c: client id)]\n"
+            "               [--tls --ca F (--certs BUNDLE | --cert-dir DIR)]\n"
             "  connections: --conns N --warm-conns N --concurrency N --hold S [--tls --ca F --certs F]\n"
             "  retained:    --count N --window N\n"
             "  all:         --broker-pid PID --prefix STR --keepalive S --timeout S\n");
@@ -1254,7 +1365,9 @@ int main(int argc, char **argv) {
         {"rate", 1, 0, 'r'}, {"window", 1, 0, 'W'}, {"alias", 0, 0, 'a'}, {"conns", 1, 0, 'n'},
         {"warm-conns", 1, 0, 'N'}, {"concurrency", 1, 0, 'c'}, {"tls", 0, 0, 'T'}, {"ca", 1, 0, 'A'},
         {"certs", 1, 0, 'C'}, {"count", 1, 0, 'k'}, {"broker-pid", 1, 0, 'B'}, {"keepalive", 1, 0, 'K'},
-        {"hold", 1, 0, 'H'}, {"prefix", 1, 0, 'x'}, {"timeout", 1, 0, 'o'}, {0, 0, 0, 0}};
+        {"hold", 1, 0, 'H'}, {"prefix", 1, 0, 'x'}, {"timeout", 1, 0, 'o'}, {"persistent", 0, 0, 'E'},
+        {"stuck", 1, 0, 'U'}, {"stuck-filter", 1, 0, 'F'}, {"cert-dir", 1, 0, 'R'}, {"topic-root", 1, 0, 'X'},
+        {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -1295,6 +1408,11 @@ int main(int argc, char **argv) {
         case 'H': cfg.hold = atof(optarg); break;
         case 'x': cfg.prefix = optarg; break;
         case 'o': cfg.timeout = atof(optarg); break;
+        case 'E': cfg.persistent = 1; break;
+        case 'U': cfg.stuck = atoi(optarg); break;
+        case 'F': cfg.stuck_filter = optarg; break;
+        case 'R': cfg.cert_dir = optarg; cfg.tls = 1; break;
+        case 'X': cfg.topic_root = optarg; break;
         default: usage();
         }
     }

@@ -33,7 +33,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import brokers  # noqa: E402
 import profiling  # noqa: E402
-from scenarios import BY_NAME, FIGURES, SCENARIOS, Scenario, dig, loadgen_args, problems, verdict  # noqa: E402
+from scenarios import (  # noqa: E402
+    BY_NAME,
+    COMPARISONS,
+    FIGURES,
+    PLATFORM_DEVICES,
+    SCENARIOS,
+    Scenario,
+    dig,
+    loadgen_args,
+    problems,
+    verdict,
+)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -209,9 +220,23 @@ def run_once(
     ctx: dict[str, Any],
 ) -> dict[str, Any]:
     record: dict[str, Any] = {"scenario": scenario.name, "broker": broker_name, "round": round_no}
-    tls = ctx["pki"] if scenario.tls else None
+    platform = ctx["platform"] if scenario.platform else None
+    tls = platform.tls if platform else ctx["pki"] if scenario.tls else None
     try:
-        broker = brokers.start(broker_name, ctx["workdir"], ctx["python"], tls=tls)
+        if broker_name == brokers.ROOST_PLATFORM:
+            import platform_broker
+
+            broker = platform_broker.start(platform, ctx["workdir"], ctx["python"])
+        else:
+            roost = brokers.family(broker_name) == brokers.ROOST
+            broker = brokers.start(
+                broker_name,
+                ctx["workdir"],
+                ctx["python"],
+                tls=tls,
+                extra=scenario.broker_args if roost else (),
+                acl_file=platform.acl_file if platform else None,
+            )
     except brokers.BrokerError as exc:
         record["result"] = {"errors": 1, "first_error": f"broker did not start: {exc}"}
         record["problems"] = [record["result"]["first_error"][:300]]
@@ -229,7 +254,9 @@ def run_once(
             f"bench-{scenario.name}-{round_no}",
             *loadgen_args(scenario, opts.quick, opts.warmup, opts.duration),
         ]
-        if tls:
+        if platform:
+            args += ["--ca", str(tls.ca), "--cert-dir", str(platform.cert_dir)]
+        elif tls:
             args += ["--ca", str(tls.ca), "--certs", str(tls.client_bundle)]
         busy0, broker0, self0, t0 = (
             system_busy_seconds(),
@@ -245,12 +272,14 @@ def run_once(
         )
         record["other_load"] = round(max(other, 0.0) / wall, 3) if wall > 0 else None
         record["broker_peak_rss_kib"] = process_status_kib(broker.pid, "VmHWM")
+        if scenario.read_drops:
+            result["drops"] = sys_drops(broker.port)
         if broker.proc.poll() is not None:
             result["errors"] = result.get("errors", 0) + 1
             result["first_error"] = (
                 f"broker exited during the run ({broker.proc.returncode}): {broker.log_tail(5)}"
             )
-        if broker_name != brokers.ROOST:
+        if brokers.family(broker_name) != brokers.ROOST:
             record["broker_dropped_notices"] = broker.log_count(MOSQUITTO_DROP_LINE)
         else:
             record["broker_warnings"] = broker.log_count(" WARNING ") + broker.log_count(" ERROR ")
@@ -260,6 +289,67 @@ def run_once(
         brokers.stop(broker)
         _live_brokers.remove(broker)
     return record
+
+
+def sys_drops(port: int, seconds: float = 2.5) -> dict[str, int]:
+    """The broker's dropped-message counters from $SYS, read by a plain MQTT 3.1.1 client.
+
+    Roost: $SYS/broker/messages/dropped[/REASON] (refreshed every --sys-interval);
+    Mosquitto: $SYS/broker/publish/messages/dropped. `total` is the largest of them.
+    """
+    import socket
+
+    def string(s: str) -> bytes:
+        return len(s.encode()).to_bytes(2, "big") + s.encode()
+
+    def packet(kind: int, body: bytes) -> bytes:
+        n, length = len(body), b""
+        while True:
+            n, digit = divmod(n, 128)
+            length += bytes([digit | (0x80 if n else 0)])
+            if not n:
+                return bytes([kind]) + length + body
+
+    found: dict[str, int] = {}
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(packet(0x10, string("MQTT") + b"\x04\x02\x00\x3c" + string("bench-sys")))
+            filters = ("$SYS/broker/messages/dropped/#", "$SYS/broker/publish/messages/dropped")
+            sock.sendall(packet(0x82, b"\x00\x01" + b"".join(string(f) + b"\x00" for f in filters)))
+            data = b""
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                sock.settimeout(max(0.05, deadline - time.monotonic()))
+                try:
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return found
+    i = 0
+    while i + 2 <= len(data):
+        kind, mult, length, j = data[i], 1, 0, i + 1
+        while j < len(data):
+            length += (data[j] & 0x7F) * mult
+            mult *= 128
+            j += 1
+            if not data[j - 1] & 0x80:
+                break
+        body = data[j : j + length]
+        if len(body) < length:
+            break
+        if kind >> 4 == 3:
+            tlen = int.from_bytes(body[:2], "big")
+            topic = body[2 : 2 + tlen].decode(errors="replace")
+            with contextlib.suppress(ValueError):
+                found[topic.removeprefix("$SYS/broker/")] = int(body[2 + tlen :])
+        i = j + length
+    if found:
+        found["total"] = max(found.values())
+    return found
 
 
 def describe(record: dict[str, Any]) -> str:
@@ -278,6 +368,8 @@ def describe(record: dict[str, Any]) -> str:
         parts.append(f"store {r.get('store_rate', 0):,.0f}/s, deliver {r['deliver_s']:.2f} s")
     if "gen_cpu" in r:
         parts.append(f"gen {r['gen_cpu']:.0%}, broker {r.get('broker_cpu', -1):.0%} cpu")
+    if r.get("drops"):
+        parts.append(f"dropped {r['drops'].get('total', 0):,}")
     if record.get("other_load"):
         parts.append(f"others {record['other_load']:.2f} cores")
     if record.get("problems"):
@@ -329,6 +421,61 @@ def summarize(runs: list[dict[str, Any]], broker_names: list[str]) -> list[dict[
             }
         )
     return rows
+
+
+def summarize_comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Medians of both sides of every comparison that was run, and their ratio."""
+
+    def median(side: tuple[str, str], path: str) -> tuple[float | None, int]:
+        mine = [r for r in runs if (r["scenario"], r["broker"]) == side]
+        values = [v for r in mine if (v := dig(r["result"], path)) is not None]
+        invalid = sum(1 for r in mine if r.get("problems"))
+        return (statistics.median(values) if values else None), invalid
+
+    rows = []
+    for c in COMPARISONS:
+        num, num_bad = median(c.num, c.path)
+        den, den_bad = median(c.den, c.path) if c.den else (None, 0)
+        if num is None and den is None:
+            continue
+        value = (num / den if num is not None and den else None) if c.den else num
+        ok = None
+        if c.goal is not None and value is not None:
+            shown = value * c.scale if not c.den else value
+            ok = shown >= c.goal if c.higher_is_better else shown <= c.goal
+        rows.append({"key": c.key, "label": c.label, "numerator": num, "denominator": den,
+                     "value": value, "unit": c.unit, "scale": c.scale, "goal": c.goal,
+                     "higher_is_better": c.higher_is_better, "ok": ok,
+                     "invalid_rounds": num_bad + den_bad, "num": list(c.num),
+                     "den": list(c.den) if c.den else None})
+    return rows
+
+
+def comparison_text(row: dict[str, Any]) -> tuple[str, str, str]:
+    """(value, goal, result) as printed and documented."""
+    if row["value"] is None:
+        value = "-"
+    elif row["den"]:
+        value = f"{row['value']:.2f}×"
+    else:
+        value = f"{row['value'] * row['scale']:,.2f} {row['unit']}".replace(".00 messages", " messages")
+    goal = ""
+    if row["goal"] is not None:
+        sign = "≥" if row["higher_is_better"] else "≤"
+        goal = f"{sign}{row['goal']:g}{'×' if row['den'] else ' ' + row['unit']}"
+    result = "" if row["ok"] is None else "pass" if row["ok"] else "miss"
+    if row["invalid_rounds"]:
+        result += f" (⚠{row['invalid_rounds']})"
+    return value, goal, result
+
+
+def print_comparisons(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    print(f"\n{'comparison':58} {'value':>14} {'goal':>8}  result")
+    for row in rows:
+        value, goal, result = comparison_text(row)
+        print(f"{row['label']:58} {value:>14} {goal:>8}  {result}")
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -401,9 +548,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # A smoke run or a subset is no measurement to publish: docs only when asked then.
     partial = opts.quick or opts.scenarios or set(opts.broker_list) != set(brokers.ALL_BROKERS)
     opts.no_docs = not (opts.docs if opts.docs is not None else not partial)
-    if bad := [b for b in opts.broker_list if b not in brokers.ALL_BROKERS]:
+    known = (*brokers.ALL_BROKERS, *brokers.ROOST_FAMILY, brokers.MOSQUITTO_PERSIST,
+             brokers.MOSQUITTO_ACL)
+    if bad := [b for b in opts.broker_list if b not in known]:
         p.error(f"unknown broker(s): {', '.join(bad)}")
     return opts
+
+
+def configurations(scenario: Scenario, opts: argparse.Namespace) -> list[str]:
+    """The broker configurations a scenario runs against, in order."""
+    if not scenario.brokers:
+        return [b for b in opts.broker_list if b in brokers.ALL_BROKERS]
+    return [b for b in scenario.brokers
+            if b in opts.broker_list or brokers.family(b) in opts.broker_list]
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
@@ -439,12 +596,19 @@ def main(argv: list[str] | None = None) -> int:
             log(f"Roost's broker does not run yet (python -m broker --help: {detail})")
             return 2
     workdir = Path(tempfile.mkdtemp(prefix="roost-bench-"))
-    ctx: dict[str, Any] = {"workdir": workdir, "python": python, "loadgen": loadgen, "pki": None}
+    ctx: dict[str, Any] = {
+        "workdir": workdir, "python": python, "loadgen": loadgen, "pki": None, "platform": None,
+    }
     load_before = os.getloadavg()
     runs: list[dict[str, Any]] = []
     profile: dict[str, Any] | None = None
     try:
-        if any(s.tls for s in opts.scenario_list):
+        if any(s.platform for s in opts.scenario_list):
+            import platform_broker
+
+            log(f"preparing the platform: tenant, ACL rules, {PLATFORM_DEVICES} device certificates")
+            ctx["platform"] = platform_broker.prepare(workdir, PLATFORM_DEVICES)
+        if any(s.tls and not s.platform for s in opts.scenario_list):
             import certs
 
             # One certificate, hence one client id, per connection, warm-up ones included:
@@ -452,15 +616,15 @@ def main(argv: list[str] | None = None) -> int:
             clients = max(
                 int(a[a.index("--conns") + 1]) + int(a[a.index("--warm-conns") + 1])
                 for s in opts.scenario_list
-                if s.tls and (a := loadgen_args(s, opts.quick, opts.warmup, opts.duration))
+                if s.tls and not s.platform and (a := loadgen_args(s, opts.quick, opts.warmup, opts.duration))
             )
             ctx["pki"] = certs.make_pki(workdir / "pki", clients)
             log(f"test PKI: CA and {clients} ECDSA P-256 device certificates in {workdir / 'pki'}")
-        total = len(opts.scenario_list) * opts.rounds * len(opts.broker_list)
+        total = sum(len(configurations(s, opts)) for s in opts.scenario_list) * opts.rounds
         done = 0
         for scenario in opts.scenario_list:
             for round_no in range(1, opts.rounds + 1):
-                for name in opts.broker_list:
+                for name in configurations(scenario, opts):
                     done += 1
                     record = run_once(scenario, name, round_no, opts, ctx)
                     record["loadavg"] = os.getloadavg()[0]
@@ -482,7 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    rows = summarize(runs, opts.broker_list)
+    rows = summarize(runs, [b for b in opts.broker_list if b in brokers.ALL_BROKERS])
+    comparisons = summarize_comparisons(runs)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     document = {
         "started_utc": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
@@ -515,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "runs": runs,
         "summary": rows,
+        "comparisons": comparisons,
         "profile": profile,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -522,6 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(document, indent=1) + "\n")
     log(f"results: {out.relative_to(REPO)} ({document['elapsed_s']:.0f} s)")
     print_table(rows)
+    print_comparisons(comparisons)
     if not opts.no_docs:
         import report
 

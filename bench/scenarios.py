@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from brokers import (
+    MOSQUITTO,
+    MOSQUITTO_ACL,
+    MOSQUITTO_PERSIST,
+    ROOST,
+    ROOST_ACK,
+    ROOST_NONE,
+    ROOST_PLATFORM,
+)
+
 PAYLOAD = 64
 GEN_CPU_LIMIT = 0.90  # generator at or above this share of its core: it may be the bottleneck
 
@@ -19,6 +29,11 @@ class Scenario:
     qos: int = 0
     quick_args: tuple[str, ...] = ()  # replaces same-named args in --quick mode
     timeout: float = 120.0
+    # Configurations to run instead of --brokers (filtered by their family, roost/mosquitto).
+    brokers: tuple[str, ...] = ()
+    broker_args: tuple[str, ...] = ()  # extra `python -m broker` options for Roost
+    platform: bool = False  # devices of the platform's PKI (bench/platform_broker.py)
+    read_drops: bool = False  # read the broker's dropped-message counters from $SYS afterwards
 
 
 def _pubsub(*args: str) -> tuple[str, ...]:
@@ -146,7 +161,86 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
+DURABLE = (ROOST_ACK, ROOST_NONE, MOSQUITTO_PERSIST)
+SLOW = (ROOST, MOSQUITTO)
+PLATFORM = (ROOST_PLATFORM, MOSQUITTO_ACL)
+# The stuck subscriber takes '#' at QoS 0: everything the others get, never read.
+STUCK = ("--stuck", "1", "--stuck-filter", "#")
+
+SCENARIOS += (
+    Scenario(
+        "durable-fanin-qos1",
+        "Durable fan-in QoS 1: 50 persistent publishers → 1 persistent subscriber",
+        "pubsub",
+        _pubsub("--topology", "fanin", "--pubs", "50", "--subs", "1", "--qos", "1",
+                "--window", "10", "--persistent"),
+        qos=1,
+        brokers=DURABLE,
+    ),
+    Scenario(
+        "durable-pairs-qos1",
+        "Durable pairs QoS 1: 50 persistent publisher/subscriber pairs",
+        "pubsub",
+        _pubsub("--topology", "pairs", "--pubs", "50", "--subs", "50", "--qos", "1",
+                "--window", "20", "--persistent"),
+        qos=1,
+        brokers=DURABLE,
+    ),
+    Scenario(
+        "durable-latency-qos1",
+        "Durable latency QoS 1 at 5,000 msg/s (50 persistent publishers → 1 subscriber)",
+        "pubsub",
+        _pubsub("--topology", "fanin", "--pubs", "50", "--subs", "1", "--qos", "1",
+                "--rate", "5000", "--window", "1000", "--persistent"),
+        qos=1,
+        brokers=DURABLE,
+    ),
+    Scenario(
+        "slow-base-qos0",
+        "Slow consumer, reference: 50 publishers → 1 subscriber, QoS 0",
+        "pubsub",
+        _pubsub("--topology", "fanin", "--pubs", "50", "--subs", "1", "--qos", "0",
+                "--window", "64"),
+        brokers=SLOW,
+        broker_args=("--sys-interval", "1"),
+        read_drops=True,
+    ),
+    Scenario(
+        "slow-stuck-qos0",
+        "Slow consumer: the same plus one '#' subscriber that never reads",
+        "pubsub",
+        _pubsub("--topology", "fanin", "--pubs", "50", "--subs", "1", "--qos", "0",
+                "--window", "64", *STUCK),
+        brokers=SLOW,
+        broker_args=("--sys-interval", "1"),
+        read_drops=True,
+    ),
+    Scenario(
+        "platform-fanin-qos1",
+        "Platform mTLS fan-in QoS 1: 50 devices → 1 device, own certificate each",
+        "pubsub",
+        _pubsub("--topology", "fanin", "--pubs", "50", "--subs", "1", "--qos", "1",
+                "--window", "10", "--topic-root", "devices/%c"),
+        tls=True,
+        qos=1,
+        brokers=PLATFORM,
+        platform=True,
+    ),
+    Scenario(
+        "platform-pairs-qos1",
+        "Platform mTLS pairs QoS 1: 50 device pairs, own certificate each",
+        "pubsub",
+        _pubsub("--topology", "pairs", "--pubs", "50", "--subs", "50", "--qos", "1",
+                "--window", "20", "--topic-root", "devices/%c"),
+        tls=True,
+        qos=1,
+        brokers=PLATFORM,
+        platform=True,
+    ),
+)
+
 BY_NAME = {s.name: s for s in SCENARIOS}
+PLATFORM_DEVICES = 100  # the most connections a platform scenario opens
 
 
 def loadgen_args(s: Scenario, quick: bool, warmup: float, duration: float) -> list[str]:
@@ -385,3 +479,59 @@ def goal_text(fig: Figure) -> str:
         return f"≤{fig.goal:g} {fig.unit} (aim ≤{fig.aim:g})"
     sign = "≥" if fig.higher_is_better else "≤"
     return f"{sign}{fig.goal:g}× (aim {fig.aim:g}×)"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A ratio between two runs' medians: `num` over `den`, each (scenario, broker).
+
+    For the scenarios that compare a configuration with another one (durability, a stuck
+    subscriber, the platform), where the main table's Roost / best Mosquitto does not apply.
+    With `den` None the figure is the numerator's median itself, held to an absolute goal.
+    """
+
+    key: str
+    label: str
+    path: str
+    num: tuple[str, str]
+    den: tuple[str, str] | None
+    goal: float | None = None
+    higher_is_better: bool = True
+    unit: str = "×"
+    scale: float = 1.0
+
+
+COMPARISONS: tuple[Comparison, ...] = (
+    Comparison("dur_fanin_self", "Durable fan-in QoS 1: ack / Roost without durability", "rate",
+               ("durable-fanin-qos1", ROOST_ACK), ("durable-fanin-qos1", ROOST_NONE), 0.5),
+    Comparison("dur_fanin_mosq", "Durable fan-in QoS 1: ack / Mosquitto (persistence on)", "rate",
+               ("durable-fanin-qos1", ROOST_ACK), ("durable-fanin-qos1", MOSQUITTO_PERSIST), 1.0),
+    Comparison("dur_pairs_self", "Durable pairs QoS 1: ack / Roost without durability", "rate",
+               ("durable-pairs-qos1", ROOST_ACK), ("durable-pairs-qos1", ROOST_NONE), 0.5),
+    Comparison("dur_pairs_mosq", "Durable pairs QoS 1: ack / Mosquitto (persistence on)", "rate",
+               ("durable-pairs-qos1", ROOST_ACK), ("durable-pairs-qos1", MOSQUITTO_PERSIST), 1.0),
+    Comparison("dur_p99", "Durable QoS 1 p99 @5k/s, Roost ack", "latency_us.p99",
+               ("durable-latency-qos1", ROOST_ACK), None, 5.0, False, "ms", 1e-3),
+    Comparison("dur_p99_none", "Durable QoS 1 p99 @5k/s, Roost none", "latency_us.p99",
+               ("durable-latency-qos1", ROOST_NONE), None, None, False, "ms", 1e-3),
+    Comparison("dur_p99_mosq", "Durable QoS 1 p99 @5k/s, Mosquitto (persistence on)",
+               "latency_us.p99", ("durable-latency-qos1", MOSQUITTO_PERSIST), None, None, False,
+               "ms", 1e-3),
+    Comparison("slow_roost", "Rate beside a stuck subscriber / without, Roost", "rate",
+               ("slow-stuck-qos0", ROOST), ("slow-base-qos0", ROOST), 0.9),
+    Comparison("slow_mosq", "Rate beside a stuck subscriber / without, Mosquitto", "rate",
+               ("slow-stuck-qos0", MOSQUITTO), ("slow-base-qos0", MOSQUITTO), 0.9),
+    # Per broker CPU-second: what is left when the machine's other tenants take core 0.
+    Comparison("slow_roost_cpu", "Same per broker CPU-second, Roost", PER_CPU,
+               ("slow-stuck-qos0", ROOST), ("slow-base-qos0", ROOST), 0.9),
+    Comparison("slow_mosq_cpu", "Same per broker CPU-second, Mosquitto", PER_CPU,
+               ("slow-stuck-qos0", MOSQUITTO), ("slow-base-qos0", MOSQUITTO), 0.9),
+    Comparison("slow_vs", "Rate beside a stuck subscriber, Roost / Mosquitto", "rate",
+               ("slow-stuck-qos0", ROOST), ("slow-stuck-qos0", MOSQUITTO)),
+    Comparison("slow_drops", "Messages Roost dropped for the stuck subscriber", "drops.total",
+               ("slow-stuck-qos0", ROOST), None, unit="messages"),
+    Comparison("plat_fanin", "Platform mTLS fan-in QoS 1: Roost platform / Mosquitto", "rate",
+               ("platform-fanin-qos1", ROOST_PLATFORM), ("platform-fanin-qos1", MOSQUITTO_ACL)),
+    Comparison("plat_pairs", "Platform mTLS pairs QoS 1: Roost platform / Mosquitto", "rate",
+               ("platform-pairs-qos1", ROOST_PLATFORM), ("platform-pairs-qos1", MOSQUITTO_ACL)),
+)

@@ -158,6 +158,7 @@ class DynamicSecurity:
                 username = p.attributes.get("username")
                 return username in kick if username is not None else anonymous
 
-            admin.kick_where(concerned)
+            # As Mosquitto's plugin kicks them: without publishing their wills.
+            admin.kick_where(concerned, publish_will=False)
         if request.changed:
             admin.recheck_subscriptions()

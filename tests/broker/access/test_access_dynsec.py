@@ -345,3 +345,41 @@ def test_mosquitto_reads_the_file_roost_wrote(broker, dynsec_file, tmp_path, cli
         real.terminate()
         real.wait(10)
 
+
+
+def test_a_request_at_qos_2_is_answered_and_completed(broker, client_factory):
+    admin = Admin(client_factory, broker.port)
+    info = admin.client.client.publish(CONTROL, json.dumps(
+        {"commands": [{"command": "getAnonymousGroup"}]}), qos=2)
+    info.wait_for_publish(5)
+    assert info.is_published()  # PUBREC, PUBREL, PUBCOMP went through
+    message = admin.client.expect()[0]
+    assert json.loads(message.payload) == {"responses": [
+        {"command": "getAnonymousGroup", "data": {"group": {"groupname": ""}}}]}
+
+
+def test_a_will_on_the_control_topic_is_refused(broker, client_factory):
+    sneaky = login(client_factory, broker.port, "admin", "admin-pw", "sneaky")
+    sneaky.client.will_set(CONTROL, json.dumps({"commands": [{"command": "deleteClient",
+                                                              "username": "admin"}]}), 0)
+    assert refused(sneaky) == 0x87
+
+
+def test_a_disconnected_client_leaves_no_will(broker, client_factory):
+    admin = Admin(client_factory, broker.port)
+    admin.ok({"command": "createClient", "username": "dev", "password": "pw"},
+             {"command": "createRole", "rolename": "wills"},
+             {"command": "addRoleACL", "rolename": "wills", "acltype": "publishClientSend",
+              "topic": "wills/#", "allow": True},
+             {"command": "addRoleACL", "rolename": "wills", "acltype": "subscribePattern",
+              "topic": "wills/#", "allow": True},
+             {"command": "addClientRole", "username": "dev", "rolename": "wills"},
+             {"command": "createClient", "username": "listener", "password": "pw",
+              "roles": [{"rolename": "wills"}]})
+    listener = login(client_factory, broker.port, "listener", "pw", "listener").connect()
+    assert [c.value for c in listener.subscribe("wills/#", 1)] == [1]
+    dev = login(client_factory, broker.port, "dev", "pw", "dev")
+    dev.connect(will=("wills/dev", b"gone", 1, False))
+    admin.ok({"command": "setClientPassword", "username": "dev", "password": "new"})
+    assert dev.disconnected.wait(5) and dev.disconnect_reason.value == 0x98
+    listener.expect_none(1.0)  # as with Mosquitto, a kicked client's will is not sent

@@ -2,7 +2,9 @@
 `$CONTROL/dynamic-security/v1` topic that administers them while the broker runs.
 
 Who may connect: a client the file knows, enabled, with its client id when one is set and
-its password; a client without a username when anonymous access is on. A username the file
+its password; a client without a username when anonymous access is on. A wrong password is
+refused with 0x86 (3.1.1: 4) as with a password file, a disabled client or the wrong
+client id with 0x87 (3.1.1: 5). A username the file
 does not know (or knows without a password) is left to the password file when there is
 one, as Mosquitto leaves it to its other checks, and refused otherwise.
 
@@ -84,14 +86,17 @@ class DynamicSecurity:
                     # A C string to Mosquitto: the password ends at its first NUL.
                     if client.password.verify(password.split(b"\x00", 1)[0]):
                         return identity(username, facts.client_id)
-                    return refuse(facts, ReasonCode.NOT_AUTHORIZED,
+                    return refuse(facts, ReasonCode.BAD_USER_NAME_OR_PASSWORD,
                                   f"bad username or password (user {username!r})")
         if self.fallback_authenticator is not None:
             return self.fallback_authenticator.authenticate(facts)  # type: ignore[return-value]
-        if username is None and self.anonymous:
-            return identity(None, facts.client_id)
-        return refuse(facts, ReasonCode.NOT_AUTHORIZED,
-                      "no username" if username is None else f"unknown client {username!r}")
+        if username is None:
+            if self.anonymous:
+                return identity(None, facts.client_id)
+            return refuse(facts, ReasonCode.NOT_AUTHORIZED, "no username")
+        # Bad credentials are 0x86 (3.1.1: 4), as with a password file; Mosquitto says 0x87.
+        return refuse(facts, ReasonCode.BAD_USER_NAME_OR_PASSWORD,
+                      f"bad username or password (user {username!r})")
 
     # Authorizer -----------------------------------------------------------------------
 

@@ -5,8 +5,8 @@ command, `{"command": NAME, "error": TEXT}` on failure, with `data` for the gett
 request's `correlationData` echoed. Command names and ACL types are matched without case.
 The error texts are Mosquitto's, word for word: tools such as `mosquitto_ctrl` show them.
 
-Every change names the clients it concerns in `kick`: their connections are closed (MQTT 5:
-0x98, administrative action) so they reconnect under the new rules, as with Mosquitto.
+A change names the clients it concerns in `kick` where Mosquitto's plugin disconnects them
+(MQTT 5: 0x98, administrative action) so they reconnect under the new rules.
 """
 
 from __future__ import annotations
@@ -414,8 +414,9 @@ def cmd_addClientRole(r: Request, command: dict[str, Any]) -> None:  # noqa: N80
         raise Failed("Client not found")
     if rolename not in r.state.roles:
         raise Failed("Role not found")
-    # Mosquitto answers success for a role the client already has, changing nothing.
-    client.roles.setdefault(rolename, priority)
+    if rolename in client.roles:
+        raise Failed("Internal error")  # Mosquitto's answer for a role the client has
+    client.roles[rolename] = priority
     r.kick.add(username)
     r.change(f"addClientRole | username={username} | rolename={rolename} | priority={priority}")
 
@@ -627,8 +628,8 @@ def cmd_modifyRole(r: Request, command: dict[str, Any]) -> None:  # noqa: N802
     if isinstance(acls, list):
         replacement = Role(role.name)
         load_acls(replacement, acls)
+        # Mosquitto disconnects no one here; the new ACLs apply from the next check anyway.
         role.acls = replacement.acls
-        r.kick_role(role.name)
     r.change(f"modifyRole | rolename={role.name}")
 
 

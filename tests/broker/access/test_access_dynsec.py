@@ -384,3 +384,24 @@ def test_a_disconnected_client_leaves_no_will(broker, client_factory):
     admin.ok({"command": "setClientPassword", "username": "dev", "password": "new"})
     assert dev.disconnected.wait(5) and dev.disconnect_reason.value == 0x98
     listener.expect_none(1.0)  # as with Mosquitto, a kicked client's will is not sent
+
+
+def test_a_modified_role_applies_to_the_next_publish_without_a_disconnect(broker, client_factory):
+    admin = Admin(client_factory, broker.port)
+    admin.ok({"command": "createRole", "rolename": "r", "acls": [
+        {"acltype": "publishClientSend", "topic": "a/#", "allow": True},
+        {"acltype": "subscribePattern", "topic": "#", "allow": True}]},
+             {"command": "createClient", "username": "dev", "password": "pw", "roles": [{"rolename": "r"}]})
+    dev = login(client_factory, broker.port, "dev", "pw", "dev").connect()
+    assert [c.value for c in dev.subscribe("#", 1)] == [1]
+    dev.publish("a/1", b"allowed", qos=1)
+    assert dev.expect()[0].topic == "a/1"
+    admin.ok({"command": "modifyRole", "rolename": "r", "acls": [
+        {"acltype": "publishClientSend", "topic": "b/#", "allow": True},
+        {"acltype": "subscribePattern", "topic": "#", "allow": True}]})
+    assert admin.send({"command": "addClientRole", "username": "dev", "rolename": "r"}) == [
+        {"command": "addClientRole", "error": "Internal error"}]  # Mosquitto's words
+    dev.publish("a/2", b"no longer", qos=1)
+    dev.publish("b/1", b"now", qos=1)
+    assert [m.topic for m in dev.collect(1.0)] == ["b/1"]
+    assert not dev.disconnected.is_set()

@@ -13,7 +13,9 @@ string, a `...Pattern` ACL when it covers every topic the filter can match.
 
 from __future__ import annotations
 
-from broker.mqtt.filters import contains, matches
+from collections.abc import Callable
+
+from broker.mqtt.filters import levels_contain, levels_match
 
 from .state import (
     PUBLISH_RECEIVE,
@@ -30,13 +32,13 @@ from .state import (
 CACHE_LIMIT = 4096
 """Decisions remembered per client and kind before its cache starts over."""
 
-Entry = tuple[bool, str, bool]
-"""(literal, topic, allow)"""
+Entry = tuple[bool, str, tuple[str, ...], bool]
+"""(literal, topic, its levels, allow)"""
 
 
-def _pattern_covers(acl: str, topic_filter: str) -> bool:
+def _pattern_covers(acl: tuple[str, ...], topic_filter: list[str]) -> bool:
     # A lone `#` ACL covers every filter, `$` topics included, as in Mosquitto.
-    return acl == "#" or contains(acl, topic_filter)
+    return acl == ("#",) or levels_contain(acl, topic_filter)
 
 
 class ClientRules:
@@ -59,7 +61,7 @@ class ClientRules:
         cache = self._publish_cache
         allowed = cache.get(topic)
         if allowed is None:
-            allowed = self._decide(self.publish, topic, self.defaults[PUBLISH_SEND], matches)
+            allowed = self._decide(self.publish, topic, self.defaults[PUBLISH_SEND], levels_match)
             if len(cache) >= CACHE_LIMIT:
                 cache.clear()
             cache[topic] = allowed
@@ -69,7 +71,7 @@ class ClientRules:
         cache = self._receive_cache
         allowed = cache.get(topic)
         if allowed is None:
-            allowed = self._decide(self.receive, topic, self.defaults[PUBLISH_RECEIVE], matches)
+            allowed = self._decide(self.receive, topic, self.defaults[PUBLISH_RECEIVE], levels_match)
             if len(cache) >= CACHE_LIMIT:
                 cache.clear()
             cache[topic] = allowed
@@ -83,9 +85,11 @@ class ClientRules:
                             _pattern_covers)
 
     @staticmethod
-    def _decide(entries: list[Entry], topic: str, default: bool, match: object) -> bool:
-        for literal, acl, allow in entries:
-            if (acl == topic) if literal else match(acl, topic):  # type: ignore[operator]
+    def _decide(entries: list[Entry], topic: str, default: bool,
+                match: Callable[[tuple[str, ...], list[str]], bool]) -> bool:
+        levels = topic.split("/")
+        for literal, acl, acl_levels, allow in entries:
+            if (acl == topic) if literal else match(acl_levels, levels):
                 return allow
         return default and not topic.startswith("$CONTROL")
 
@@ -94,8 +98,9 @@ def _flatten(roles: list[Role], literal: str | None, pattern: str) -> list[Entry
     out: list[Entry] = []
     for role in roles:
         if literal is not None:
-            out += [(True, acl.topic, acl.allow) for acl in role.acls[literal]]
-        out += [(False, acl.topic, acl.allow) for acl in role.acls[pattern]]
+            out += [(True, acl.topic, (), acl.allow) for acl in role.acls[literal]]
+        out += [(False, acl.topic, tuple(acl.topic.split("/")), acl.allow)
+                for acl in role.acls[pattern]]
     return out
 
 

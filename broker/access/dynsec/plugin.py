@@ -35,6 +35,7 @@ from broker.engine.interfaces import (
 )
 from broker.engine.message import Message
 from broker.mqtt.reason_codes import ReasonCode
+from broker.mqtt.topics import parse_shared
 
 from . import state as files
 from .commands import Request
@@ -121,8 +122,14 @@ class DynamicSecurity:
             return Decision.DENY
         if action is Action.PUBLISH:
             return Decision.ALLOW if rules.may_publish(topic) else Decision.DENY
-        # Each delivery is checked against publishClientReceive, as Mosquitto does.
-        return Decision.ALLOW_FILTERED if rules.may_subscribe(topic) else Decision.DENY
+        if not rules.may_subscribe(topic):
+            return Decision.DENY
+        # Mosquitto checks publishClientReceive at each delivery; that is needed only where
+        # it could answer differently for the filter's topics. A change of the rules
+        # re-judges every subscription, so the answer stays right.
+        shared = parse_shared(topic)
+        inner = topic if shared is None else shared[1]
+        return Decision.ALLOW if rules.receives_everything(inner) else Decision.ALLOW_FILTERED
 
     def allow_delivery(self, principal: Principal, topic: str, qos: int) -> bool:
         rules = self.rules(principal)

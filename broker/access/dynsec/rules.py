@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from broker.mqtt.filters import levels_contain, levels_match
+from broker.mqtt.filters import levels_contain, levels_match, levels_overlap
 
 from .state import (
     PUBLISH_RECEIVE,
@@ -83,6 +83,19 @@ class ClientRules:
     def may_unsubscribe(self, topic_filter: str) -> bool:
         return self._decide(self.unsubscribe, topic_filter, self.defaults["unsubscribe"],
                             _pattern_covers)
+
+    def receives_everything(self, topic_filter: str) -> bool:
+        """Whether publishClientReceive allows every topic the filter matches, so its
+        deliveries need no check: the first receive ACL the filter touches covers it and
+        allows, or none touches it and the default allows."""
+        levels = topic_filter.split("/")
+        for _literal, _, acl_levels, allow in self.receive:
+            if levels_contain(acl_levels, levels):
+                return allow
+            if levels_overlap(acl_levels, levels):
+                return False  # decided topic by topic
+        # A leading wildcard never matches `$CONTROL...`; a literal first level decides it.
+        return self.defaults[PUBLISH_RECEIVE] and not levels[0].startswith("$CONTROL")
 
     @staticmethod
     def _decide(entries: list[Entry], topic: str, default: bool,

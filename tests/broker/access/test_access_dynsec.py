@@ -405,3 +405,24 @@ def test_a_modified_role_applies_to_the_next_publish_without_a_disconnect(broker
     dev.publish("b/1", b"now", qos=1)
     assert [m.topic for m in dev.collect(1.0)] == ["b/1"]
     assert not dev.disconnected.is_set()
+
+
+def test_a_receive_deny_added_later_reaches_a_live_subscription(broker, client_factory):
+    admin = Admin(client_factory, broker.port)
+    acls = [{"acltype": "publishClientSend", "topic": "feed/#", "allow": True},
+            {"acltype": "subscribePattern", "topic": "feed/#", "allow": True},
+            {"acltype": "publishClientReceive", "topic": "feed/#", "allow": True}]
+    admin.ok({"command": "createRole", "rolename": "r", "acls": acls},
+             {"command": "createClient", "username": "dev", "password": "pw", "roles": [{"rolename": "r"}]})
+    dev = login(client_factory, broker.port, "dev", "pw", "dev").connect()
+    assert [c.value for c in dev.subscribe("feed/#", 1)] == [1]
+    dev.publish("feed/hidden", b"visible for now", qos=1)
+    assert dev.expect()[0].topic == "feed/hidden"
+    # modifyRole disconnects no one: the live subscription itself must change.
+    admin.ok({"command": "modifyRole", "rolename": "r", "acls": [
+        {"acltype": "publishClientReceive", "topic": "feed/hidden", "allow": False,
+         "priority": 1}, *acls]})
+    dev.publish("feed/hidden", b"no longer", qos=1)
+    dev.publish("feed/open", b"still", qos=1)
+    assert [m.topic for m in dev.collect(1.0)] == ["feed/open"]
+    assert not dev.disconnected.is_set()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from broker import connection_log, mosquitto_conf
 from broker.access.aclfile import AclFile
+from broker.access.dynsec import DynamicSecurity, DynsecFileError
 from broker.access.passwords import (
     AccessFileError,
     IdentityAuthenticator,
@@ -106,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--acl-file", metavar="FILE",
                    help="topic access in Mosquitto's acl_file format (topic, user, pattern "
                    "with %%u and %%c); everything it does not grant is denied")
+    p.add_argument("--dynsec-file", metavar="JSON",
+                   help="Mosquitto's dynamic security plugin, built in: clients, groups and "
+                   "roles from this file (made by `mosquitto_ctrl dynsec init`), changed live "
+                   "over $CONTROL/dynamic-security/v1 and saved back to it")
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain for TLS listeners")
     p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     p.add_argument("--tls-ca", metavar="PEM",
@@ -225,6 +230,7 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         flap_max=int(args.flap_max),
         flap_window=args.flap_window,
         flap_ban=args.flap_ban,
+        dynsec_file=args.dynsec_file,
     )
 
 
@@ -233,7 +239,7 @@ def check_secure(config: BrokerConfig) -> str | None:
     has_tls = any(listener.tls for listener in config.listeners)
     if has_tls and not (config.tls_cert and config.tls_key):
         return "a tls:// listener needs --tls-cert and --tls-key"
-    if config.anonymous or config.password_file:
+    if config.anonymous or config.password_file or config.dynsec_file:
         return None
     if not config.tls_ca:
         return ("refusing to start without authentication: pass --password-file or --tls-ca "
@@ -258,6 +264,13 @@ class AccessControl:
             self.authenticator = AllowAll()
         # Without an ACL file, AllowAll lets the engine skip authorization entirely.
         self.authorizer: Authorizer = self.acl if self.acl is not None else AllowAll()
+        self.dynsec: DynamicSecurity | None = None
+        if config.dynsec_file:
+            # The plugin decides first; what it does not know is left to the files.
+            self.dynsec = DynamicSecurity(
+                config.dynsec_file, config.anonymous,
+                self.authenticator if self.passwords is not None else None, self.acl)
+            self.authenticator = self.authorizer = self.dynsec
 
     def reload(self, broker: Broker) -> None:
         """Read the files again; the old ones stay in force if a new one is broken."""
@@ -294,8 +307,10 @@ async def serve(config: BrokerConfig, access: AccessControl, connection_messages
     broker = Broker(config, loop, access.authenticator, access.authorizer, store)
     if connection_messages:
         connection_log.install(broker.hooks)
+    if access.dynsec is not None:
+        access.dynsec.attach(broker)
     broker.start()
-    if access.acl is not None and broker.sessions:
+    if (access.acl is not None or access.dynsec is not None) and broker.sessions:
         # Restored sessions are held to the ACL file as it is now, before anyone reconnects.
         dropped = Admin(broker).recheck_subscriptions()
         if dropped:
@@ -387,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(problem)
     try:
         access = AccessControl(config)
-    except AccessFileError as error:
+    except (AccessFileError, DynsecFileError) as error:
         parser.error(str(error))
     log_batch = configure_logging(args.log_level)
     for option in ignored:

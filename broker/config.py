@@ -135,3 +135,6 @@ class BrokerConfig:
     `flap_window` seconds refuse it (CONNACK 0x9F) for `flap_ban` seconds; 0: off."""
     flap_window: float = 60.0
     flap_ban: float = 60.0
+    dynsec_file: str | None = None
+    """Mosquitto's dynamic security plugin, built in: its JSON file of clients, groups and
+    roles, administered over `$CONTROL/dynamic-security/v1`."""

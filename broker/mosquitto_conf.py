@@ -32,6 +32,15 @@ _DURATION = re.compile(r"^(\d+)([hdwmy])$")
 _UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
 
 
+DYNSEC_PLUGIN = "mosquitto_dynamic_security"
+"""The one Mosquitto plugin Roost has built in, recognised by its file name."""
+
+
+def _is_dynsec(path: str) -> bool:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.split(".", 1)[0] == DYNSEC_PLUGIN
+
+
 class ConfigError(ConfigFileError):
     """A mosquitto.conf that Roost cannot run as its author meant."""
 
@@ -88,6 +97,8 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
     password_file = None
     persistence = False
     location = None
+    dynsec: str | None = None
+    dynsec_file: str | None = None
     options: list[str] = []
     for number, line in significant_lines(text):
         name, _, value = line.partition(" ")
@@ -162,6 +173,15 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
             options += ["--max-qos", str(_int(value, where))]
         elif name == "connection_messages":
             options.append("--connection-messages" if _bool(value, where) else "--no-connection-messages")
+        elif name in ("plugin", "auth_plugin"):
+            if not _is_dynsec(value):
+                raise ConfigError(f"{where}: {name} {value}: Roost cannot load C plugins; the "
+                                  f"only one built in is {DYNSEC_PLUGIN}.so (dynamic security)")
+            dynsec = where
+        elif name in ("plugin_opt_config_file", "auth_opt_config_file"):
+            dynsec_file = value
+        elif name.startswith(("plugin_opt_", "auth_opt_")):
+            out.ignored.append(f"{where}: {name}")
         elif name == "per_listener_settings":
             if _bool(value, where):
                 raise ConfigError(f"{where}: per_listener_settings true is not supported: "
@@ -169,7 +189,7 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
         elif name in IGNORED:
             out.ignored.append(f"{where}: {name}")
         else:
-            raise ConfigError(f"{where}: {name!r} is not supported (plugins, PSK, CRL "
+            raise ConfigError(f"{where}: {name!r} is not supported (PSK, CRL "
                               "files and per-listener security have no equivalent)")
     for bridge in out.bridges:
         if not bridge.host:
@@ -194,10 +214,17 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
             out.args += ["--tls-ca", cafile]
     if identity_as_username and password_file:
         raise ConfigError(f"{source}: use_identity_as_username with password_file is not supported")
+    if dynsec is not None:
+        if not dynsec_file:
+            raise ConfigError(f"{dynsec}: the dynamic security plugin needs "
+                              "plugin_opt_config_file")
+        options += ["--dynsec-file", dynsec_file]
+    elif dynsec_file is not None:
+        raise ConfigError(f"{source}: plugin_opt_config_file without a plugin line")
     if anonymous is None:
         # Mosquitto 2.0's "local only mode": no listener configured means 127.0.0.1:1883
         # (our default too) open to anonymous clients.
-        anonymous = not listeners and password_file is None
+        anonymous = not listeners and password_file is None and dynsec is None
     if anonymous:
         out.args.append("--anonymous")
     if persistence:

@@ -81,14 +81,14 @@ class Admin:
 
     def kick_where(
         self, predicate: Callable[[Principal], bool],
-        reason_code: int = ReasonCode.ADMINISTRATIVE_ACTION,
+        reason_code: int = ReasonCode.ADMINISTRATIVE_ACTION, publish_will: bool = True,
     ) -> int:
         """Disconnect every client whose principal matches (e.g. a revoked device)."""
         count = 0
         for session in list(self.broker.sessions.values()):
             conn = session.conn
             if conn is not None and predicate(session.principal):
-                conn.disconnect(reason_code)
+                conn.disconnect(reason_code, publish_will)
                 count += 1
         return count
 

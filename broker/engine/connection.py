@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.engine import durability
 from broker.engine.handshake import handle_connect
-from broker.engine.interfaces import ClientInfo, Decision, Principal, authorize_publish
+from broker.engine.interfaces import (
+    CONTROL_TOPICS,
+    ClientInfo,
+    Decision,
+    Principal,
+    authorize_publish,
+)
 from broker.engine.journal import HeldLink
 from broker.engine.message import Message, message_from_properties
 from broker.engine.queues import DROP_QUEUE_FULL, DROP_SLOW_CLIENT, DROP_TOO_LARGE, Outgoing
@@ -360,6 +366,9 @@ class Connection:
                 elif qos == 2:
                     self.link.write(self._reply(Pubrec(packet_id, ReasonCode.NOT_AUTHORIZED)))
                 return
+            if broker.hooks.control and topic.startswith(CONTROL_TOPICS):
+                self._on_control(topic, packet.payload, qos, packet_id)
+                return
         if self.strip:
             topic = principal.mountpoint + topic
         if props is None:
@@ -389,6 +398,23 @@ class Connection:
                     self.hold_output()
             # PUBREC says 0 even with no subscriber, as Mosquitto does (it routes QoS 2 only
             # at PUBREL, so MQTT 5 clients expect no 0x10 here; 0x10 is optional anyway).
+            self.link.write(_ack(0x50, packet_id))
+
+    def _on_control(self, topic: str, payload: bytes, qos: int, packet_id: int) -> None:
+        """A request to a broker feature: handed to its hook, acknowledged, not routed."""
+        hook = self.broker.hooks.control.get(topic)
+        if hook is not None:
+            assert self.principal is not None
+            try:
+                hook(self.principal, payload)
+            except Exception:
+                logger.exception("control hook for %r failed", topic)
+        if qos == 1:
+            self.link.write(_ack(0x40, packet_id))
+        elif qos == 2:
+            session = self.session
+            assert session is not None and session.qos2_in is not None
+            session.qos2_in.add(packet_id)  # PUBREL completes it as for any QoS 2 message
             self.link.write(_ack(0x50, packet_id))
 
     def _unmatched(self, topic: str) -> bool:

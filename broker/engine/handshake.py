@@ -9,7 +9,13 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from broker.engine.flapping import detector_for
-from broker.engine.interfaces import ConnectionFacts, Decision, Principal, authorize_publish
+from broker.engine.interfaces import (
+    CONTROL_TOPICS,
+    ConnectionFacts,
+    Decision,
+    Principal,
+    authorize_publish,
+)
 from broker.engine.session import NEVER_EXPIRES
 from broker.engine.states import AUTHENTICATING, CLOSED, CONNECTED, NEW
 from broker.mqtt.encoder import encode
@@ -107,7 +113,10 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
         # A will the client could not publish itself is refused now, not silently dropped
         # when it is due (it is checked again then: rights may change meanwhile).
         if (not broker.allow_all or will.topic[:1] == "$") and (
-                is_share_name(will.topic) or authorize_publish(
+                is_share_name(will.topic)
+                # A will cannot be a request to a broker feature (Mosquitto refuses it too).
+                or (broker.hooks.control and will.topic.startswith(CONTROL_TOPICS))
+                or authorize_publish(
                     broker.authorizer, principal, will.topic, will.qos, will.retain
                 ) is not Decision.ALLOW):
             broker.stats.denied += 1

@@ -123,6 +123,13 @@ def may_still_publish(authorizer: Authorizer, publisher: Principal, topic: str, 
     return authorizer.authorize(publisher, Action.PUBLISH, topic, qos, True) is Decision.ALLOW
 
 
+def may_unsubscribe(authorizer: Authorizer, principal: Principal, topic_filter: str) -> bool:
+    """Whether a client may remove a subscription: an authorizer may offer
+    `may_unsubscribe` (Mosquitto's dynamic security has unsubscribe ACLs); others allow it."""
+    check = getattr(authorizer, "may_unsubscribe", None)
+    return check is None or bool(check(principal, topic_filter))
+
+
 class Store(Protocol):
     """Durable home of retained messages and persistent sessions.
 
@@ -159,21 +166,29 @@ def format_address(address: tuple[str, int] | None, missing: str = "?") -> str:
 ConnectedHook = Callable[[ClientInfo], None]
 DisconnectedHook = Callable[[ClientInfo, int], None]
 PublishedHook = Callable[["Principal | None", "Message"], None]
+ControlHook = Callable[[Principal, bytes], None]
+
+CONTROL_TOPICS = "$CONTROL/"
+"""Requests to a broker feature (Mosquitto's `$CONTROL/<feature>/<version>`): a PUBLISH
+there that the authorizer allows goes to the feature's hook instead of to subscribers."""
 
 
 class EventHooks:
     """Lists of callbacks the engine calls synchronously; keep them quick.
 
     `published` runs for every accepted PUBLISH, after routing; leave it empty when no one
-    needs it, the engine then skips the call entirely.
+    needs it, the engine then skips the call entirely. `control` maps a `$CONTROL/...`
+    topic to the hook that consumes the payloads clients publish there (acknowledged, never
+    routed, as Mosquitto does); its answers are the hook's to publish.
     """
 
-    __slots__ = ("connected", "disconnected", "published")
+    __slots__ = ("connected", "disconnected", "published", "control")
 
     def __init__(self) -> None:
         self.connected: list[ConnectedHook] = []
         self.disconnected: list[DisconnectedHook] = []
         self.published: list[PublishedHook] = []
+        self.control: dict[str, ControlHook] = {}
 
 
 class AllowAll:

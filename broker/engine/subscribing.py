@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.engine.interfaces import Action, Decision, may_still_publish
+from broker.engine.interfaces import Action, Decision, may_still_publish, may_unsubscribe
 from broker.engine.topics import SubOptions
 from broker.mqtt.encoder import encode
 from broker.mqtt.errors import ProtocolError
@@ -106,8 +106,12 @@ def handle_unsubscribe(conn: Connection, packet: Unsubscribe) -> None:
     session = conn.session
     assert session is not None
     codes: list[int] = []
+    principal = conn.principal
     for topic_filter in packet.topic_filters:
-        if broker.unsubscribe(session, topic_filter):
+        if not (broker.allow_all or principal is None
+                or may_unsubscribe(broker.authorizer, principal, topic_filter)):
+            codes.append(ReasonCode.NOT_AUTHORIZED)  # the subscription stays
+        elif broker.unsubscribe(session, topic_filter):
             codes.append(ReasonCode.SUCCESS)
         else:
             codes.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)

@@ -76,11 +76,24 @@ def test_a_cafile_without_require_certificate_asks_for_no_client_certificate():
     ("listener 8883\ncertfile a.pem\nkeyfile a.key\nlistener 8884\ncertfile b.pem\nkeyfile b.key\n",
      "different certificates"),
     ("listener 8883\ncertfile a.pem\n", r":1: a TLS listener needs both certfile and keyfile"),
-    ("plugin /usr/lib/mosquitto_dynamic_security.so\n", "'plugin' is not supported"),
+    ("plugin /usr/lib/mosquitto_auth_ldap.so\n", r":1: plugin /usr/lib/mosquitto_auth_ldap.so: Roost cannot load C plugins"),
+    ("auth_plugin /usr/lib/go-auth.so\n", "Roost cannot load C plugins"),
+    ("plugin /usr/lib/mosquitto_dynamic_security.so\n", r":1: the dynamic security plugin needs plugin_opt_config_file"),
+    ("plugin_opt_config_file /var/lib/mosquitto/dynsec.json\n", "plugin_opt_config_file without a plugin line"),
 ])
 def test_what_cannot_be_honoured_stops_the_start_with_its_line(text, message):
     with pytest.raises(ConfigError, match=message):
         translate(text)
+
+
+def test_the_dynamic_security_plugin_is_recognised_by_its_file_name():
+    args = translate("listener 1883\nplugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so\n"
+                     "plugin_opt_config_file /var/lib/mosquitto/dynamic-security.json\n").args
+    assert args[args.index("--dynsec-file") + 1] == "/var/lib/mosquitto/dynamic-security.json"
+    assert "--anonymous" not in args
+    old_style = translate("auth_plugin C:\\mosquitto\\mosquitto_dynamic_security.dll\n"
+                          "auth_opt_config_file ds.json\nauth_opt_other x\n")
+    assert "--dynsec-file" in old_style.args and old_style.ignored == ["mosquitto.conf:3: auth_opt_other"]
 
 
 def test_bridge_sections_become_bridge_settings():

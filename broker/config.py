@@ -63,6 +63,8 @@ class BridgeSettings:
     keyfile: str | None = None
     insecure: bool = False
     notifications: bool = True
+    outgoing_retain: bool = True
+    """False: messages forwarded to the remote broker go without their RETAIN flag."""
 
 
 @dataclass(slots=True)
@@ -135,3 +137,15 @@ class BrokerConfig:
     `flap_window` seconds refuse it (CONNACK 0x9F) for `flap_ban` seconds; 0: off."""
     flap_window: float = 60.0
     flap_ban: float = 60.0
+    message_size_limit: int = 0
+    """Largest PUBLISH (and will) payload accepted, in bytes; 0: no limit beyond the packet
+    size. A larger message is dropped: QoS 1/2 answered with 0x95, a will refused."""
+    max_inflight_bytes: int = 0
+    """Payload bytes of QoS 1/2 messages in flight to one client; 0: no limit. Further
+    messages queue until acknowledgements free room."""
+    allow_zero_length_clientid: bool = True
+    """False: a CONNECT without client id is refused instead of given a generated one."""
+    upgrade_outgoing_qos: bool = False
+    """Deliver at the subscription's QoS even when the message was published at a lower one."""
+    tls_crl: str | None = None
+    """PEM certificate revocation list: revoked client certificates fail the TLS handshake."""

@@ -333,9 +333,19 @@ class Connection:
         ):
             self.disconnect(ReasonCode.TOPIC_NAME_INVALID)
             return
+        packet_id = packet.packet_id or 0
+        limit = config.message_size_limit
+        if limit and len(packet.payload) > limit:
+            # Mosquitto's message_size_limit: dropped, the connection stays. Mosquitto
+            # answers 0x95, which PUBACK and PUBREC may not carry [MQTT-3.4.2-1]; 0x97 is
+            # the code for a limit the server imposes.
+            broker.stats.drop(DROP_TOO_LARGE)
+            if qos:
+                reply = Puback if qos == 1 else Pubrec
+                self.link.write(self._reply(reply(packet_id, ReasonCode.QUOTA_EXCEEDED)))
+            return
         session = self.session
         assert session is not None
-        packet_id = packet.packet_id or 0
         if qos == 2:
             received = session.qos2_in
             if received is None:

@@ -20,6 +20,7 @@ _VERIFY_REASONS = {
     18: "unknown CA",  # self-signed leaf
     19: "unknown CA",  # self-signed certificate in chain
     20: "unknown CA",  # unable to get local issuer certificate
+    23: "certificate revoked",
     26: "unsuitable certificate purpose",
 }
 _SSL_REASONS = {
@@ -34,14 +35,18 @@ _SSL_REASONS = {
 _RECORD = 16384
 
 
-def server_context(cert: str, key: str, ca: str | None) -> ssl.SSLContext:
-    """TLS 1.2 or newer; with a CA file every client must present a certificate it signed."""
+def server_context(cert: str, key: str, ca: str | None, crl: str | None = None) -> ssl.SSLContext:
+    """TLS 1.2 or newer; with a CA file every client must present a certificate it signed,
+    and with a CRL file one its CA has not revoked."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
     if ca:
         context.load_verify_locations(cafile=ca)
         context.verify_mode = ssl.CERT_REQUIRED
+        if crl:
+            context.load_verify_locations(cafile=crl)
+            context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF  # as Mosquitto's crlfile
     # Session tickets keep reconnecting devices cheap; no renegotiation, no compression.
     context.options |= ssl.OP_NO_COMPRESSION
     return context

@@ -69,7 +69,6 @@ def test_a_cafile_without_require_certificate_asks_for_no_client_certificate():
     ("connection b\naddress a:1883 b:1883\ntopic #\n", "one bridge address only"),
     ("topic sensors/# out 1\n", r":1: topic belongs in a bridge, after a connection line"),
     ("connection b\naddress a\ntopic # sideways\n", "direction out, in or both"),
-    ("per_listener_settings true\n", "per_listener_settings true is not supported"),
     ("listener 1883\nprotocol mqttsn\n", r":2: protocol 'mqttsn' is not offered"),
     ("allow_anonymous yes\n", r":1: expected true or false"),
     ("persistent_client_expiration 3 days\n", "expected a duration"),

@@ -79,6 +79,12 @@ logger = logging.getLogger(__name__)
 _PINGRESP = b"\xd0\x00"
 
 
+def _payload_bytes(inflight: dict[int, Outgoing]) -> int:
+    """Payload bytes of the QoS 1/2 messages in flight, for max_inflight_bytes (only summed
+    when that option is set)."""
+    return sum(len(out.message.payload) for out in inflight.values())
+
+
 def _ack(first: int, packet_id: int) -> bytes:
     return bytes((first, 2, packet_id >> 8, packet_id & 0xFF))
 
@@ -465,6 +471,8 @@ class Connection:
             (queue is not None and queue.items)
             or (inflight is not None and len(inflight) >= self.send_quota)
             or (self.backlogged and self.link.buffered() > broker.config.max_write_buffer)
+            or (inflight and broker.config.max_inflight_bytes
+                and _payload_bytes(inflight) >= broker.config.max_inflight_bytes)
         ):
             # Waits for a free slot or for the socket to drain, within the same limits as
             # an offline session's queue.
@@ -584,7 +592,10 @@ class Connection:
         broker = self.broker
         now = broker.now()
         quota = self.send_quota
+        byte_limit = broker.config.max_inflight_bytes
         while queue and session.inflight_count() < quota:
+            if byte_limit and session.inflight and _payload_bytes(session.inflight) >= byte_limit:
+                break
             out = queue.pop(now)
             if out is None:
                 break

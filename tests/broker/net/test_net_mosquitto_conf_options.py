@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.mqtt import Publish, Will
+from broker.mqtt import Puback, Publish, Subscribe, Subscription, Will
 from broker.mqtt.reason_codes import ReasonCode
 from tests.broker.conftest import BrokerProcess
 from tests.broker.interop.mosquitto_process import free_port
@@ -263,3 +263,21 @@ def test_persistence_file_keeps_the_sessions_in_the_persistence_location(configu
     subscriber = client_factory(port, "sub").connect()
     subscriber.subscribe("kept/#", qos=1)
     assert subscriber.expect(1)[0].payload == b"v"
+
+
+def test_max_inflight_bytes_holds_back_deliveries_until_acknowledged(configured, raw_factory,
+                                                                    client_factory):
+    port = free_port()
+    configured(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_bytes 10\n", port)
+    subscriber = raw_factory(port, 4)
+    assert subscriber.connect("slow").reason_code == 0
+    subscriber.send(Subscribe(1, [Subscription("b/#", qos=1)]))
+    assert subscriber.receive().packet_id == 1  # SUBACK
+    publisher = client_factory(port, "pub").connect()
+    for n in range(3):
+        publisher.publish(f"b/{n}", b"123456", qos=1)
+    first, second = subscriber.receive(), subscriber.receive()
+    assert (first.topic, second.topic) == ("b/0", "b/1")  # 6 bytes, then 12: the limit is met
+    assert subscriber.receive(timeout=0.5) is None
+    subscriber.send(Puback(first.packet_id))
+    assert subscriber.receive().topic == "b/2"

@@ -149,3 +149,6 @@ class BrokerConfig:
     """Deliver at the subscription's QoS even when the message was published at a lower one."""
     tls_crl: str | None = None
     """PEM certificate revocation list: revoked client certificates fail the TLS handshake."""
+    tls_chain_ca: str | None = None
+    """CA file that completes the server's certificate chain without asking clients for a
+    certificate (Mosquitto's cafile without require_certificate); `tls_ca` takes precedence."""

@@ -225,6 +225,7 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
             raise ConfigError(f"{source}: bridge {bridge.name!r} has no topic line")
     tls = {(lst.certfile, lst.keyfile, lst.cafile if lst.require_certificate else None, lst.crlfile)
            for lst in listeners if lst.certfile}
+    chain = {lst.cafile for lst in listeners if lst.certfile and lst.cafile and not lst.require_certificate}
     if len(tls) > 1:
         raise ConfigError(f"{source}: TLS listeners with different certificates are not supported")
     for lst in listeners:
@@ -244,6 +245,9 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
             out.args += ["--tls-ca", cafile]
         if crlfile:
             settings["tls_crl"] = crlfile
+        if not cafile and len(chain) == 1:
+            # Mosquitto sends the intermediates its cafile holds, asking nothing of clients.
+            settings["tls_chain_ca"] = chain.pop()
     if security.anonymous is None and not per_listener:
         # Mosquitto 2.0's "local only mode": no listener configured means 127.0.0.1:1883
         # (our default too) open to anonymous clients.

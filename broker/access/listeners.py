@@ -3,9 +3,10 @@ one set per listener with `per_listener_settings true`.
 
 Each set decides who connects the way Mosquitto does: on a TLS listener with
 `use_identity_as_username` (or `use_subject_as_username`) the client certificate's common
-name (or subject) is the username and no password is asked; otherwise a password file
-checks the username and password; without one, a listener is open only with
-`allow_anonymous true` and refuses everyone else (CONNACK 0x87, 3.1.1 return code 5).
+name (or subject) is the username and no password is asked (no certificate: 0x86, 3.1.1
+return code 4); otherwise a password file checks the username and password; without one,
+a listener is open only with `allow_anonymous true` and refuses everyone else (CONNACK
+0x87, 3.1.1 return code 5).
 """
 
 from __future__ import annotations
@@ -66,13 +67,15 @@ class SecuritySet:
 
     def authenticate(self, facts: ConnectionFacts, tls: bool) -> Principal | int:
         if tls and self.identity is not None:
+            # Mosquitto answers a missing certificate as a bad username (0x86, 3.1.1: 4).
             if not facts.peer_certificates:
-                return refuse(facts, ReasonCode.NOT_AUTHORIZED, "no client certificate")
+                return refuse(facts, ReasonCode.BAD_USER_NAME_OR_PASSWORD, "no client certificate")
             leaf = facts.peer_certificates[0]
             name = (certificate_common_name(leaf) if self.identity == CN
                     else certificate_subject(leaf))
             if not name:
-                return refuse(facts, ReasonCode.NOT_AUTHORIZED, "no name in the client certificate")
+                return refuse(facts, ReasonCode.BAD_USER_NAME_OR_PASSWORD,
+                              "no name in the client certificate")
             return identity(name, facts.client_id)
         username = facts.username
         passwords = self.passwords
@@ -95,7 +98,7 @@ class ListenerSecurity:
     """Authenticator and authorizer for a broker whose listeners have their own security.
 
     `by_listener` maps a listener's name (`Listener.url()`) to its set; connections on a
-    listener not named there get `default`. The principal remembers its set, so the
+    listener not named there get `default`. The principal remembers its listener, so the
     authorizer asks the ACL file of the listener the client came in on.
     """
 

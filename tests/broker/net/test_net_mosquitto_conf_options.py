@@ -3,6 +3,7 @@ process with real clients, the way a Mosquitto user's configuration would be."""
 
 from __future__ import annotations
 
+import datetime
 import socket
 import ssl
 import subprocess
@@ -10,8 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from broker.mqtt import Puback, Publish, Subscribe, Subscription, Will
+from broker.mqtt import Connect, Puback, Publish, Subscribe, Subscription, Will, encode
 from broker.mqtt.reason_codes import ReasonCode
 from tests.broker.conftest import BrokerProcess
 from tests.broker.interop.mosquitto_process import free_port
@@ -281,3 +286,56 @@ def test_max_inflight_bytes_holds_back_deliveries_until_acknowledged(configured,
     assert subscriber.receive(timeout=0.5) is None
     subscriber.send(Puback(first.packet_id))
     assert subscriber.receive().topic == "b/2"
+
+
+def test_use_identity_as_username_refuses_a_client_without_a_certificate(configured, pki):
+    port = free_port()
+    # Without require_certificate no certificate is asked for, so none can name the user.
+    configured(f"listener {port} 127.0.0.1\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
+               "use_identity_as_username true\n", port)
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(encode(Connect(protocol_level=4, client_id="anon"), 4))
+        assert tls.recv(4) == b"\x20\x02\x00\x04"  # bad username or password
+
+
+def test_a_cafile_without_require_certificate_completes_the_server_chain(configured, tmp_path):
+    """Mosquitto sends the intermediates its cafile holds; clients that trust only the root
+    verify the server, and none is asked for a certificate."""
+    root_key, root = _certificate("Root", None, None, ca=True)
+    middle_key, middle = _certificate("Intermediate", root, root_key, ca=True)
+    server_key, server = _certificate("localhost", middle, middle_key, ca=False)
+    for name, cert in (("root", root), ("middle", middle), ("server", server)):
+        (tmp_path / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "all-ca.pem").write_bytes((tmp_path / "root.pem").read_bytes()
+                                          + (tmp_path / "middle.pem").read_bytes())
+    (tmp_path / "server.key").write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    port = free_port()
+    configured(f"listener {port} 127.0.0.1\nallow_anonymous true\ncafile {tmp_path / 'all-ca.pem'}\n"
+               f"certfile {tmp_path / 'server.pem'}\nkeyfile {tmp_path / 'server.key'}\n", port)
+    context = ssl.create_default_context(cafile=str(tmp_path / "root.pem"))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(encode(Connect(protocol_level=4, client_id="chain"), 4))
+        assert tls.recv(4) == b"\x20\x02\x00\x00"
+
+
+def _certificate(cn: str, issuer, issuer_key, ca: bool):
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    builder = (
+        x509.CertificateBuilder().subject_name(name)
+        .issuer_name(issuer.subject if issuer is not None else name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
+                                        critical=False)
+    return key, builder.sign(issuer_key if issuer_key is not None else key, hashes.SHA256())

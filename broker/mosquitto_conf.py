@@ -123,6 +123,7 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
     persistence = False
     location = None
     persistence_file = None
+    check_retain_source = None
     options: list[str] = []
     settings = out.settings
     for number, line in significant_lines(text):
@@ -206,9 +207,12 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
         elif name == "upgrade_outgoing_qos":
             settings["upgrade_outgoing_qos"] = _bool(value, where)
         elif name == "check_retain_source":
-            # Roost always holds a retained message to its publisher's current rights.
+            # Roost always holds a retained message to its publisher's current rights, but
+            # does not keep the publisher of one restored from disk.
             if not _bool(value, where):
                 out.ignored.append(f"{where}: check_retain_source false (always checked here)")
+            else:
+                check_retain_source = where
         elif name == "connection_messages":
             options.append("--connection-messages" if _bool(value, where) else "--no-connection-messages")
         elif name == "per_listener_settings":
@@ -256,6 +260,9 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
         out.args.append("--anonymous")
     if persistence:
         out.args += ["--persist", location or "."]
+        if check_retain_source:
+            out.ignored.append(f"{check_retain_source}: check_retain_source for retained messages "
+                               "restored at start (their publisher is not kept on disk)")
         if persistence_file:
             out.ignored.append(f"{source}: persistence_file {persistence_file} (Roost keeps its "
                                "own files in the persistence_location directory)")

@@ -25,6 +25,7 @@ from broker.engine.interfaces import (
     certificate_common_name,
 )
 from broker.mqtt.reason_codes import ReasonCode
+from broker.mqtt.topics import parse_shared
 
 CN = "cn"
 SUBJECT = "subject"
@@ -126,12 +127,25 @@ class ListenerSecurity:
     def _authorizer(self, principal: Principal) -> Authorizer:
         return self.by_listener.get(principal.attributes.get("listener", ""), self.default).authorizer
 
+    # As in Mosquitto, the ACL file sees topics with the listener's mount point in front.
     def authorize(self, principal: Principal, action: Action, topic: str, qos: int,
                   retain: bool) -> Decision:
-        return self._authorizer(principal).authorize(principal, action, topic, qos, retain)
+        return self._authorizer(principal).authorize(principal, action,
+                                                     _mounted(principal.mountpoint, topic), qos, retain)
 
     def allow_delivery(self, principal: Principal, topic: str, qos: int) -> bool:
-        return self._authorizer(principal).allow_delivery(principal, topic, qos)
+        return self._authorizer(principal).allow_delivery(principal, principal.mountpoint + topic, qos)
 
     def granted_qos(self, principal: Principal, topic_filter: str, qos: int) -> int:
-        return self._authorizer(principal).granted_qos(principal, topic_filter, qos)
+        return self._authorizer(principal).granted_qos(
+            principal, _mounted(principal.mountpoint, topic_filter), qos)
+
+
+def _mounted(mountpoint: str, topic: str) -> str:
+    """`topic` as the whole broker sees it; a shared subscription's filter goes after its group."""
+    if not mountpoint:
+        return topic
+    shared = parse_shared(topic) if topic.startswith("$share/") else None
+    if shared is None:
+        return mountpoint + topic
+    return f"$share/{shared[0]}/{mountpoint}{shared[1]}"

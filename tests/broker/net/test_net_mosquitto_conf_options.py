@@ -339,3 +339,20 @@ def _certificate(cn: str, issuer, issuer_key, ca: bool):
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
                                         critical=False)
     return key, builder.sign(issuer_key if issuer_key is not None else key, hashes.SHA256())
+
+
+def test_the_acl_file_sees_a_mounted_clients_topics_with_the_mount_point(configured, client_factory,
+                                                                        tmp_path):
+    """As in Mosquitto: ACL rules for a mounted listener name the topics as the whole broker
+    sees them."""
+    port = free_port()
+    (tmp_path / "acl").write_text("topic readwrite site-a/open/#\ntopic readwrite closed/#\n")
+    configured(f"allow_anonymous true\nacl_file {tmp_path / 'acl'}\n"
+               f"listener {port} 127.0.0.1\nmount_point site-a/\n", port)
+    client = client_factory(port, "mounted").connect()
+    assert client.subscribe("open/#", qos=1)[0].value == 1
+    assert client.subscribe("$share/g/open/x", qos=1)[0].value == 1
+    assert client.subscribe("closed/#", qos=1)[0].value >= 0x80
+    client.publish("open/a", b"ok", qos=1)
+    client.publish("closed/a", b"no", qos=1)
+    assert [(m.topic, m.payload) for m in client.collect(1.0)] == [("open/a", b"ok")]

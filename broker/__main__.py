@@ -10,10 +10,12 @@ import logging.handlers
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from broker import connection_log, mosquitto_conf
 from broker.access.aclfile import AclFile
 from broker.access.dynsec import DynamicSecurity, DynsecFileError
+from broker.access.listeners import ListenerSecurity, Security, SecuritySet
 from broker.access.passwords import (
     AccessFileError,
     IdentityAuthenticator,
@@ -234,12 +236,13 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
     )
 
 
-def check_secure(config: BrokerConfig) -> str | None:
-    """Why this configuration must not start, or None."""
+def check_secure(config: BrokerConfig, authentication: bool = True) -> str | None:
+    """Why this configuration must not start, or None; `authentication`: whether a broker
+    nobody could log in to (or everybody could, unasked) counts as a mistake."""
     has_tls = any(listener.tls for listener in config.listeners)
     if has_tls and not (config.tls_cert and config.tls_key):
         return "a tls:// listener needs --tls-cert and --tls-key"
-    if config.anonymous or config.password_file or config.dynsec_file:
+    if not authentication or config.anonymous or config.password_file or config.dynsec_file:
         return None
     if not config.tls_ca:
         return ("refusing to start without authentication: pass --password-file or --tls-ca "
@@ -250,39 +253,79 @@ def check_secure(config: BrokerConfig) -> str | None:
 
 
 class AccessControl:
-    """Who may connect and what they may do, from the command line and the access files."""
+    """Who may connect and what they may do, from the command line and the access files.
 
-    def __init__(self, config: BrokerConfig) -> None:
-        self.passwords = PasswordFile(config.password_file) if config.password_file else None
-        self.acl = AclFile(config.acl_file) if config.acl_file else None
+    With `listeners` (from a mosquitto.conf) every listener has its own security set: the
+    command line's for all of them, with each listener's mount point and certificate
+    identity, or, with `per_listener_settings`, the listener's own options.
+    """
+
+    def __init__(self, config: BrokerConfig, listeners: dict[str, Security] | None = None,
+                 per_listener_settings: bool = False) -> None:
+        self.passwords_files: list[PasswordFile] = []
+        self.acls: list[AclFile] = []
         self.authenticator: Authenticator
-        if self.passwords is not None:
-            self.authenticator = PasswordAuthenticator(self.passwords, config.anonymous)
-        elif self.acl is not None or not config.anonymous:
+        self.authorizer: Authorizer
+        if listeners is not None:
+            self._from_listeners(config, listeners, per_listener_settings)
+            return
+        passwords = PasswordFile(config.password_file) if config.password_file else None
+        acl = AclFile(config.acl_file) if config.acl_file else None
+        if passwords is not None:
+            self.passwords_files.append(passwords)
+            self.authenticator = PasswordAuthenticator(passwords, config.anonymous)
+        elif acl is not None or not config.anonymous:
             self.authenticator = IdentityAuthenticator(config.anonymous)
         else:
             self.authenticator = AllowAll()
         # Without an ACL file, AllowAll lets the engine skip authorization entirely.
-        self.authorizer: Authorizer = self.acl if self.acl is not None else AllowAll()
+        self.authorizer = acl if acl is not None else AllowAll()
+        if acl is not None:
+            self.acls.append(acl)
+        self._with_dynsec(config)
+
+    def _from_listeners(self, config: BrokerConfig, listeners: dict[str, Security],
+                        per_listener_settings: bool) -> None:
+        default = Security(config.anonymous, config.password_file, config.acl_file)
+        sets = {}
+        for name, own in listeners.items():
+            if not per_listener_settings:
+                own = replace(default, identity=own.identity, mount_point=own.mount_point)
+            sets[name] = SecuritySet(own)
+        security = ListenerSecurity(SecuritySet(default), sets)
+        self.authenticator = security
+        everything = security.sets()
+        self.passwords_files = [s.passwords for s in everything if s.passwords is not None]
+        self.acls = [s.acl for s in everything if s.acl is not None]
+        # Without any ACL file, AllowAll lets the engine skip authorization entirely.
+        self.authorizer = security if self.acls else AllowAll()
+        self._with_dynsec(config)
+
+    def _with_dynsec(self, config: BrokerConfig) -> None:
         self.dynsec: DynamicSecurity | None = None
         if config.dynsec_file:
             # The plugin decides first; what it does not know is left to the files.
             self.dynsec = DynamicSecurity(
                 config.dynsec_file, config.anonymous,
-                self.authenticator if self.passwords is not None else None, self.acl)
+                self.authenticator if self.passwords_files else None,
+                self.authorizer if self.acls else None)
             self.authenticator = self.authorizer = self.dynsec
+
+    @property
+    def has_files(self) -> bool:
+        return bool(self.passwords_files or self.acls)
 
     def reload(self, broker: Broker) -> None:
         """Read the files again; the old ones stay in force if a new one is broken."""
         try:
-            if self.passwords is not None:
-                self.passwords.load()
-            if self.acl is not None:
-                self.acl.load()
+            for passwords in self.passwords_files:
+                passwords.load()
+            for acl in self.acls:
+                acl.load()
         except AccessFileError as error:
             logger.error("reload failed, keeping the previous files: %s", error)
             return
-        dropped = Admin(broker).recheck_subscriptions() if self.acl is not None else 0
+        dropped = Admin(broker).recheck_subscriptions() if self.acls else 0
         logger.info("reloaded the access files; %d subscription(s) no longer allowed were dropped",
                     dropped)
 
@@ -310,7 +353,7 @@ async def serve(config: BrokerConfig, access: AccessControl, connection_messages
     if access.dynsec is not None:
         access.dynsec.attach(broker)
     broker.start()
-    if (access.acl is not None or access.dynsec is not None) and broker.sessions:
+    if (access.acls or access.dynsec is not None) and broker.sessions:
         # Restored sessions are held to the ACL file as it is now, before anyone reconnects.
         dropped = Admin(broker).recheck_subscriptions()
         if dropped:
@@ -329,7 +372,7 @@ async def serve(config: BrokerConfig, access: AccessControl, connection_messages
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    if access.passwords is not None or access.acl is not None:
+    if access.has_files:
         try:
             loop.add_signal_handler(signal.SIGHUP, access.reload, broker)
         except NotImplementedError:  # an event loop without signal handlers
@@ -384,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ignored: list[str] = []
     bridges: list[BridgeSettings] = []
+    translation = None
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(argv)
@@ -397,11 +441,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         bridges = translation.bridges
     args = parser.parse_args(argv)
     config = config_from_args(args)
-    problem = check_secure(config)
+    if translation is not None:
+        for name, value in translation.settings.items():
+            setattr(config, name, value)
+    # A mosquitto.conf listener without credentials starts and refuses every client, as
+    # Mosquitto 2.0 does; on the command line that is taken for a mistake.
+    problem = check_secure(config, authentication=translation is None)
     if problem:
         parser.error(problem)
     try:
-        access = AccessControl(config)
+        if translation is None:
+            access = AccessControl(config)
+        else:
+            access = AccessControl(config, translation.listeners, translation.per_listener_settings)
     except (AccessFileError, DynsecFileError) as error:
         parser.error(str(error))
     log_batch = configure_logging(args.log_level)

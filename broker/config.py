@@ -63,6 +63,8 @@ class BridgeSettings:
     keyfile: str | None = None
     insecure: bool = False
     notifications: bool = True
+    outgoing_retain: bool = True
+    """False: messages forwarded to the remote broker go without their RETAIN flag."""
 
 
 @dataclass(slots=True)
@@ -138,3 +140,18 @@ class BrokerConfig:
     dynsec_file: str | None = None
     """Mosquitto's dynamic security plugin, built in: its JSON file of clients, groups and
     roles, administered over `$CONTROL/dynamic-security/v1`."""
+    message_size_limit: int = 0
+    """Largest PUBLISH (and will) payload accepted, in bytes; 0: no limit beyond the packet
+    size. A larger message is dropped: QoS 1/2 answered with 0x95, a will refused."""
+    max_inflight_bytes: int = 0
+    """Payload bytes of QoS 1/2 messages in flight to one client; 0: no limit. Further
+    messages queue until acknowledgements free room."""
+    allow_zero_length_clientid: bool = True
+    """False: a CONNECT without client id is refused instead of given a generated one."""
+    upgrade_outgoing_qos: bool = False
+    """Deliver at the subscription's QoS even when the message was published at a lower one."""
+    tls_crl: str | None = None
+    """PEM certificate revocation list: revoked client certificates fail the TLS handshake."""
+    tls_chain_ca: str | None = None
+    """CA file that completes the server's certificate chain without asking clients for a
+    certificate (Mosquitto's cafile without require_certificate); `tls_ca` takes precedence."""

@@ -11,22 +11,31 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from broker.config import BridgeSettings, BridgeTopic
+from broker.access.listeners import CN, SUBJECT, Security
+from broker.config import BridgeSettings, BridgeTopic, Listener
 from broker.config_files import ConfigFileError, read_text, significant_lines
 
 # Options with no effect on who may connect or what happens to messages.
 IGNORED = {
     "log_dest", "log_type", "log_timestamp", "log_timestamp_format", "log_facility",
-    "websockets_log_level", "pid_file", "user", "set_tcp_nodelay", "persistence_file",
-    "check_retain_source", "upgrade_outgoing_qos", "queue_qos0_messages", "http_dir",
+    "websockets_log_level", "pid_file", "user", "set_tcp_nodelay",
+    "queue_qos0_messages", "http_dir",
     "socket_domain", "websockets_headers_size", "memory_limit", "clientid_prefixes",
     # Bridge options whose Mosquitto meaning needs nothing here.
     "try_private", "local_clientid", "restart_timeout", "idle_timeout", "notifications_local_only",
     "bridge_attempt_unsubscribe", "cleansession_local",
 }
+
+# Security options: per listener with `per_listener_settings true`, else for every listener.
+_SECURITY = {"allow_anonymous", "password_file", "acl_file"}
+
+# Listener options: they belong to the listener above them.
+_LISTENER = {"protocol", "certfile", "keyfile", "cafile", "require_certificate", "bind_address",
+             "crlfile", "use_identity_as_username", "use_subject_as_username", "mount_point"}
 
 _DURATION = re.compile(r"^(\d+)([hdwmy])$")
 _UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
@@ -54,16 +63,33 @@ class _Listener:
     certfile: str | None = None
     keyfile: str | None = None
     cafile: str | None = None
+    crlfile: str | None = None
     require_certificate: bool = False
+    identity: str | None = None
+    mount_point: str = ""
+    security: Security = field(default_factory=Security)
+
+    def url(self) -> str:
+        return Listener(self.host, self.port, bool(self.certfile), websocket=self.websockets).url()
 
 
 @dataclass
 class Translation:
-    """The broker options, the bridges, and what was ignored (for a warning at start)."""
+    """The broker options, the bridges, and what was ignored (for a warning at start).
+
+    `security` holds the security options of the whole broker, `listeners` those of each
+    listener by name (`Listener.url()`): mount point and certificate identity always, the
+    rest with `per_listener_settings true`. `settings` are BrokerConfig fields without a
+    command line option.
+    """
 
     args: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     bridges: list[BridgeSettings] = field(default_factory=list)
+    security: Security = field(default_factory=Security)
+    listeners: dict[str, Security] = field(default_factory=dict)
+    per_listener_settings: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def _bool(value: str, where: str) -> bool:
@@ -87,19 +113,29 @@ def _duration(value: str, where: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
+def _per_listener(text: str, source: str) -> bool:
+    """`per_listener_settings` changes the meaning of the lines before it too."""
+    for number, line in significant_lines(text):
+        name, _, value = line.partition(" ")
+        if name == "per_listener_settings":
+            return _bool(value.strip(), f"{source}:{number}")
+    return False
+
+
 def translate(text: str, source: str = "mosquitto.conf") -> Translation:
     """The `python -m broker` options that do what `text` asks of Mosquitto 2.0."""
     out = Translation()
+    per_listener = out.per_listener_settings = _per_listener(text, source)
     listeners: list[_Listener] = []
     current: _Listener | None = None
-    anonymous: bool | None = None
-    identity_as_username = False
-    password_file = None
+    security = out.security
     persistence = False
     location = None
     dynsec: str | None = None
     dynsec_file: str | None = None
+    persistence_file = None
     options: list[str] = []
+    settings = out.settings
     for number, line in significant_lines(text):
         name, _, value = line.partition(" ")
         value = value.strip()
@@ -123,33 +159,29 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
         elif name == "port":
             current = _Listener(_int(value, where), "0.0.0.0", number)  # noqa: S104
             listeners.append(current)
-        elif name in ("protocol", "certfile", "keyfile", "cafile", "require_certificate", "bind_address"):
+        elif name in _LISTENER:
             if current is None:
                 current = _Listener(1883, "0.0.0.0", number)  # noqa: S104 - Mosquitto's default listener
                 listeners.append(current)
-            if name == "protocol":
-                if value not in ("mqtt", "websockets"):
-                    raise ConfigError(f"{where}: protocol {value!r} is not offered (mqtt, websockets)")
-                current.websockets = value == "websockets"
-            elif name == "require_certificate":
-                current.require_certificate = _bool(value, where)
-            elif name == "bind_address":
-                current.host = value
+            _listener_option(current, name, value, where)
+        elif name in _SECURITY:
+            # Before any listener, per-listener security options set the defaults.
+            target = current.security if per_listener and current is not None else security
+            if name == "allow_anonymous":
+                target.anonymous = _bool(value, where)
+            elif name == "password_file":
+                target.password_file = value
             else:
-                setattr(current, name, value)
-        elif name == "allow_anonymous":
-            anonymous = _bool(value, where)
-        elif name == "use_identity_as_username":
-            identity_as_username = _bool(value, where)
-        elif name == "password_file":
-            password_file = value
-            options += ["--password-file", value]
-        elif name == "acl_file":
-            options += ["--acl-file", value]
+                target.acl_file = value
+        elif name == "allow_zero_length_clientid":
+            # Also a security option in Mosquitto; here it holds for every listener.
+            settings["allow_zero_length_clientid"] = _bool(value, where)
         elif name == "persistence":
             persistence = _bool(value, where)
         elif name == "persistence_location":
             location = value
+        elif name == "persistence_file":
+            persistence_file = value
         elif name == "autosave_interval":
             options += ["--autosave-interval", str(_int(value, where))]
         elif name == "max_queued_messages":
@@ -158,8 +190,12 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
             options += ["--max-queued-bytes", str(_int(value, where))]
         elif name == "max_inflight_messages":
             options += ["--max-inflight", str(_int(value, where) or 65535)]  # 0: no limit
+        elif name == "max_inflight_bytes":
+            settings["max_inflight_bytes"] = _int(value, where)
         elif name == "max_packet_size":
             options += ["--max-packet-size", str(_int(value, where))]
+        elif name == "message_size_limit":
+            settings["message_size_limit"] = _int(value, where)
         elif name == "max_keepalive":
             options += ["--max-keepalive", str(_int(value, where))]
         elif name == "max_connections":
@@ -169,8 +205,22 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
             options += ["--max-session-expiry", str(_duration(value, where))]
         elif name == "sys_interval":
             options += ["--sys-interval", str(_int(value, where))]
-        elif name == "max_qos":
-            options += ["--max-qos", str(_int(value, where))]
+        elif name in ("max_qos", "maximum_qos"):
+            qos = _int(value, where)
+            if qos > 2:
+                raise ConfigError(f"{where}: {name} 0, 1 or 2, got {value!r}")
+            options += ["--max-qos", str(qos)]
+        elif name == "max_topic_alias":
+            options += ["--topic-alias-maximum", str(min(_int(value, where), 65535))]
+        elif name == "retain_available":
+            settings["retain_available"] = _bool(value, where)
+        elif name == "upgrade_outgoing_qos":
+            settings["upgrade_outgoing_qos"] = _bool(value, where)
+        elif name == "check_retain_source":
+            # Roost always holds a retained message to its publisher's current rights (the
+            # publisher is kept with it on disk too).
+            if not _bool(value, where):
+                out.ignored.append(f"{where}: check_retain_source false (always checked here)")
         elif name == "connection_messages":
             options.append("--connection-messages" if _bool(value, where) else "--no-connection-messages")
         elif name in ("plugin", "auth_plugin"):
@@ -183,21 +233,20 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
         elif name.startswith(("plugin_opt_", "auth_opt_")):
             out.ignored.append(f"{where}: {name}")
         elif name == "per_listener_settings":
-            if _bool(value, where):
-                raise ConfigError(f"{where}: per_listener_settings true is not supported: "
-                                  "every listener shares one set of security settings")
+            pass  # read first, by _per_listener
         elif name in IGNORED:
             out.ignored.append(f"{where}: {name}")
         else:
-            raise ConfigError(f"{where}: {name!r} is not supported (PSK, CRL "
-                              "files and per-listener security have no equivalent)")
+            raise ConfigError(f"{where}: {name!r} is not supported (PSK files and their "
+                              "options have no equivalent)")
     for bridge in out.bridges:
         if not bridge.host:
             raise ConfigError(f"{source}: bridge {bridge.name!r} has no address")
         if not bridge.topics:
             raise ConfigError(f"{source}: bridge {bridge.name!r} has no topic line")
-    tls = {(lst.certfile, lst.keyfile, lst.cafile if lst.require_certificate else None)
+    tls = {(lst.certfile, lst.keyfile, lst.cafile if lst.require_certificate else None, lst.crlfile)
            for lst in listeners if lst.certfile}
+    chain = {lst.cafile for lst in listeners if lst.certfile and lst.cafile and not lst.require_certificate}
     if len(tls) > 1:
         raise ConfigError(f"{source}: TLS listeners with different certificates are not supported")
     for lst in listeners:
@@ -207,13 +256,19 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
                   (True, True): "wss://"}[(bool(lst.certfile), lst.websockets)]
         host = f"[{lst.host}]" if ":" in lst.host else lst.host
         out.args += ["--bind", f"{scheme}{host}:{lst.port}"]
+        own = lst.security if per_listener else replace(security)
+        own.identity, own.mount_point = lst.identity, lst.mount_point
+        out.listeners[lst.url()] = own
     if tls:
-        certfile, keyfile, cafile = tls.pop()
+        certfile, keyfile, cafile, crlfile = tls.pop()
         out.args += ["--tls-cert", str(certfile), "--tls-key", str(keyfile)]
         if cafile:
             out.args += ["--tls-ca", cafile]
-    if identity_as_username and password_file:
-        raise ConfigError(f"{source}: use_identity_as_username with password_file is not supported")
+        if crlfile:
+            settings["tls_crl"] = crlfile
+        if not cafile and len(chain) == 1:
+            # Mosquitto sends the intermediates its cafile holds, asking nothing of clients.
+            settings["tls_chain_ca"] = chain.pop()
     if dynsec is not None:
         if not dynsec_file:
             raise ConfigError(f"{dynsec}: the dynamic security plugin needs "
@@ -221,22 +276,52 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
         options += ["--dynsec-file", dynsec_file]
     elif dynsec_file is not None:
         raise ConfigError(f"{source}: plugin_opt_config_file without a plugin line")
-    if anonymous is None:
+    if security.anonymous is None and not per_listener:
         # Mosquitto 2.0's "local only mode": no listener configured means 127.0.0.1:1883
         # (our default too) open to anonymous clients.
-        anonymous = not listeners and password_file is None and dynsec is None
-    if anonymous:
+        security.anonymous = not listeners and security.password_file is None and dynsec is None
+    if security.anonymous:
         out.args.append("--anonymous")
     if persistence:
         out.args += ["--persist", location or "."]
+        if persistence_file:
+            out.ignored.append(f"{source}: persistence_file {persistence_file} (Roost keeps its "
+                               "own files in the persistence_location directory)")
+    if not per_listener:
+        if security.password_file:
+            out.args += ["--password-file", security.password_file]
+        if security.acl_file:
+            out.args += ["--acl-file", security.acl_file]
     out.args += options
     return out
+
+
+def _listener_option(lst: _Listener, name: str, value: str, where: str) -> None:
+    if name == "protocol":
+        if value not in ("mqtt", "websockets"):
+            raise ConfigError(f"{where}: protocol {value!r} is not offered (mqtt, websockets)")
+        lst.websockets = value == "websockets"
+    elif name == "require_certificate":
+        lst.require_certificate = _bool(value, where)
+    elif name == "bind_address":
+        lst.host = value
+    elif name == "use_identity_as_username":
+        if _bool(value, where):
+            lst.identity = CN
+    elif name == "use_subject_as_username":
+        if _bool(value, where):
+            lst.identity = SUBJECT
+    elif name == "mount_point":
+        lst.mount_point = value
+    else:
+        setattr(lst, name, value)
 
 
 _BRIDGE_OPTIONS = {
     "address", "addresses", "topic", "remote_username", "remote_password", "remote_clientid",
     "cleansession", "bridge_protocol_version", "keepalive_interval", "notifications",
     "bridge_cafile", "bridge_certfile", "bridge_keyfile", "bridge_insecure", "start_type",
+    "bridge_outgoing_retain",
 }
 
 
@@ -270,6 +355,8 @@ def _bridge_option(bridge: BridgeSettings, name: str, value: str, where: str) ->
         bridge.protocol_version = versions[value]
     elif name == "bridge_insecure":
         bridge.insecure = _bool(value, where)
+    elif name == "bridge_outgoing_retain":
+        bridge.outgoing_retain = _bool(value, where)
     elif name == "start_type":
         if value != "automatic":
             raise ConfigError(f"{where}: only start_type automatic is supported")

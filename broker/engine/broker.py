@@ -367,7 +367,8 @@ class Broker:
             self.retained.set(message)
         routes, groups = self.trie.match(message.topic)
         sender = message.origin
-        msg_qos = message.qos
+        # upgrade_outgoing_qos: every subscriber gets the QoS it subscribed with.
+        msg_qos = 2 if self.config.upgrade_outgoing_qos else message.qos
         retain = message.retain
         journal = self.journal
         durable: list[tuple[Session, Outgoing]] | None = None

@@ -85,6 +85,12 @@ logger = logging.getLogger(__name__)
 _PINGRESP = b"\xd0\x00"
 
 
+def _payload_bytes(inflight: dict[int, Outgoing]) -> int:
+    """Payload bytes of the QoS 1/2 messages in flight, for max_inflight_bytes (only summed
+    when that option is set)."""
+    return sum(len(out.message.payload) for out in inflight.values())
+
+
 def _ack(first: int, packet_id: int) -> bytes:
     return bytes((first, 2, packet_id >> 8, packet_id & 0xFF))
 
@@ -339,9 +345,19 @@ class Connection:
         ):
             self.disconnect(ReasonCode.TOPIC_NAME_INVALID)
             return
+        packet_id = packet.packet_id or 0
+        limit = config.message_size_limit
+        if limit and len(packet.payload) > limit:
+            # Mosquitto's message_size_limit: dropped, the connection stays. Mosquitto
+            # answers 0x95, which PUBACK and PUBREC may not carry [MQTT-3.4.2-1]; 0x97 is
+            # the code for a limit the server imposes.
+            broker.stats.drop(DROP_TOO_LARGE)
+            if qos:
+                reply = Puback if qos == 1 else Pubrec
+                self.link.write(self._reply(reply(packet_id, ReasonCode.QUOTA_EXCEEDED)))
+            return
         session = self.session
         assert session is not None
-        packet_id = packet.packet_id or 0
         if qos == 2:
             received = session.qos2_in
             if received is None:
@@ -481,6 +497,8 @@ class Connection:
             (queue is not None and queue.items)
             or (inflight is not None and len(inflight) >= self.send_quota)
             or (self.backlogged and self.link.buffered() > broker.config.max_write_buffer)
+            or (inflight and broker.config.max_inflight_bytes
+                and _payload_bytes(inflight) >= broker.config.max_inflight_bytes)
         ):
             # Waits for a free slot or for the socket to drain, within the same limits as
             # an offline session's queue.
@@ -600,7 +618,10 @@ class Connection:
         broker = self.broker
         now = broker.now()
         quota = self.send_quota
+        byte_limit = broker.config.max_inflight_bytes
         while queue and session.inflight_count() < quota:
+            if byte_limit and session.inflight and _payload_bytes(session.inflight) >= byte_limit:
+                break
             out = queue.pop(now)
             if out is None:
                 break

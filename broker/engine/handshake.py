@@ -49,6 +49,10 @@ def handle_connect(conn: Connection, packet: Connect) -> None:
     client_id = packet.client_id
     assigned = None
     if not client_id:
+        if not broker.config.allow_zero_length_clientid:
+            # As Mosquitto: 3.1.1 return code 2, MQTT 5 unspecified error.
+            conn.refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID if not v5 else ReasonCode.UNSPECIFIED_ERROR)
+            return
         client_id = broker.new_client_id()
         if v5:
             assigned = client_id  # [MQTT-3.2.2-16]
@@ -104,6 +108,9 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
     v5 = conn.v5
     will = packet.will
     if will is not None:
+        if config.message_size_limit and len(will.payload) > config.message_size_limit:
+            conn.refuse(ReasonCode.PACKET_TOO_LARGE)  # 3.1.1: return code 5
+            return
         if will.qos > config.max_qos:
             conn.refuse(ReasonCode.QOS_NOT_SUPPORTED)  # [MQTT-3.2.2-12]
             return

@@ -95,7 +95,7 @@ def _deliver_retained(conn: Connection, message: Message, opts: SubOptions) -> N
         if not may_still_publish(broker.authorizer, publisher, topic, message.qos):
             broker.stats.denied += 1
             return
-    qos = min(message.qos, opts.qos)
+    qos = opts.qos if broker.config.upgrade_outgoing_qos else min(message.qos, opts.qos)
     sub_ids = (opts.sub_id,) if opts.sub_id is not None else ()
     # Retained messages sent because of a subscription carry RETAIN 1 [MQTT-3.3.1-8].
     conn.send_publish(message, qos, True, sub_ids)

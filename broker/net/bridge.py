@@ -170,13 +170,14 @@ class Bridge:
             if levels_match(filter_levels, levels):
                 remote = t.remote_prefix + topic[len(t.local_prefix):]
                 qos = min(message.qos, t.qos)
+                retain = message.retain and self.settings.outgoing_retain
                 if not self.connected or self.client is None:
                     if qos:
-                        self.backlog.append((remote, message.payload, qos, message.retain))
+                        self.backlog.append((remote, message.payload, qos, retain))
                     return
                 if self.echoes:
                     self._expect_echo(remote, message.payload)
-                self.client.publish(remote, message.payload, qos=qos, retain=message.retain)
+                self.client.publish(remote, message.payload, qos=qos, retain=retain)
                 return
 
     def _expect_echo(self, topic: str, payload: bytes) -> None:

@@ -41,7 +41,8 @@ class Server:
         config = self.config
         if not config.tls_cert or not config.tls_key:
             raise ValueError("a TLS listener needs --tls-cert and --tls-key")
-        return server_context(config.tls_cert, config.tls_key, config.tls_ca)
+        return server_context(config.tls_cert, config.tls_key, config.tls_ca, config.tls_crl,
+                              config.tls_chain_ca)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -37,14 +37,22 @@ _SSL_REASONS = {
 _RECORD = 16384
 
 
-def server_context(cert: str, key: str, ca: str | None) -> ssl.SSLContext:
-    """TLS 1.2 or newer; with a CA file every client must present a certificate it signed."""
+def server_context(cert: str, key: str, ca: str | None, crl: str | None = None,
+                   chain_ca: str | None = None) -> ssl.SSLContext:
+    """TLS 1.2 or newer; with a CA file every client must present a certificate it signed,
+    and with a CRL file one its CA has not revoked. A `chain_ca` only supplies the
+    intermediates OpenSSL sends along with the server certificate."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
+    if chain_ca and not ca:
+        context.load_verify_locations(cafile=chain_ca)  # verify_mode stays CERT_NONE
     if ca:
         context.load_verify_locations(cafile=ca)
         context.verify_mode = ssl.CERT_REQUIRED
+        if crl:
+            context.load_verify_locations(cafile=crl)
+            context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF  # as Mosquitto's crlfile
     # Session tickets keep reconnecting devices cheap; no renegotiation, no compression.
     context.options |= ssl.OP_NO_COMPRESSION
     return context

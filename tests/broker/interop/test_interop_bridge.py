@@ -147,3 +147,21 @@ topic telemetry/# out 1
         assert cloud.expect(1, timeout=5)[0].payload == b"over mtls"
     finally:
         remote.stop()
+
+
+@pytest.mark.parametrize("outgoing_retain", [True, False])
+def test_bridge_outgoing_retain_false_forwards_without_the_retain_flag(
+        start_broker, remote, tmp_path, client_factory, outgoing_retain):
+    conf = tmp_path / "edge.conf"
+    conf.write_text(f"allow_anonymous true\nconnection cloud\naddress 127.0.0.1:{remote.port}\n"
+                    f"bridge_outgoing_retain {str(outgoing_retain).lower()}\ntopic sensors/# out 1\n")
+    broker = start_broker("--config", str(conf), anonymous=False)
+    local = _edge_client(client_factory, broker, "edge-pub")
+    watcher = _cloud_client(client_factory, remote.port, "cloud-live", "sensors/#")
+    local.publish("sensors/t", b"21", qos=1, retain=True)
+    assert watcher.expect(1)[0].payload == b"21"  # forwarded either way
+    late = _cloud_client(client_factory, remote.port, "cloud-late", "sensors/#")
+    if outgoing_retain:
+        assert late.expect(1)[0].retain
+    else:
+        late.expect_none(1.0)  # the remote broker never kept it

@@ -69,7 +69,6 @@ def test_a_cafile_without_require_certificate_asks_for_no_client_certificate():
     ("connection b\naddress a:1883 b:1883\ntopic #\n", "one bridge address only"),
     ("topic sensors/# out 1\n", r":1: topic belongs in a bridge, after a connection line"),
     ("connection b\naddress a\ntopic # sideways\n", "direction out, in or both"),
-    ("per_listener_settings true\n", "per_listener_settings true is not supported"),
     ("listener 1883\nprotocol mqttsn\n", r":2: protocol 'mqttsn' is not offered"),
     ("allow_anonymous yes\n", r":1: expected true or false"),
     ("persistent_client_expiration 3 days\n", "expected a duration"),
@@ -129,3 +128,47 @@ topic # out
         ("", "both", 0, "local/status", "remote/edge-7/status")]
     assert (backup.host, backup.port, backup.protocol_version, backup.clean_session) == ("10.0.0.2", 1883, 4, False)
     assert [(t.pattern, t.direction, t.qos) for t in backup.topics] == [("#", "out", 0)]
+
+
+def test_listener_security_is_kept_per_listener_with_per_listener_settings():
+    result = translate("""\
+allow_anonymous false
+per_listener_settings true
+listener 1883
+allow_anonymous true
+acl_file open.acl
+listener 8883
+certfile s.pem
+keyfile s.key
+cafile ca.pem
+require_certificate true
+use_subject_as_username true
+password_file passwd
+mount_point tls/
+""")
+    assert result.per_listener_settings and "--anonymous" not in result.args
+    assert "--password-file" not in result.args and "--acl-file" not in result.args
+    plain, tls = result.listeners["mqtt://0.0.0.0:1883"], result.listeners["mqtts://0.0.0.0:8883"]
+    assert (plain.anonymous, plain.password_file, plain.acl_file, plain.identity, plain.mount_point) == (
+        True, None, "open.acl", None, "")
+    assert (tls.anonymous, tls.password_file, tls.acl_file, tls.identity, tls.mount_point) == (
+        None, "passwd", None, "subject", "tls/")
+
+
+def test_options_without_a_command_line_flag_become_settings():
+    result = translate("listener 1883\nmessage_size_limit 100\nmax_inflight_bytes 5000\n"
+                       "retain_available false\nallow_zero_length_clientid false\n"
+                       "upgrade_outgoing_qos true\nmaximum_qos 1\nmax_topic_alias 7\n")
+    assert result.settings == {"message_size_limit": 100, "max_inflight_bytes": 5000,
+                               "retain_available": False, "allow_zero_length_clientid": False,
+                               "upgrade_outgoing_qos": True}
+    assert result.args[-4:] == ["--max-qos", "1", "--topic-alias-maximum", "7"]
+
+
+def test_what_roost_keeps_differently_on_disk_is_named_in_the_warning():
+    result = translate("listener 1883\ncheck_retain_source true\npersistence true\n"
+                       "persistence_location /var/lib/mosquitto/\npersistence_file m.db\n")
+    assert "--persist" in result.args and "/var/lib/mosquitto/" in result.args
+    # The publisher of a retained message is kept on disk: check_retain_source needs no warning.
+    assert not any("check_retain_source" in line for line in result.ignored)
+    assert any("persistence_file m.db" in line for line in result.ignored)

@@ -26,6 +26,10 @@ class Pki:
     client_key: Path
     other_client_cert: Path
     other_client_key: Path
+    crl: Path | None = None
+    """A CRL of the CA revoking `revoked_cert` (and nothing else)."""
+    revoked_cert: Path | None = None
+    revoked_key: Path | None = None
 
 
 def _name(cn: str) -> x509.Name:
@@ -79,8 +83,24 @@ def make_pki(directory: Path) -> Pki:
     key, cert = _issue("intruder", other_ca.subject, other_key, False)
     (directory / "other.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(key, directory / "other.key")
+    # A client certificate of the CA, revoked by its CRL.
+    key, cert = _issue("revoked-device", ca_cert.subject, ca_key, False)
+    (directory / "revoked.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, directory / "revoked.key")
+    now = datetime.datetime.now(datetime.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - datetime.timedelta(minutes=5))
+        .next_update(now + datetime.timedelta(days=1))
+        .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
+                                 .revocation_date(now - datetime.timedelta(minutes=1)).build())
+        .sign(ca_key, hashes.SHA256())
+    )
+    (directory / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
     return Pki(directory / "ca.pem", *paths["server"], *paths["client"],
-               directory / "other.pem", directory / "other.key")
+               directory / "other.pem", directory / "other.key", directory / "crl.pem",
+               directory / "revoked.pem", directory / "revoked.key")
 
 
 def assert_refused_in_handshake(port: int, context: ssl.SSLContext, first_bytes: bytes) -> None:

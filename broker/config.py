@@ -70,13 +70,14 @@ class BrokerConfig:
     """Limits and features; the defaults follow Mosquitto 2.0 where it has one."""
 
     listeners: list[Listener] = field(default_factory=list)
-    max_packet_size: int = 1 << 20
-    """Largest packet accepted from a client (MQTT 5 clients are told in CONNACK)."""
+    max_packet_size: int = 0
+    """Largest packet accepted from a client, told to MQTT 5 clients in CONNACK; 0: none of
+    our own (MQTT's 268,435,460 bytes, as Mosquitto), and nothing is told."""
     max_queued_messages: int = 1000
     """Per offline or backlogged session; further messages are dropped."""
     max_queued_bytes: int = 64 << 20
     """Per session, as whole PUBLISH packets (topic, properties, payload); 0: no byte limit."""
-    max_inflight: int = 100
+    max_inflight: int = 20
     """QoS 1/2 messages in flight to one client, and our MQTT 5 receive maximum."""
     max_qos: int = 2
     retain_available: bool = True
@@ -135,3 +136,7 @@ class BrokerConfig:
     `flap_window` seconds refuse it (CONNACK 0x9F) for `flap_ban` seconds; 0: off."""
     flap_window: float = 60.0
     flap_ban: float = 60.0
+    advertise_defaults: bool = False
+    """CONNACK also states what MQTT 5 lets a client assume (wildcard, subscription
+    identifier and shared subscriptions available), as the platform broker does; off, it
+    carries only what differs from the defaults, as Mosquitto's does."""

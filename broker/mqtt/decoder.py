@@ -433,7 +433,8 @@ class StreamDecoder:
         if not server_side and protocol_level not in (3, 4, 5):
             raise ValueError("a client-side decoder needs protocol_level 3, 4 or 5")
         self.server_side = server_side
-        self.max_packet_size = max_packet_size
+        # 0: no limit beyond MQTT's own (the largest remaining length plus its header).
+        self.max_packet_size = max_packet_size or MAX_VARINT + 5
         self.protocol_level = protocol_level
         self.connected = False
         self.limits = limits if limits is not None else DEFAULT_LIMITS

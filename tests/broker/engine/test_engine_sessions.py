@@ -227,8 +227,9 @@ def test_a_publish_above_the_maximum_qos_is_refused():
     assert isinstance(packet, Disconnect) and packet.reason_code == 0x9B
 
 
-def test_the_connack_announces_the_server_capabilities():
-    broker, _ = make_broker(max_inflight=50, max_packet_size=4096, topic_alias_maximum=7)
+def test_the_connack_announces_the_server_capabilities_with_advertise_defaults():
+    broker, _ = make_broker(max_inflight=50, max_packet_size=4096, topic_alias_maximum=7,
+                            advertise_defaults=True)
     props = Peer(broker).connect("caps").properties
     assert props.receive_maximum == 50
     assert props.maximum_packet_size == 4096

@@ -1,0 +1,44 @@
+"""The standalone broker's wire defaults are Mosquitto's, byte for byte where it matters."""
+
+from __future__ import annotations
+
+import socket
+
+from broker.mqtt import Connect, Publish, Subscribe, Subscription, encode
+
+
+def raw_connack(port: int, packet: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(packet)
+        return sock.recv(256)
+
+
+def test_the_mqtt5_connack_carries_what_mosquitto_sends_in_its_order(shared_broker):
+    connack = raw_connack(shared_broker.port, encode(Connect(protocol_level=5, client_id="c"), 5))
+    # Topic alias maximum 10, then receive maximum 20; nothing that restates a default.
+    assert connack == b"\x20\x09\x00\x00\x06\x22\x00\x0a\x21\x00\x14"
+
+
+def test_an_assigned_client_identifier_comes_after_the_topic_alias_maximum(shared_broker):
+    connack = raw_connack(shared_broker.port, encode(Connect(protocol_level=5, client_id=""), 5))
+    assert connack[5:8] == b"\x22\x00\x0a" and connack[8] == 0x12
+    assert connack.endswith(b"\x21\x00\x14")
+
+
+def test_a_configured_maximum_packet_size_is_told_before_the_receive_maximum(start_broker):
+    broker = start_broker("--max-packet-size", "4000", "--max-inflight", "7")
+    connack = raw_connack(broker.port, encode(Connect(protocol_level=5, client_id="c"), 5))
+    assert connack == b"\x20\x0e\x00\x00\x0b\x22\x00\x0a\x27\x00\x00\x0f\xa0\x21\x00\x07"
+
+
+def test_a_publish_of_several_megabytes_is_accepted_without_a_configured_limit(
+        shared_broker, raw_factory, unique):
+    sub = raw_factory(shared_broker.port)
+    assert sub.connect(unique + "s").reason_code == 0
+    sub.send(Subscribe(1, [Subscription(unique)]))
+    sub.receive()
+    pub = raw_factory(shared_broker.port)
+    assert pub.connect(unique + "p").reason_code == 0
+    pub.send(Publish(unique, b"x" * (3 << 20), 0))
+    message = sub.receive(timeout=20)
+    assert isinstance(message, Publish) and len(message.payload) == 3 << 20

@@ -89,7 +89,8 @@ class BrokerConfig:
     """0: unlimited."""
     topic_alias_maximum: int = 10
     max_topic_length: int = 65535
-    max_topic_levels: int = 128
+    max_topic_levels: int = 201
+    """Levels in a topic name or filter (Mosquitto's limit: 200 separators)."""
     max_retained: int = 1_000_000
     mount_levels: int = 0
     """Topic levels every mountpoint has (the platform's "{tenant}/" is 1). A `$` topic is

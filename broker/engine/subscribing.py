@@ -107,6 +107,12 @@ def handle_unsubscribe(conn: Connection, packet: Unsubscribe) -> None:
     assert session is not None
     codes: list[int] = []
     for topic_filter in packet.topic_filters:
+        try:
+            validate_topic_filter(topic_filter)
+        except ProtocolError as error:
+            # Nothing could be subscribed under it: say why rather than 0x11.
+            codes.append(error.reason_code)
+            continue
         if broker.unsubscribe(session, topic_filter):
             codes.append(ReasonCode.SUCCESS)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from broker.mqtt import Connect, Publish, Subscribe, Subscription, encode
+from broker.mqtt import Connect, Publish, Suback, Subscribe, Subscription, Unsuback, Unsubscribe, encode
 
 
 def raw_connack(port: int, packet: bytes) -> bytes:
@@ -42,3 +42,21 @@ def test_a_publish_of_several_megabytes_is_accepted_without_a_configured_limit(
     pub.send(Publish(unique, b"x" * (3 << 20), 0))
     message = sub.receive(timeout=20)
     assert isinstance(message, Publish) and len(message.payload) == 3 << 20
+
+
+def test_topics_have_mosquittos_level_limit_of_200_separators(shared_broker, raw_factory, unique):
+    client = raw_factory(shared_broker.port)
+    assert client.connect(unique).reason_code == 0
+    deepest = unique + "/a" * 199
+    client.send(Subscribe(1, [Subscription(deepest), Subscription(deepest + "/a")]))
+    assert client.receive() == Suback(1, [0, 0x8F])
+    client.send(Publish(deepest, b"deep", 0))
+    message = client.receive()
+    assert isinstance(message, Publish) and message.topic == deepest
+
+
+def test_unsubscribing_an_invalid_filter_says_it_is_invalid(shared_broker, raw_factory, unique):
+    client = raw_factory(shared_broker.port)
+    assert client.connect(unique).reason_code == 0
+    client.send(Unsubscribe(1, ["#/a", unique]))
+    assert client.receive() == Unsuback(1, [0x8F, 0x11])

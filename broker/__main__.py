@@ -229,12 +229,15 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
     )
 
 
-def check_secure(config: BrokerConfig) -> str | None:
-    """Why this configuration must not start, or None."""
+def check_secure(config: BrokerConfig, mosquitto_conf: bool = False) -> str | None:
+    """Why this configuration must not start, or None.
+
+    From a mosquitto.conf, a listener with neither `allow_anonymous` nor `password_file`
+    starts and refuses every client without a certificate, as in Mosquitto 2.0."""
     has_tls = any(listener.tls for listener in config.listeners)
     if has_tls and not (config.tls_cert and config.tls_key):
         return "a tls:// listener needs --tls-cert and --tls-key"
-    if config.anonymous or config.password_file:
+    if config.anonymous or config.password_file or (mosquitto_conf and not config.tls_ca):
         return None
     if not config.tls_ca:
         return ("refusing to start without authentication: pass --password-file or --tls-ca "
@@ -383,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bridges = translation.bridges
     args = parser.parse_args(argv)
     config = config_from_args(args)
-    problem = check_secure(config)
+    problem = check_secure(config, mosquitto_conf=bool(known.config))
     if problem:
         parser.error(problem)
     try:

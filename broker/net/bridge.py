@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import time
 from collections import deque
@@ -92,7 +93,9 @@ class Bridge:
         options: dict[str, Any] = {}
         if not s.clean_session and s.protocol_version == 5:
             options["session_expiry_interval"] = 0xFFFFFFFF  # what cleansession false means
-        client = gmqtt.Client(s.client_id or f"roost-bridge-{s.name}", clean_session=s.clean_session, **options)
+        # Mosquitto's default id, so a bridge moved over from it resumes its remote session.
+        client_id = s.client_id or f"{socket.gethostname()}.{s.name}"
+        client = gmqtt.Client(client_id, clean_session=s.clean_session, **options)
         if s.username is not None:
             client.set_auth_credentials(s.username, s.password)
         client.on_connect = self._on_connect

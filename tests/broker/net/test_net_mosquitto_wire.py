@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import socket
 
-from broker.mqtt import Connect, Publish, Suback, Subscribe, Subscription, Unsuback, Unsubscribe, encode
+from broker.mqtt import (
+    Connect,
+    Publish,
+    StreamDecoder,
+    Suback,
+    Subscribe,
+    Subscription,
+    Unsuback,
+    Unsubscribe,
+    encode,
+)
 
 
 def raw_connack(port: int, packet: bytes) -> bytes:
@@ -60,3 +70,35 @@ def test_unsubscribing_an_invalid_filter_says_it_is_invalid(shared_broker, raw_f
     assert client.connect(unique).reason_code == 0
     client.send(Unsubscribe(1, ["#/a", unique]))
     assert client.receive() == Unsuback(1, [0x8F, 0x11])
+
+
+def test_a_conf_listener_without_allow_anonymous_or_passwords_starts_and_refuses_clients(
+        start_broker, raw_factory, tmp_path):
+    """Mosquitto 2.0 starts such a listener (a bridge may be all it is for)."""
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text("listener 0 127.0.0.1\n")
+    broker = start_broker("--config", str(conf), anonymous=False)
+    client = raw_factory(broker.port)
+    assert client.connect("nobody").reason_code == 0x87
+
+
+def bridge_connect(start_broker, tmp_path, extra: str = "") -> bytes:
+    """The first bytes an outgoing bridge sends to a remote broker (a bare socket here)."""
+    with socket.socket() as remote:
+        remote.bind(("127.0.0.1", 0))
+        remote.listen(1)
+        remote.settimeout(10)
+        conf = tmp_path / "bridge.conf"
+        conf.write_text(f"listener 0 127.0.0.1\nallow_anonymous true\nconnection edge\n"
+                        f"address 127.0.0.1:{remote.getsockname()[1]}\ntopic a/# out 1\n{extra}")
+        start_broker("--config", str(conf), anonymous=False)
+        sock, _ = remote.accept()
+        with sock:
+            sock.settimeout(10)
+            return sock.recv(1024)
+
+
+def test_a_bridge_connects_as_hostname_dot_connection_name_by_default(start_broker, tmp_path):
+    [connect] = StreamDecoder().feed(bridge_connect(start_broker, tmp_path))
+    assert isinstance(connect, Connect)
+    assert connect.client_id == f"{socket.gethostname()}.edge"

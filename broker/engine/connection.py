@@ -90,7 +90,7 @@ class Connection:
         "broker", "link", "decoder", "state", "level", "v5", "session", "principal",
         "client_id", "keep_alive", "last_rx", "max_out", "alias_in", "alias_out",
         "alias_out_max", "send_quota", "held", "backlogged", "backlog_since", "condemned",
-        "will", "strip", "clean_start", "opened_at", "gate",
+        "will", "strip", "clean_start", "opened_at", "gate", "bridge",
         "__weakref__",
     )
 
@@ -125,6 +125,7 @@ class Connection:
         self.will: Will | None = None
         self.strip = 0
         self.clean_start = True
+        self.bridge = False  # a Mosquitto-style bridge (see Connect.bridge)
         broker.connections.add(self)
 
     def __repr__(self) -> str:

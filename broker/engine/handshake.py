@@ -144,6 +144,7 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
     if config.max_session_expiry and expiry > config.max_session_expiry:
         expiry = capped = config.max_session_expiry
     conn.clean_start = packet.clean_start
+    conn.bridge = packet.bridge
     conn.will = will
     session, present = broker.attach(conn, conn.client_id, principal, packet.clean_start,
                                      expiry)

@@ -180,6 +180,9 @@ def _decode_connect(dec: StreamDecoder, data: bytes, pos: int, end: int) -> Conn
         raise malformed("protocol level runs past the packet")
     name = data[pos + 2 : name_end]
     level = data[name_end]
+    bridge = level in (0x83, 0x84)
+    if bridge:
+        level &= 0x7F  # Mosquitto's bridges set the top bit of 3.1 and 3.1.1 levels
     if (name, level) not in _PROTOCOLS:
         # [MQTT-3.1.2-1] [MQTT-3.1.2-2]; 3.1.1 answers CONNACK return code 1.
         raise ProtocolError(
@@ -235,7 +238,8 @@ def _decode_connect(dec: StreamDecoder, data: bytes, pos: int, end: int) -> Conn
         password, pos = read_binary(data, pos, end)
     _expect_end(pos, end, "CONNECT")
     return Connect(
-        level, bool(flags & 0x02), keep_alive, client_id, username, password, will, props
+        level, bool(flags & 0x02), keep_alive, client_id, username, password, will, props,
+        bridge,
     )
 
 

@@ -6,13 +6,16 @@ from broker.engine.admin import Admin
 from broker.engine.interfaces import Action, Decision, Principal
 from broker.engine.store import MemoryStore
 from broker.mqtt import (
+    Connect,
     Disconnect,
     Properties,
     Publish,
+    StreamDecoder,
     Suback,
     Subscribe,
     Subscription,
     Will,
+    encode,
 )
 from tests.broker.engine.engine_pairs import Peer, connected, make_broker
 
@@ -368,3 +371,25 @@ def test_a_memory_store_carries_sessions_and_retained_messages_across_a_restart(
     assert peer.connect("s", clean_start=False).session_present
     assert [m.payload for m in publishes(peer)] == [b"queued"]
     assert again.retained.get("keep").payload == b"retained"
+
+
+def test_a_311_bridge_gets_no_local_and_retain_as_published_on_every_subscription():
+    """Mosquitto's bridge bit (protocol level 0x84) asks for both; a plain 3.1.1 client
+    gets its own messages back and retain cleared on live messages."""
+    broker, _ = make_broker()
+    bridge = connected(broker, "bridge", level=4, bridge=True)
+    plain = connected(broker, "plain", level=4)
+    for peer in (bridge, plain):
+        subscribe(peer, Subscription("loop/#", 0))
+    bridge.send(Publish("loop/a", b"from bridge", 0, retain=True))
+    plain.send(Publish("loop/b", b"from plain", 0, retain=True))
+    assert [(p.topic, p.retain) for p in publishes(bridge)] == [("loop/b", True)]
+    assert [(p.topic, p.retain) for p in publishes(plain)] == [("loop/a", False), ("loop/b", False)]
+
+
+def test_the_bridge_bit_survives_the_codec_on_31_and_311_only():
+    for level, byte in ((3, 0x83), (4, 0x84)):
+        data = encode(Connect(protocol_level=level, client_id="b", bridge=True), level)
+        assert byte in data[:12]
+        [packet] = StreamDecoder().feed(data)
+        assert packet.protocol_level == level and packet.bridge

@@ -61,7 +61,7 @@ class Outgoing:
 class MessageQueue:
     """A FIFO bounded by message count and packet bytes."""
 
-    __slots__ = ("items", "bytes", "max_count", "max_bytes", "dropped")
+    __slots__ = ("items", "bytes", "max_count", "max_bytes", "dropped", "expired")
 
     def __init__(self, max_count: int, max_bytes: int) -> None:
         # Public so the hot path can test emptiness without a method call.
@@ -70,6 +70,8 @@ class MessageQueue:
         self.max_count = max_count
         self.max_bytes = max_bytes
         self.dropped = 0
+        # QoS 1/2 messages that expired here since the session last took a packet id.
+        self.expired = 0
 
     def __len__(self) -> int:
         return len(self.items)
@@ -103,6 +105,8 @@ class MessageQueue:
             item.size = 0
             if item.message.expiry_at is None or item.message.expiry_at > now:
                 return item
+            if item.qos:
+                self.expired += 1
         return None
 
     def clear(self) -> None:

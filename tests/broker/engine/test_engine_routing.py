@@ -393,3 +393,38 @@ def test_the_bridge_bit_survives_the_codec_on_31_and_311_only():
         assert byte in data[:12]
         [packet] = StreamDecoder().feed(data)
         assert packet.protocol_level == level and packet.bridge
+
+
+class Switchable:
+    """Everything allowed except topics under the prefixes in `denied`."""
+
+    def __init__(self) -> None:
+        self.denied: set[str] = set()
+
+    def authorize(self, principal, action, topic, qos, retain):
+        return Decision.DENY if topic.split("/")[0] in self.denied else Decision.ALLOW
+
+    def allow_delivery(self, principal, topic, qos):
+        return True
+
+    def granted_qos(self, principal, topic_filter, qos):
+        return qos
+
+
+def test_messages_queued_for_a_topic_a_recheck_revokes_are_not_delivered():
+    """As after Mosquitto's ACL reload; the dropped message still used up its packet id."""
+    rules = Switchable()
+    broker, _ = make_broker(authorizer=rules)
+    session = Properties(session_expiry_interval=100)
+    sub = connected(broker, "s", clean_start=False, properties=session)
+    subscribe(sub, Subscription("a/#", 1), Subscription("b/#", 1))
+    sub.lose()
+    pub = connected(broker, "p")
+    pub.send(Publish("a/1", b"1", 1, packet_id=1))
+    pub.send(Publish("b/1", b"2", 1, packet_id=2))
+    rules.denied.add("b")
+    assert Admin(broker).recheck_subscriptions() == 1
+    sub = connected(broker, "s", clean_start=False, properties=session)
+    assert [(m.topic, m.packet_id) for m in publishes(sub)] == [("a/1", 1)]
+    pub.send(Publish("a/2", b"3", 1, packet_id=3))
+    assert [(m.topic, m.packet_id) for m in publishes(sub)] == [("a/2", 3)]

@@ -63,6 +63,10 @@ class BridgeSettings:
     keyfile: str | None = None
     insecure: bool = False
     notifications: bool = True
+    try_private: bool = True
+    """Mosquitto's bridge bit on a 3.1.1 CONNECT (the remote keeps our messages from us)."""
+    attempt_unsubscribe: bool = True
+    """UNSUBSCRIBE `out` topics at the remote on connect, as Mosquitto does."""
 
 
 @dataclass(slots=True)

@@ -24,8 +24,8 @@ IGNORED = {
     "check_retain_source", "upgrade_outgoing_qos", "queue_qos0_messages", "http_dir",
     "socket_domain", "websockets_headers_size", "memory_limit", "clientid_prefixes",
     # Bridge options whose Mosquitto meaning needs nothing here.
-    "try_private", "local_clientid", "restart_timeout", "idle_timeout", "notifications_local_only",
-    "bridge_attempt_unsubscribe", "cleansession_local",
+    "local_clientid", "restart_timeout", "idle_timeout", "notifications_local_only",
+    "cleansession_local",
 }
 
 _DURATION = re.compile(r"^(\d+)([hdwmy])$")
@@ -210,6 +210,7 @@ _BRIDGE_OPTIONS = {
     "address", "addresses", "topic", "remote_username", "remote_password", "remote_clientid",
     "cleansession", "bridge_protocol_version", "keepalive_interval", "notifications",
     "bridge_cafile", "bridge_certfile", "bridge_keyfile", "bridge_insecure", "start_type",
+    "try_private", "bridge_attempt_unsubscribe",
 }
 
 
@@ -243,6 +244,10 @@ def _bridge_option(bridge: BridgeSettings, name: str, value: str, where: str) ->
         bridge.protocol_version = versions[value]
     elif name == "bridge_insecure":
         bridge.insecure = _bool(value, where)
+    elif name == "try_private":
+        bridge.try_private = _bool(value, where)
+    elif name == "bridge_attempt_unsubscribe":
+        bridge.attempt_unsubscribe = _bool(value, where)
     elif name == "start_type":
         if value != "automatic":
             raise ConfigError(f"{where}: only start_type automatic is supported")

@@ -102,3 +102,14 @@ def test_a_bridge_connects_as_hostname_dot_connection_name_by_default(start_brok
     [connect] = StreamDecoder().feed(bridge_connect(start_broker, tmp_path))
     assert isinstance(connect, Connect)
     assert connect.client_id == f"{socket.gethostname()}.edge"
+
+
+def test_a_311_bridge_sets_mosquittos_bridge_bit_unless_try_private_is_off(start_broker, tmp_path):
+    assert bridge_connect(start_broker, tmp_path)[8] == 0x84
+    assert bridge_connect(start_broker, tmp_path, "try_private false\n")[8] == 0x04
+
+
+def test_an_mqtt5_bridge_connect_carries_only_the_receive_maximum_as_mosquittos(start_broker, tmp_path):
+    data = bridge_connect(start_broker, tmp_path, "bridge_protocol_version mqttv50\n")
+    # Level 5, clean start 0, keep alive 60, properties: receive maximum 20.
+    assert data[8:15] == b"\x05\x00\x00\x3c\x03\x21\x00" and data[15] == 20

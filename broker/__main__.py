@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default %(default)s)")
     p.add_argument("--max-packet-size", type=_positive(int), metavar="BYTES",
                    default=defaults.max_packet_size,
-                   help="largest packet accepted from a client (default %(default)s)")
+                   help="largest packet accepted from a client, told to MQTT 5 clients; "
+                   "0 (default): MQTT's maximum, not told, as Mosquitto")
     p.add_argument("--max-queued-messages", type=_positive(int), metavar="N",
                    default=defaults.max_queued_messages,
                    help="QoS 1/2 messages queued per session; newer ones are dropped when "

@@ -65,6 +65,10 @@ class BridgeSettings:
     notifications: bool = True
     outgoing_retain: bool = True
     """False: messages forwarded to the remote broker go without their RETAIN flag."""
+    try_private: bool = True
+    """Mosquitto's bridge bit on a 3.1.1 CONNECT (the remote keeps our messages from us)."""
+    attempt_unsubscribe: bool = True
+    """UNSUBSCRIBE `out` topics at the remote on connect, as Mosquitto does."""
 
 
 @dataclass(slots=True)
@@ -72,13 +76,14 @@ class BrokerConfig:
     """Limits and features; the defaults follow Mosquitto 2.0 where it has one."""
 
     listeners: list[Listener] = field(default_factory=list)
-    max_packet_size: int = 1 << 20
-    """Largest packet accepted from a client (MQTT 5 clients are told in CONNACK)."""
+    max_packet_size: int = 0
+    """Largest packet accepted from a client, told to MQTT 5 clients in CONNACK; 0: none of
+    our own (MQTT's 268,435,460 bytes, as Mosquitto), and nothing is told."""
     max_queued_messages: int = 1000
     """Per offline or backlogged session; further messages are dropped."""
     max_queued_bytes: int = 64 << 20
     """Per session, as whole PUBLISH packets (topic, properties, payload); 0: no byte limit."""
-    max_inflight: int = 100
+    max_inflight: int = 20
     """QoS 1/2 messages in flight to one client, and our MQTT 5 receive maximum."""
     max_qos: int = 2
     retain_available: bool = True
@@ -90,7 +95,8 @@ class BrokerConfig:
     """0: unlimited."""
     topic_alias_maximum: int = 10
     max_topic_length: int = 65535
-    max_topic_levels: int = 128
+    max_topic_levels: int = 201
+    """Levels in a topic name or filter (Mosquitto's limit: 200 separators)."""
     max_retained: int = 1_000_000
     mount_levels: int = 0
     """Topic levels every mountpoint has (the platform's "{tenant}/" is 1). A `$` topic is
@@ -155,3 +161,7 @@ class BrokerConfig:
     tls_chain_ca: str | None = None
     """CA file that completes the server's certificate chain without asking clients for a
     certificate (Mosquitto's cafile without require_certificate); `tls_ca` takes precedence."""
+    advertise_defaults: bool = False
+    """CONNACK also states what MQTT 5 lets a client assume (wildcard, subscription
+    identifier and shared subscriptions available), as the platform broker does; off, it
+    carries only what differs from the defaults, as Mosquitto's does."""

@@ -26,8 +26,8 @@ IGNORED = {
     "queue_qos0_messages", "http_dir",
     "socket_domain", "websockets_headers_size", "memory_limit", "clientid_prefixes",
     # Bridge options whose Mosquitto meaning needs nothing here.
-    "try_private", "local_clientid", "restart_timeout", "idle_timeout", "notifications_local_only",
-    "bridge_attempt_unsubscribe", "cleansession_local",
+    "local_clientid", "restart_timeout", "idle_timeout", "notifications_local_only",
+    "cleansession_local",
 }
 
 # Security options: per listener with `per_listener_settings true`, else for every listener.
@@ -322,6 +322,7 @@ _BRIDGE_OPTIONS = {
     "cleansession", "bridge_protocol_version", "keepalive_interval", "notifications",
     "bridge_cafile", "bridge_certfile", "bridge_keyfile", "bridge_insecure", "start_type",
     "bridge_outgoing_retain",
+    "try_private", "bridge_attempt_unsubscribe",
 }
 
 
@@ -357,6 +358,10 @@ def _bridge_option(bridge: BridgeSettings, name: str, value: str, where: str) ->
         bridge.insecure = _bool(value, where)
     elif name == "bridge_outgoing_retain":
         bridge.outgoing_retain = _bool(value, where)
+    elif name == "try_private":
+        bridge.try_private = _bool(value, where)
+    elif name == "bridge_attempt_unsubscribe":
+        bridge.attempt_unsubscribe = _bool(value, where)
     elif name == "start_type":
         if value != "automatic":
             raise ConfigError(f"{where}: only start_type automatic is supported")

@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from broker.engine import durability
 from broker.engine.interfaces import Action, ClientInfo, Decision, Principal
 from broker.engine.message import message_from_properties
 from broker.mqtt.reason_codes import ReasonCode
 
 if TYPE_CHECKING:
     from broker.engine.broker import Broker
+    from broker.engine.queues import Outgoing
     from broker.engine.session import Session
     from broker.mqtt.properties import Properties
 
@@ -114,6 +116,7 @@ class Admin:
                 continue
             if client_id is not None and session.client_id != client_id:
                 continue
+            lost = False
             for topic_filter, entry in list(session.subscriptions.items()):
                 decision = broker.authorizer.authorize(
                     session.principal, Action.SUBSCRIBE, topic_filter, entry.options.qos,
@@ -122,11 +125,34 @@ class Admin:
                 if decision is Decision.DENY:
                     broker.unsubscribe(session, topic_filter)
                     removed += 1
+                    lost = True
                 else:
+                    lost = lost or decision is Decision.ALLOW_FILTERED
                     entry.options.filtered = decision is Decision.ALLOW_FILTERED
                     # The trie caches routes built from these options.
                     broker.trie.invalidate()
+            if lost:
+                self._drop_unreadable_queued(session)
         return removed
+
+    def _drop_unreadable_queued(self, session: Session) -> None:
+        """Messages queued for a session that it may no longer read are not delivered
+        (as Mosquitto checks read access when it sends a queued message)."""
+        queue = session.queue
+        if queue is None or not queue.items:
+            return
+        broker = self.broker
+        strip = len(session.mountpoint)
+
+        def unreadable(out: Outgoing) -> bool:
+            return broker.authorizer.authorize(
+                session.principal, Action.SUBSCRIBE, out.message.topic[strip:], out.qos, False,
+            ) is Decision.DENY
+
+        journal = broker.journal
+        for out in queue.discard(unreadable):
+            if out.jid and journal is not None:
+                durability.delivery_done(journal, session, out)
 
     def set_retained(
         self, topic: str, payload: bytes, qos: int = 0, mountpoint: str = "",

@@ -102,7 +102,7 @@ class Connection:
         "broker", "link", "decoder", "state", "level", "v5", "session", "principal",
         "client_id", "keep_alive", "last_rx", "max_out", "alias_in", "alias_out",
         "alias_out_max", "send_quota", "held", "backlogged", "backlog_since", "condemned",
-        "will", "strip", "clean_start", "opened_at", "gate",
+        "will", "strip", "clean_start", "opened_at", "gate", "bridge",
         "__weakref__",
     )
 
@@ -137,6 +137,7 @@ class Connection:
         self.will: Will | None = None
         self.strip = 0
         self.clean_start = True
+        self.bridge = False  # a Mosquitto-style bridge (see Connect.bridge)
         broker.connections.add(self)
 
     def __repr__(self) -> str:
@@ -366,7 +367,9 @@ class Connection:
                 # A resend of a message we already own: acknowledge, never route it twice.
                 self.link.write(_ack(0x50, packet_id))
                 return
-            if len(received) >= config.max_inflight:
+            # Only MQTT 5 clients were told a receive maximum; a 3.1.x client is bounded by
+            # its 65,535 packet ids, as in Mosquitto.
+            if self.level >= 5 and len(received) >= config.max_inflight:
                 self.disconnect(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)  # [MQTT-3.3.4-9]
                 return
         principal = self.principal

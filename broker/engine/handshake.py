@@ -160,6 +160,7 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
     if config.max_session_expiry and expiry > config.max_session_expiry:
         expiry = capped = config.max_session_expiry
     conn.clean_start = packet.clean_start
+    conn.bridge = packet.bridge
     conn.will = will
     session, present = broker.attach(conn, conn.client_id, principal, packet.clean_start,
                                      expiry)
@@ -171,16 +172,17 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
             receive_maximum=config.max_inflight,
             maximum_qos=config.max_qos if config.max_qos < 2 else None,
             retain_available=None if config.retain_available else 0,
-            maximum_packet_size=config.max_packet_size,
+            maximum_packet_size=config.max_packet_size or None,
             topic_alias_maximum=config.topic_alias_maximum or None,
             assigned_client_identifier=assigned,
             server_keep_alive=server_keep_alive,
             # The client must be told when its session will not last as long as it asked.
             session_expiry_interval=capped,
-            wildcard_subscription_available=1,
-            subscription_identifier_available=1,
-            shared_subscription_available=1,
         )
+        if config.advertise_defaults:
+            ack_props.wildcard_subscription_available = 1
+            ack_props.subscription_identifier_available = 1
+            ack_props.shared_subscription_available = 1
         if request_info and config.response_information:
             ack_props.response_information = config.response_information + conn.client_id
     # Session present is 0 whenever the session is new [MQTT-3.2.2-2] [MQTT-3.2.2-3].

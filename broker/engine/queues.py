@@ -11,7 +11,7 @@ byte limit bounds memory even for messages that are mostly topic or user propert
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class Outgoing:
 class MessageQueue:
     """A FIFO bounded by message count and packet bytes."""
 
-    __slots__ = ("items", "bytes", "max_count", "max_bytes", "dropped")
+    __slots__ = ("items", "bytes", "max_count", "max_bytes", "dropped", "skipped", "revoked")
 
     def __init__(self, max_count: int, max_bytes: int) -> None:
         # Public so the hot path can test emptiness without a method call.
@@ -70,11 +70,20 @@ class MessageQueue:
         self.max_count = max_count
         self.max_bytes = max_bytes
         self.dropped = 0
+        # QoS 1/2 messages discarded here unsent (expired, no longer allowed) since the
+        # session last took a packet id.
+        self.skipped = 0
+        # Messages `discard` took out; they leave when they reach the head, so that the
+        # packet ids they used up come in their place.
+        self.revoked: set[Outgoing] | None = None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __iter__(self) -> Iterator[Outgoing]:
+        revoked = self.revoked
+        if revoked:
+            return (item for item in self.items if item not in revoked)
         return iter(self.items)
 
     def push(
@@ -101,10 +110,28 @@ class MessageQueue:
             item = items.popleft()
             self.bytes -= item.size
             item.size = 0
-            if item.message.expiry_at is None or item.message.expiry_at > now:
+            if (item.message.expiry_at is None or item.message.expiry_at > now) and not (
+                    self.revoked and item in self.revoked):
                 return item
+            if self.revoked:
+                self.revoked.discard(item)
+            if item.qos:
+                self.skipped += 1
         return None
+
+    def discard(self, unwanted: Callable[[Outgoing], bool]) -> list[Outgoing]:
+        """Take out the messages `unwanted` picks; return them."""
+        gone = [item for item in self.items if unwanted(item)]
+        if gone:
+            if self.revoked is None:
+                self.revoked = set()
+            self.revoked.update(gone)
+            for item in gone:
+                self.bytes -= item.size
+                item.size = 0
+        return gone
 
     def clear(self) -> None:
         self.items.clear()
         self.bytes = 0
+        self.revoked = None

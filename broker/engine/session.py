@@ -76,9 +76,16 @@ class Session:
         return conn is not None and not conn.backlogged
 
     def next_packet_id(self) -> int:
-        """A packet id not used by any in-flight message [MQTT-2.2.1-3]."""
+        """A packet id not used by any in-flight message [MQTT-2.2.1-3].
+
+        Ids follow Mosquitto's sequence, which numbers a QoS 1/2 message when it is queued:
+        one discarded from the queue unsent used up its number."""
         inflight = self.inflight
         pid = self._next_pid
+        queue = self.queue
+        if queue is not None and queue.skipped:
+            pid = (pid - 1 + queue.skipped) % 0xFFFF + 1
+            queue.skipped = 0
         if inflight:
             # The caller keeps fewer than 65535 in flight, so this loop ends.
             while pid in inflight:

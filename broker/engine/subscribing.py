@@ -59,7 +59,11 @@ def handle_subscribe(conn: Connection, packet: Subscribe) -> None:
         else:
             qos = sub.qos
         qos = min(qos, config.max_qos)  # [MQTT-3.2.2-10] downgrade to what we offer
-        opts = SubOptions(qos, sub.no_local, sub.retain_as_published, sub.retain_handling,
+        # A bridge must not get its own messages back, and forwards retain flags as they
+        # were published (what MQTT 5 bridges ask for explicitly).
+        bridge = conn.bridge
+        opts = SubOptions(qos, sub.no_local or bridge, sub.retain_as_published or bridge,
+                          sub.retain_handling,
                           sub_id, filtered)
         mounted = mountpoint + inner
         new = broker.subscribe(session, topic_filter, shared[0] if shared else None, mounted,
@@ -108,6 +112,12 @@ def handle_unsubscribe(conn: Connection, packet: Unsubscribe) -> None:
     codes: list[int] = []
     principal = conn.principal
     for topic_filter in packet.topic_filters:
+        try:
+            validate_topic_filter(topic_filter)
+        except ProtocolError as error:
+            # Nothing could be subscribed under it: say why rather than 0x11.
+            codes.append(error.reason_code)
+            continue
         if not (broker.allow_all or principal is None
                 or may_unsubscribe(broker.authorizer, principal, topic_filter)):
             codes.append(ReasonCode.NOT_AUTHORIZED)  # the subscription stays

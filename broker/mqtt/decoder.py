@@ -180,6 +180,9 @@ def _decode_connect(dec: StreamDecoder, data: bytes, pos: int, end: int) -> Conn
         raise malformed("protocol level runs past the packet")
     name = data[pos + 2 : name_end]
     level = data[name_end]
+    bridge = level in (0x83, 0x84)
+    if bridge:
+        level &= 0x7F  # Mosquitto's bridges set the top bit of 3.1 and 3.1.1 levels
     if (name, level) not in _PROTOCOLS:
         # [MQTT-3.1.2-1] [MQTT-3.1.2-2]; 3.1.1 answers CONNACK return code 1.
         raise ProtocolError(
@@ -235,7 +238,8 @@ def _decode_connect(dec: StreamDecoder, data: bytes, pos: int, end: int) -> Conn
         password, pos = read_binary(data, pos, end)
     _expect_end(pos, end, "CONNECT")
     return Connect(
-        level, bool(flags & 0x02), keep_alive, client_id, username, password, will, props
+        level, bool(flags & 0x02), keep_alive, client_id, username, password, will, props,
+        bridge,
     )
 
 
@@ -433,7 +437,8 @@ class StreamDecoder:
         if not server_side and protocol_level not in (3, 4, 5):
             raise ValueError("a client-side decoder needs protocol_level 3, 4 or 5")
         self.server_side = server_side
-        self.max_packet_size = max_packet_size
+        # 0: no limit beyond MQTT's own (the largest remaining length plus its header).
+        self.max_packet_size = max_packet_size or MAX_VARINT + 5
         self.protocol_level = protocol_level
         self.connected = False
         self.limits = limits if limits is not None else DEFAULT_LIMITS

@@ -119,7 +119,8 @@ def _connect(packet: Connect, level: int) -> bytes:
     if packet.password is not None:
         flags |= 0x40
     name = b"\x00\x06MQIsdp" if level == 3 else b"\x00\x04MQTT"
-    parts = [name, bytes((level, flags)), pack_u16(packet.keep_alive)]
+    version = level | 0x80 if packet.bridge and level < 5 else level
+    parts = [name, bytes((version, flags)), pack_u16(packet.keep_alive)]
     if level >= 5:
         parts.append(encode_properties(packet.properties, PacketType.CONNECT))
     parts.append(encode_utf8(packet.client_id))

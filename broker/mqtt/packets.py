@@ -82,11 +82,13 @@ class Will(_Record):
 
 
 class Connect(Packet):
-    """CONNECT; `protocol_level` is 3 (MQTT 3.1, "MQIsdp"), 4 (3.1.1) or 5."""
+    """CONNECT; `protocol_level` is 3 (MQTT 3.1, "MQIsdp"), 4 (3.1.1) or 5. `bridge` is
+    Mosquitto's bridge bit (0x80 on a 3.1 or 3.1.1 protocol level): the client is a
+    bridge that wants its own messages kept from it and retain flags as published."""
 
     __slots__ = (
         "protocol_level", "clean_start", "keep_alive", "client_id", "username", "password",
-        "will", "properties",
+        "will", "properties", "bridge",
     )
     _fields = __slots__
     packet_type = PacketType.CONNECT
@@ -101,6 +103,7 @@ class Connect(Packet):
         password: bytes | None = None,
         will: Will | None = None,
         properties: Properties | None = None,
+        bridge: bool = False,
     ) -> None:
         self.protocol_level = protocol_level
         self.clean_start = clean_start
@@ -110,6 +113,7 @@ class Connect(Packet):
         self.password = password
         self.will = will
         self.properties = properties
+        self.bridge = bridge
 
 
 class Connack(Packet):

@@ -205,6 +205,14 @@ _ENCODE: tuple[tuple[int, str, int, int], ...] = tuple(
     (pid, name, kind, sum(1 << t for t in set(types)))
     for pid, (name, kind, types, _) in sorted(_TABLE.items())
 )
+# CONNACK properties go out in Mosquitto's order (what it sets in handle_connect.c, then
+# in send_connack.c), so clients and tests comparing CONNACK bytes see the same packet.
+_CONNACK_ORDER = (0x13, 0x22, 0x12, 0x15, 0x16, 0x11, 0x1A, 0x1C, 0x1F, 0x26,
+                  0x25, 0x27, 0x21, 0x24, 0x28, 0x29, 0x2A)
+_CONNACK_ENCODE = tuple(
+    sorted((e for e in _ENCODE if (1 << PacketType.CONNACK) & e[3]),
+           key=lambda e: _CONNACK_ORDER.index(e[0]))
+)
 
 PROPERTY_IDS: dict[str, int] = {name: pid for pid, (name, *_) in _TABLE.items()}
 """Attribute name -> MQTT property identifier, for error messages and tests."""
@@ -321,7 +329,7 @@ def encode_properties(props: Properties | None, packet_type: int) -> bytes:
         return b"\x00"
     out: list[bytes] = []
     type_bit = 1 << packet_type
-    for pid, name, kind, mask in _ENCODE:
+    for pid, name, kind, mask in _CONNACK_ENCODE if packet_type == _T.CONNACK else _ENCODE:
         value = getattr(props, name)
         if value is None:
             continue

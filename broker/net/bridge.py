@@ -1,15 +1,21 @@
 """Bridges: this broker as a client of another, forwarding topics in either direction.
 
 Configured like Mosquitto's bridges (a `connection` section of a mosquitto.conf, see
-`broker.mosquitto_conf`). The remote side is a gmqtt client that reconnects by itself;
-the local side needs no connection: messages coming in are published into the engine,
-and messages going out are picked up by the engine's `published` hook.
+`broker.mosquitto_conf`), and speaking to the remote broker as Mosquitto's bridge does,
+packet for packet, with Roost's own codec: CONNECT as `HOSTNAME.NAME` with the bridge bit
+on a 3.1.1 protocol level (`try_private`; dropped if the remote refuses it) or, in MQTT 5,
+Receive Maximum as its only property; one SUBSCRIBE per `in`/`both` topic line (MQTT 5:
+no-local and retain-as-published) and one UNSUBSCRIBE per `out` line
+(`bridge_attempt_unsubscribe`); packet identifiers from one counter for the whole bridge,
+kept across reconnections, and unacknowledged QoS 1/2 messages sent again with DUP after a
+reconnection. The local side needs no connection: messages coming in are published into
+the engine, and messages going out are picked up by the engine's `published` hook.
 
 A message the bridge brought in carries the bridge's own session as its origin, so it is
-never sent back out. MQTT 5 bridges subscribe with no-local, so the remote broker does not
-echo what the bridge sent it; an MQTT 3.1.1 bridge has no such option, so when its in and
-out topics overlap it drops the first copy of each message it sent that comes back within
-ECHO_WINDOW seconds.
+never sent back out. What the bridge sent is not echoed back by a remote that honours the
+bridge bit or no-local; a 3.1.1 bridge without them (`try_private false`, or refused)
+whose in and out topics overlap drops the first copy of each message it sent that comes
+back within ECHO_WINDOW seconds.
 """
 
 from __future__ import annotations
@@ -17,26 +23,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import time
 from collections import deque
-from typing import Any
-
-import gmqtt
-from gmqtt.mqtt.constants import MQTTv50, MQTTv311
-from gmqtt.mqtt.handler import MQTTConnectError
 
 from broker.config import BridgeSettings, BridgeTopic
 from broker.engine.broker import Broker
 from broker.engine.interfaces import Principal
 from broker.engine.message import Message, message_from_properties
 from broker.engine.session import Session
+from broker.mqtt import (
+    Connack,
+    Connect,
+    Disconnect,
+    Pingreq,
+    Properties,
+    ProtocolError,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    StreamDecoder,
+    Subscribe,
+    Subscription,
+    Unsubscribe,
+    encode,
+)
 from broker.mqtt.filters import levels_match, overlaps
 
 logger = logging.getLogger("broker")
 
 RETRY_DELAY = 2.0
 ECHO_WINDOW = 10.0
+CONNECT_TIMEOUT = 10.0
+
+
+class _Lost(Exception):
+    """The remote broker closed the connection or broke the protocol."""
+
+
+class _Inflight:
+    """A QoS 1/2 message sent to the remote broker and not yet acknowledged."""
+
+    __slots__ = ("packet", "released")
+
+    def __init__(self, packet: Publish) -> None:
+        self.packet = packet
+        self.released = False  # QoS 2: PUBREC received, PUBREL sent
 
 
 class Bridge:
@@ -51,16 +86,30 @@ class Bridge:
         # Each topic line with the filter it matches, split once: (levels, line).
         self.outgoing = [(t.local_filter.split("/"), t) for t in settings.topics if t.direction in ("out", "both")]
         self.incoming = [(t.remote_filter.split("/"), t) for t in settings.topics if t.direction in ("in", "both")]
-        # MQTT 3.1.1 echo suppression, needed only where what goes out can come back in.
-        self.echoes = settings.protocol_version < 5 and any(
+        # Mosquitto's default client id, so a bridge moved over from it resumes its remote session.
+        self.client_id = settings.client_id or f"{socket.gethostname()}.{name}"
+        self.version = settings.protocol_version
+        # The bridge bit on 3.1.1, until the remote refuses it (return code 1).
+        self.private = settings.try_private and self.version < 5
+        # Echo suppression, needed only where what goes out can come back in.
+        self.overlapping = any(
             overlaps(o.remote_filter, i.remote_filter) for _, o in self.outgoing for _, i in self.incoming)
         self._sent: dict[tuple[str, bytes], deque[float]] = {}
         self._sent_at: deque[tuple[float, tuple[str, bytes]]] = deque()
-        # QoS 1/2 messages for the remote broker while it is unreachable, oldest dropped first.
+        # QoS 1/2 messages waiting for the remote broker (unreachable, or its receive
+        # maximum reached), oldest dropped first.
         self.backlog: deque[tuple[str, bytes, int, bool]] = deque(maxlen=broker.config.max_queued_messages)
-        self.client: gmqtt.Client | None = None
+        self.inflight: dict[int, _Inflight] = {}
+        self.qos2_in: set[int] = set()
+        self.send_quota = 65535
+        self._last_mid = 0
         self.connected = False
+        self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def echoes(self) -> bool:
+        return self.overlapping and self.version < 5 and not self.private
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -68,51 +117,102 @@ class Bridge:
         if self.outgoing:
             self.broker.hooks.published.append(self._published)
         self._notify(False)
-        self._task = asyncio.get_running_loop().create_task(self._connect())
-        self._task.add_done_callback(self._connect_done)
-
-    def _connect_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("bridge %s: gave up: %r", self.settings.name, task.exception())
+        self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        writer = self._writer
+        if writer is not None and self.connected:
+            with contextlib.suppress(Exception):
+                writer.write(encode(Disconnect(), self.version))
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self.client is not None and self.client.is_connected:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.client.disconnect(), 2)
         if self._published in self.broker.hooks.published:
             self.broker.hooks.published.remove(self._published)
 
-    async def _connect(self) -> None:
-        """Connect, retrying until the remote answers; gmqtt reconnects after that."""
+    async def _run(self) -> None:
+        """Connect, and connect again whenever the connection ends, until stopped."""
         s = self.settings
-        options: dict[str, Any] = {}
-        if not s.clean_session and s.protocol_version == 5:
-            options["session_expiry_interval"] = 0xFFFFFFFF  # what cleansession false means
-        client = gmqtt.Client(s.client_id or f"roost-bridge-{s.name}", clean_session=s.clean_session, **options)
-        if s.username is not None:
-            client.set_auth_credentials(s.username, s.password)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.set_config({"reconnect_retries": -1, "reconnect_delay": RETRY_DELAY})
-        self.client = client
-        version = MQTTv50 if s.protocol_version == 5 else MQTTv311
         while True:
             try:
-                await client.connect(s.host, s.port, ssl=self._tls(), keepalive=s.keepalive, version=version)
-                return
-            except (OSError, TimeoutError, MQTTConnectError) as error:
-                logger.warning("bridge %s: cannot connect to %s:%d (%s); retrying", s.name, s.host, s.port, error)
-                await asyncio.sleep(RETRY_DELAY)
+                await self._connection()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, ProtocolError, _Lost) as error:
+                if self.connected:
+                    logger.warning("bridge %s: disconnected from %s:%d (%s)", s.name, s.host, s.port, error)
+                else:
+                    logger.warning("bridge %s: cannot connect to %s:%d (%s); retrying", s.name, s.host,
+                                   s.port, error)
+            except Exception:
+                logger.exception("bridge %s: failed; retrying", s.name)
+            finally:
+                writer, self._writer = self._writer, None
+                if writer is not None:
+                    writer.close()
+                if self.connected:
+                    self.connected = False
+                    self._notify(False)
+            await asyncio.sleep(RETRY_DELAY)
 
-    def _tls(self) -> ssl.SSLContext | bool:
+    async def _connection(self) -> None:
+        s = self.settings
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(s.host, s.port, ssl=self._tls()), CONNECT_TIMEOUT)
+        self._writer = writer
+        version = self.version
+        writer.write(encode(self._connect_packet(), version))
+        decoder = StreamDecoder(server_side=False, protocol_level=version)
+        pending: deque[object] = deque()
+        connack = await asyncio.wait_for(self._next(reader, decoder, pending), CONNECT_TIMEOUT)
+        if not isinstance(connack, Connack):
+            raise _Lost(f"expected CONNACK, got {type(connack).__name__}")
+        if connack.reason_code:
+            if self.private and connack.reason_code == 1:
+                # A remote that does not know the bridge bit: go on without it, as Mosquitto.
+                logger.info("bridge %s: the remote refused the bridge protocol level; "
+                            "connecting as a plain 3.1.1 client", s.name)
+                self.private = False
+            raise _Lost(f"refused with code {connack.reason_code}")
+        self._on_connack(connack)
+        keepalive = s.keepalive or None
+        pinged = False
+        while True:
+            try:
+                packet = await asyncio.wait_for(self._next(reader, decoder, pending), keepalive)
+            except TimeoutError:
+                if pinged:
+                    raise _Lost("the remote stopped answering") from None
+                pinged = True
+                self._write(Pingreq())
+                continue
+            pinged = False
+            self._on_packet(packet)
+
+    async def _next(self, reader: asyncio.StreamReader, decoder: StreamDecoder,
+                    pending: deque[object]) -> object:
+        while not pending:
+            data = await reader.read(65536)
+            if not data:
+                raise _Lost("connection closed")
+            pending.extend(decoder.feed(data))
+        return pending.popleft()
+
+    def _connect_packet(self) -> Connect:
+        s = self.settings
+        props = None
+        if self.version >= 5:
+            props = Properties(receive_maximum=max(1, min(self.broker.config.max_inflight, 65535)))
+        password = s.password.encode("utf-8") if s.password is not None else None
+        return Connect(protocol_level=self.version, clean_start=s.clean_session, keep_alive=s.keepalive,
+                       client_id=self.client_id, username=s.username, password=password,
+                       properties=props, bridge=self.private)
+
+    def _tls(self) -> ssl.SSLContext | None:
         s = self.settings
         if not s.cafile:
-            return False
+            return None
         context = ssl.create_default_context(cafile=s.cafile)
         if s.certfile:
             context.load_cert_chain(s.certfile, s.keyfile)
@@ -120,44 +220,95 @@ class Bridge:
             context.check_hostname = False
         return context
 
+    def _write(self, packet: object) -> None:
+        if self._writer is not None:
+            self._writer.write(encode(packet, self.version))  # type: ignore[arg-type]
+
+    def _next_mid(self) -> int:
+        """One counter for every packet id the bridge uses, as in Mosquitto."""
+        mid = self._last_mid
+        while True:
+            mid = mid + 1 if mid < 0xFFFF else 1
+            if mid not in self.inflight:
+                self._last_mid = mid
+                return mid
+
     # ---- remote events -------------------------------------------------------------
 
-    def _on_connect(self, client: gmqtt.Client, flags: int, rc: int, properties: dict[str, Any]) -> None:
+    def _on_connack(self, connack: Connack) -> None:
+        s = self.settings
         self.connected = True
-        logger.info("bridge %s: connected to %s:%d", self.settings.name, self.settings.host, self.settings.port)
-        no_local = self.settings.protocol_version == 5
-        subscriptions = [gmqtt.Subscription(t.remote_filter, qos=t.qos, no_local=no_local)
-                         for _, t in self.incoming]
-        if subscriptions:
-            client.subscribe(subscriptions)
+        logger.info("bridge %s: connected to %s:%d", s.name, s.host, s.port)
+        props = connack.properties
+        self.send_quota = props.receive_maximum if props is not None and props.receive_maximum else 65535
+        v5 = self.version >= 5
+        for topic in s.topics:
+            if topic.direction in ("in", "both"):
+                option = Subscription(topic.remote_filter, topic.qos, no_local=v5, retain_as_published=v5)
+                self._write(Subscribe(self._next_mid(), [option]))
+            elif s.attempt_unsubscribe:
+                # An out-only topic: undo a subscription an earlier configuration may have left.
+                self._write(Unsubscribe(self._next_mid(), [topic.remote_filter]))
         self._notify(True)
+        for mid, sent in self.inflight.items():
+            packet = sent.packet
+            if sent.released:
+                self._write(Pubrel(mid))
+            else:
+                self._write(Publish(packet.topic, packet.payload, packet.qos, packet.retain, True, mid))
+        self._send_backlog()
+
+    def _send_backlog(self) -> None:
         backlog = self.backlog
-        if backlog:
-            logger.info("bridge %s: sending %d message(s) held while disconnected", self.settings.name, len(backlog))
-        while backlog:
-            topic, payload, qos, retain = backlog.popleft()
-            client.publish(topic, payload, qos=qos, retain=retain)
+        while backlog and len(self.inflight) < self.send_quota:
+            self._send(*backlog.popleft())
 
-    def _on_disconnect(self, client: gmqtt.Client, packet: Any, exc: Exception | None = None) -> None:
-        if self.connected:
-            logger.warning("bridge %s: disconnected from %s:%d", self.settings.name, self.settings.host,
-                           self.settings.port)
-        self.connected = False
-        self._notify(False)
+    def _on_packet(self, packet: object) -> None:
+        if isinstance(packet, Publish):
+            self._on_publish(packet)
+        elif isinstance(packet, Puback | Pubcomp):
+            if self.inflight.pop(packet.packet_id, None) is not None:
+                self._send_backlog()
+        elif isinstance(packet, Pubrec):
+            sent = self.inflight.get(packet.packet_id)
+            if sent is not None and packet.reason_code >= 0x80:
+                del self.inflight[packet.packet_id]
+                self._send_backlog()
+                return
+            if sent is not None:
+                sent.released = True
+            self._write(Pubrel(packet.packet_id))
+        elif isinstance(packet, Pubrel):
+            self.qos2_in.discard(packet.packet_id)
+            self._write(Pubcomp(packet.packet_id))
+        elif isinstance(packet, Disconnect):
+            raise _Lost(f"DISCONNECT 0x{packet.reason_code:02X}")
 
-    def _on_message(self, client: gmqtt.Client, topic: str, payload: bytes, qos: int,
-                    properties: dict[str, Any]) -> int:
-        if self.echoes and self._is_echo(topic, bytes(payload)):
-            return 0
+    def _on_publish(self, packet: Publish) -> None:
+        mid = packet.packet_id
+        if packet.qos == 2 and mid is not None:
+            if mid not in self.qos2_in:
+                self.qos2_in.add(mid)
+                self._deliver(packet)
+            self._write(Pubrec(mid))
+            return
+        self._deliver(packet)
+        if packet.qos == 1 and mid is not None:
+            self._write(Puback(mid))
+
+    def _deliver(self, packet: Publish) -> None:
+        topic = packet.topic
+        payload = bytes(packet.payload)
+        if self.echoes and self._is_echo(topic, payload):
+            return
         levels = topic.split("/")
         for filter_levels, t in self.incoming:
             if levels_match(filter_levels, levels):
                 local = t.local_prefix + topic[len(t.remote_prefix):]
-                retain = bool(properties.get("retain"))
-                message = Message(local, bytes(payload), min(qos, t.qos), retain, None, None, self.session)
+                message = Message(local, payload, min(packet.qos, t.qos), packet.retain, None, None,
+                                  self.session)
                 self.broker.publish(message)
-                break
-        return 0  # PUBACK / PUBREC: success
+                return
 
     # ---- local messages ------------------------------------------------------------
 
@@ -171,14 +322,22 @@ class Bridge:
                 remote = t.remote_prefix + topic[len(t.local_prefix):]
                 qos = min(message.qos, t.qos)
                 retain = message.retain and self.settings.outgoing_retain
-                if not self.connected or self.client is None:
-                    if qos:
-                        self.backlog.append((remote, message.payload, qos, retain))
-                    return
-                if self.echoes:
-                    self._expect_echo(remote, message.payload)
-                self.client.publish(remote, message.payload, qos=qos, retain=retain)
+                if qos and (not self.connected or len(self.inflight) >= self.send_quota):
+                    self.backlog.append((remote, message.payload, qos, retain))
+                elif self.connected:
+                    self._send(remote, message.payload, qos, retain)
                 return
+
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        if self.echoes:
+            self._expect_echo(topic, payload)
+        mid = None
+        if qos:
+            mid = self._next_mid()
+        packet = Publish(topic, payload, qos, retain, False, mid)
+        if mid is not None:
+            self.inflight[mid] = _Inflight(packet)
+        self._write(packet)
 
     def _expect_echo(self, topic: str, payload: bytes) -> None:
         now = time.monotonic()

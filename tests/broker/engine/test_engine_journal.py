@@ -143,7 +143,7 @@ def crash(broker) -> None:
 def test_a_restart_after_a_crash_delivers_every_acknowledged_message_qos2_exactly_once(tmp_path):
     async def first() -> FakeClock:
         journal = Journal(str(tmp_path))
-        broker, clock = make_broker(store=journal)
+        broker, clock = make_broker(store=journal, max_inflight=100)  # 50 unreleased QoS 2
         sub = await durable_subscriber(broker, journal, qos=2)
         sub.lose()
         pub = await plain_client(broker, journal)
@@ -162,7 +162,7 @@ def test_a_restart_after_a_crash_delivers_every_acknowledged_message_qos2_exactl
 
     async def second() -> None:
         journal = Journal(str(tmp_path))
-        broker, _ = make_broker(clock=clock, store=journal)
+        broker, _ = make_broker(clock=clock, store=journal, max_inflight=100)
         from broker.mqtt import Connect
 
         peer = Peer(broker)

@@ -6,13 +6,16 @@ from broker.engine.admin import Admin
 from broker.engine.interfaces import Action, Decision, Principal
 from broker.engine.store import MemoryStore
 from broker.mqtt import (
+    Connect,
     Disconnect,
     Properties,
     Publish,
+    StreamDecoder,
     Suback,
     Subscribe,
     Subscription,
     Will,
+    encode,
 )
 from tests.broker.engine.engine_pairs import Peer, connected, make_broker
 
@@ -368,3 +371,60 @@ def test_a_memory_store_carries_sessions_and_retained_messages_across_a_restart(
     assert peer.connect("s", clean_start=False).session_present
     assert [m.payload for m in publishes(peer)] == [b"queued"]
     assert again.retained.get("keep").payload == b"retained"
+
+
+def test_a_311_bridge_gets_no_local_and_retain_as_published_on_every_subscription():
+    """Mosquitto's bridge bit (protocol level 0x84) asks for both; a plain 3.1.1 client
+    gets its own messages back and retain cleared on live messages."""
+    broker, _ = make_broker()
+    bridge = connected(broker, "bridge", level=4, bridge=True)
+    plain = connected(broker, "plain", level=4)
+    for peer in (bridge, plain):
+        subscribe(peer, Subscription("loop/#", 0))
+    bridge.send(Publish("loop/a", b"from bridge", 0, retain=True))
+    plain.send(Publish("loop/b", b"from plain", 0, retain=True))
+    assert [(p.topic, p.retain) for p in publishes(bridge)] == [("loop/b", True)]
+    assert [(p.topic, p.retain) for p in publishes(plain)] == [("loop/a", False), ("loop/b", False)]
+
+
+def test_the_bridge_bit_survives_the_codec_on_31_and_311_only():
+    for level, byte in ((3, 0x83), (4, 0x84)):
+        data = encode(Connect(protocol_level=level, client_id="b", bridge=True), level)
+        assert byte in data[:12]
+        [packet] = StreamDecoder().feed(data)
+        assert packet.protocol_level == level and packet.bridge
+
+
+class Switchable:
+    """Everything allowed except topics under the prefixes in `denied`."""
+
+    def __init__(self) -> None:
+        self.denied: set[str] = set()
+
+    def authorize(self, principal, action, topic, qos, retain):
+        return Decision.DENY if topic.split("/")[0] in self.denied else Decision.ALLOW
+
+    def allow_delivery(self, principal, topic, qos):
+        return True
+
+    def granted_qos(self, principal, topic_filter, qos):
+        return qos
+
+
+def test_messages_queued_for_a_topic_a_recheck_revokes_are_not_delivered():
+    """As after Mosquitto's ACL reload; the dropped message still used up its packet id."""
+    rules = Switchable()
+    broker, _ = make_broker(authorizer=rules)
+    session = Properties(session_expiry_interval=100)
+    sub = connected(broker, "s", clean_start=False, properties=session)
+    subscribe(sub, Subscription("a/#", 1), Subscription("b/#", 1))
+    sub.lose()
+    pub = connected(broker, "p")
+    pub.send(Publish("a/1", b"1", 1, packet_id=1))
+    pub.send(Publish("b/1", b"2", 1, packet_id=2))
+    rules.denied.add("b")
+    assert Admin(broker).recheck_subscriptions() == 1
+    sub = connected(broker, "s", clean_start=False, properties=session)
+    assert [(m.topic, m.packet_id) for m in publishes(sub)] == [("a/1", 1)]
+    pub.send(Publish("a/2", b"3", 1, packet_id=3))
+    assert [(m.topic, m.packet_id) for m in publishes(sub)] == [("a/2", 3)]

@@ -227,8 +227,9 @@ def test_a_publish_above_the_maximum_qos_is_refused():
     assert isinstance(packet, Disconnect) and packet.reason_code == 0x9B
 
 
-def test_the_connack_announces_the_server_capabilities():
-    broker, _ = make_broker(max_inflight=50, max_packet_size=4096, topic_alias_maximum=7)
+def test_the_connack_announces_the_server_capabilities_with_advertise_defaults():
+    broker, _ = make_broker(max_inflight=50, max_packet_size=4096, topic_alias_maximum=7,
+                            advertise_defaults=True)
     props = Peer(broker).connect("caps").properties
     assert props.receive_maximum == 50
     assert props.maximum_packet_size == 4096
@@ -300,3 +301,22 @@ def test_an_mqtt5_client_asking_for_longer_than_the_cap_is_told_in_connack():
     assert ("", "greedy") not in broker.sessions
     modest = Peer(broker).connect("modest", clean_start=False, properties=Properties(session_expiry_interval=60))
     assert modest.properties.session_expiry_interval is None  # what it asked for: nothing to say
+
+
+def test_a_message_that_expired_in_the_queue_used_up_its_packet_id_as_in_mosquitto():
+    """Mosquitto numbers a QoS 1 message when it is queued: after one expired unsent, the
+    next message gets the following id, not the expired one's."""
+    broker, clock = make_broker()
+    session = Properties(session_expiry_interval=1000)
+    sub = connected(broker, "s", clean_start=False, properties=session)
+    sub.send(Subscribe(1, [Subscription("t", 1)]))
+    sub.received()
+    sub.lose()
+    pub = connected(broker, "p")
+    pub.send(Publish("t", b"old", 1, packet_id=7, properties=Properties(message_expiry_interval=1)))
+    clock.advance(2)
+    sub = connected(broker, "s", clean_start=False, properties=session)
+    assert [p for p in sub.received() if isinstance(p, Publish)] == []
+    pub.send(Publish("t", b"new", 1, packet_id=8))
+    [message] = [p for p in sub.received() if isinstance(p, Publish)]
+    assert message.payload == b"new" and message.packet_id == 2

@@ -107,7 +107,8 @@ bridge_protocol_version mqttv50
 bridge_cafile /etc/ca.pem
 cleansession true
 notifications false
-try_private true
+try_private false
+bridge_attempt_unsubscribe false
 topic sensors/# out 1
 topic commands/+ in 2
 topic "" both 0 local/status remote/edge-7/status
@@ -117,8 +118,10 @@ address 10.0.0.2
 topic # out
 """)
     assert result.args == ["--bind", "0.0.0.0:1883"]
-    assert result.ignored == ["mosquitto.conf:11: try_private"]
+    assert result.ignored == []
     cloud, backup = result.bridges
+    assert (cloud.try_private, cloud.attempt_unsubscribe) == (False, False)
+    assert (backup.try_private, backup.attempt_unsubscribe) == (True, True)
     assert (cloud.name, cloud.host, cloud.port, cloud.username, cloud.password, cloud.client_id) == (
         "cloud", "cloud.example.com", 8883, "edge-7", "secret", "edge-7")
     assert (cloud.protocol_version, cloud.cafile, cloud.clean_session, cloud.notifications) == (

@@ -136,6 +136,10 @@ class Command(BaseCommand):
             flap_max=settings.ROOST_BROKER_FLAP_MAX,
             flap_window=float(settings.ROOST_BROKER_FLAP_WINDOW),
             flap_ban=float(settings.ROOST_BROKER_FLAP_BAN),
+            # The platform's own limits, safer than Mosquitto's defaults, all told in CONNACK.
+            max_packet_size=1 << 20,
+            max_inflight=100,
+            advertise_defaults=True,
         )
         code = asyncio.run(serve(config, options["metrics_port"]))
         if code:

@@ -1,0 +1,115 @@
+"""The standalone broker's wire defaults are Mosquitto's, byte for byte where it matters."""
+
+from __future__ import annotations
+
+import socket
+
+from broker.mqtt import (
+    Connect,
+    Publish,
+    StreamDecoder,
+    Suback,
+    Subscribe,
+    Subscription,
+    Unsuback,
+    Unsubscribe,
+    encode,
+)
+
+
+def raw_connack(port: int, packet: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(packet)
+        return sock.recv(256)
+
+
+def test_the_mqtt5_connack_carries_what_mosquitto_sends_in_its_order(shared_broker):
+    connack = raw_connack(shared_broker.port, encode(Connect(protocol_level=5, client_id="c"), 5))
+    # Topic alias maximum 10, then receive maximum 20; nothing that restates a default.
+    assert connack == b"\x20\x09\x00\x00\x06\x22\x00\x0a\x21\x00\x14"
+
+
+def test_an_assigned_client_identifier_comes_after_the_topic_alias_maximum(shared_broker):
+    connack = raw_connack(shared_broker.port, encode(Connect(protocol_level=5, client_id=""), 5))
+    assert connack[5:8] == b"\x22\x00\x0a" and connack[8] == 0x12
+    assert connack.endswith(b"\x21\x00\x14")
+
+
+def test_a_configured_maximum_packet_size_is_told_before_the_receive_maximum(start_broker):
+    broker = start_broker("--max-packet-size", "4000", "--max-inflight", "7")
+    connack = raw_connack(broker.port, encode(Connect(protocol_level=5, client_id="c"), 5))
+    assert connack == b"\x20\x0e\x00\x00\x0b\x22\x00\x0a\x27\x00\x00\x0f\xa0\x21\x00\x07"
+
+
+def test_a_publish_of_several_megabytes_is_accepted_without_a_configured_limit(
+        shared_broker, raw_factory, unique):
+    sub = raw_factory(shared_broker.port)
+    assert sub.connect(unique + "s").reason_code == 0
+    sub.send(Subscribe(1, [Subscription(unique)]))
+    sub.receive()
+    pub = raw_factory(shared_broker.port)
+    assert pub.connect(unique + "p").reason_code == 0
+    pub.send(Publish(unique, b"x" * (3 << 20), 0))
+    message = sub.receive(timeout=20)
+    assert isinstance(message, Publish) and len(message.payload) == 3 << 20
+
+
+def test_topics_have_mosquittos_level_limit_of_200_separators(shared_broker, raw_factory, unique):
+    client = raw_factory(shared_broker.port)
+    assert client.connect(unique).reason_code == 0
+    deepest = unique + "/a" * 199
+    client.send(Subscribe(1, [Subscription(deepest), Subscription(deepest + "/a")]))
+    assert client.receive() == Suback(1, [0, 0x8F])
+    client.send(Publish(deepest, b"deep", 0))
+    message = client.receive()
+    assert isinstance(message, Publish) and message.topic == deepest
+
+
+def test_unsubscribing_an_invalid_filter_says_it_is_invalid(shared_broker, raw_factory, unique):
+    client = raw_factory(shared_broker.port)
+    assert client.connect(unique).reason_code == 0
+    client.send(Unsubscribe(1, ["#/a", unique]))
+    assert client.receive() == Unsuback(1, [0x8F, 0x11])
+
+
+def test_a_conf_listener_without_allow_anonymous_or_passwords_starts_and_refuses_clients(
+        start_broker, raw_factory, tmp_path):
+    """Mosquitto 2.0 starts such a listener (a bridge may be all it is for)."""
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text("listener 0 127.0.0.1\n")
+    broker = start_broker("--config", str(conf), anonymous=False)
+    client = raw_factory(broker.port)
+    assert client.connect("nobody").reason_code == 0x87
+
+
+def bridge_connect(start_broker, tmp_path, extra: str = "") -> bytes:
+    """The first bytes an outgoing bridge sends to a remote broker (a bare socket here)."""
+    with socket.socket() as remote:
+        remote.bind(("127.0.0.1", 0))
+        remote.listen(1)
+        remote.settimeout(10)
+        conf = tmp_path / "bridge.conf"
+        conf.write_text(f"listener 0 127.0.0.1\nallow_anonymous true\nconnection edge\n"
+                        f"address 127.0.0.1:{remote.getsockname()[1]}\ntopic a/# out 1\n{extra}")
+        start_broker("--config", str(conf), anonymous=False)
+        sock, _ = remote.accept()
+        with sock:
+            sock.settimeout(10)
+            return sock.recv(1024)
+
+
+def test_a_bridge_connects_as_hostname_dot_connection_name_by_default(start_broker, tmp_path):
+    [connect] = StreamDecoder().feed(bridge_connect(start_broker, tmp_path))
+    assert isinstance(connect, Connect)
+    assert connect.client_id == f"{socket.gethostname()}.edge"
+
+
+def test_a_311_bridge_sets_mosquittos_bridge_bit_unless_try_private_is_off(start_broker, tmp_path):
+    assert bridge_connect(start_broker, tmp_path)[8] == 0x84
+    assert bridge_connect(start_broker, tmp_path, "try_private false\n")[8] == 0x04
+
+
+def test_an_mqtt5_bridge_connect_carries_only_the_receive_maximum_as_mosquittos(start_broker, tmp_path):
+    data = bridge_connect(start_broker, tmp_path, "bridge_protocol_version mqttv50\n")
+    # Level 5, clean start 0, keep alive 60, properties: receive maximum 20.
+    assert data[8:15] == b"\x05\x00\x00\x3c\x03\x21\x00" and data[15] == 20

@@ -223,8 +223,13 @@ def _page(items: list[Any], command: dict[str, Any]) -> list[Any]:
     return items
 
 
-def _verbose(command: dict[str, Any]) -> bool:
-    return get(command, "verbose") is True
+def _listing(r: Request, command: dict[str, Any], what: str, items: dict[str, Any],
+             describe: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """listClients, listGroups, listRoles: the names by name, or whole entries with verbose; paged."""
+    verbose = get(command, "verbose") is True
+    listed = [describe(items[name]) if verbose else name for name in _page(sorted(items), command)]
+    r.log(f"list{what.capitalize()}")
+    return {"totalCount": len(items), what: listed}
 
 
 # Default access ---------------------------------------------------------------------------
@@ -399,11 +404,7 @@ def cmd_getClient(r: Request, command: dict[str, Any]) -> dict[str, Any]:  # noq
 
 
 def cmd_listClients(r: Request, command: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-    clients = sorted(r.state.clients.values(), key=lambda c: c.username)
-    verbose = _verbose(command)
-    listed = [client_json(r.state, c) if verbose else c.username for c in _page(clients, command)]
-    r.log("listClients")
-    return {"totalCount": len(clients), "clients": listed}
+    return _listing(r, command, "clients", r.state.clients, lambda c: client_json(r.state, c))
 
 
 def cmd_addClientRole(r: Request, command: dict[str, Any]) -> None:  # noqa: N802
@@ -473,11 +474,7 @@ def cmd_getGroup(r: Request, command: dict[str, Any]) -> dict[str, Any]:  # noqa
 
 
 def cmd_listGroups(r: Request, command: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-    groups = sorted(r.state.groups.values(), key=lambda g: g.name)
-    verbose = _verbose(command)
-    listed = [group_json(g) if verbose else g.name for g in _page(groups, command)]
-    r.log("listGroups")
-    return {"totalCount": len(groups), "groups": listed}
+    return _listing(r, command, "groups", r.state.groups, group_json)
 
 
 def cmd_modifyGroup(r: Request, command: dict[str, Any]) -> None:  # noqa: N802
@@ -609,11 +606,7 @@ def cmd_getRole(r: Request, command: dict[str, Any]) -> dict[str, Any]:  # noqa:
 
 
 def cmd_listRoles(r: Request, command: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-    roles = sorted(r.state.roles.values(), key=lambda role: role.name)
-    verbose = _verbose(command)
-    listed = [role_json(role) if verbose else role.name for role in _page(roles, command)]
-    r.log("listRoles")
-    return {"totalCount": len(roles), "roles": listed}
+    return _listing(r, command, "roles", r.state.roles, role_json)
 
 
 def cmd_modifyRole(r: Request, command: dict[str, Any]) -> None:  # noqa: N802

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broker.config_files import ConfigFileError, read_text, significant_lines
-from broker.engine.interfaces import ConnectionFacts, Principal, certificate_common_name, format_client_text
+from broker.engine.interfaces import (
+    ConnectionFacts,
+    Principal,
+    certificate_common_name,
+    format_client_text,
+)
 from broker.mqtt.reason_codes import ReasonCode
 
 logger = logging.getLogger("broker")

@@ -134,3 +134,16 @@ def test_the_broker_stops_while_its_bridge_remote_hangs_up(start_broker, tmp_pat
             sock.recv(1024)  # SUBSCRIBE
             sock.close()
             assert broker.stop(timeout=10) == 0
+
+
+def test_a_listener_without_an_address_listens_on_ipv4_and_ipv6(start_broker, tmp_path, raw_factory):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = tmp_path / "any.conf"
+    conf.write_text(f"listener {port}\nallow_anonymous true\n")
+    broker = start_broker("--config", str(conf), anonymous=False)
+    assert any(f"listening on mqtt://[::]:{port}" in line for line in broker.lines)
+    for host in ("127.0.0.1", "::1"):
+        client = raw_factory(port, 4, host=host)
+        assert client.connect(f"via-{host}").reason_code == 0

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from acl.loading import TenantRules, load_tenant_rules
-from broker.engine.admin import Admin
 from broker.engine.interfaces import Principal
+from broker.engine.operations import Admin
 from devices.models import ChangeEvent, Device, DeviceGroup, Tenant
 from pki.broker import client_crl_bundle, ensure_broker_server_certificate, trusted_client_ca_bundle
 

@@ -16,6 +16,7 @@ from broker.engine.interfaces import (
     Principal,
     authorize_publish,
 )
+from broker.engine.outbound import resume
 from broker.engine.session import NEVER_EXPIRES
 from broker.engine.states import AUTHENTICATING, CLOSED, CONNECTED, NEW
 from broker.mqtt.encoder import encode
@@ -188,7 +189,7 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
     # Session present is 0 whenever the session is new [MQTT-3.2.2-2] [MQTT-3.2.2-3].
     conn.link.write(encode(Connack(present, 0, ack_props), conn.level))
     broker.connected(conn)
-    conn.resume()
+    resume(conn)
 
 
 async def _resolve(result: Awaitable[Principal | int]) -> Principal | int:

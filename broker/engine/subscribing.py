@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from broker.engine.interfaces import Action, Decision, may_still_publish, may_unsubscribe
+from broker.engine.outbound import send_publish
 from broker.engine.topics import SubOptions
 from broker.mqtt.encoder import encode
 from broker.mqtt.errors import ProtocolError
@@ -102,7 +103,7 @@ def _deliver_retained(conn: Connection, message: Message, opts: SubOptions) -> N
     qos = opts.qos if broker.config.upgrade_outgoing_qos else min(message.qos, opts.qos)
     sub_ids = (opts.sub_id,) if opts.sub_id is not None else ()
     # Retained messages sent because of a subscription carry RETAIN 1 [MQTT-3.3.1-8].
-    conn.send_publish(message, qos, True, sub_ids)
+    send_publish(conn, message, qos, True, sub_ids)
 
 
 def handle_unsubscribe(conn: Connection, packet: Unsubscribe) -> None:

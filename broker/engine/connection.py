@@ -2,7 +2,9 @@
 
 The network layer hands bytes to `data_received` and implements `Link` for what goes
 back; tests join a Connection to an in-memory Link. Everything that spans sessions
-(routing, retained messages, takeover) is the Broker's.
+(routing, retained messages, takeover) is the Broker's. This module handles what the
+client sends; the flows of what it is sent (PUBLISH out, its acknowledgements, resending
+after a reconnection) are in `outbound`.
 """
 
 from __future__ import annotations
@@ -290,6 +292,62 @@ class Connection:
 
     def _on_connect(self, packet: Connect) -> None:
         handle_connect(self, packet)
+
+    # The handshake (handshake.py) changes a connection only through these.
+
+    def set_protocol(self, level: int) -> None:
+        """The CONNECT's protocol level: how everything from now on is encoded."""
+        self.level = level
+        self.v5 = level >= 5
+
+    def identify(self, client_id: str) -> None:
+        """The client id, as given or assigned, before authentication sees it."""
+        self.client_id = client_id
+
+    def await_authentication(self) -> None:
+        """The authenticator answers later: stop reading, and hold what already arrived."""
+        self.state = AUTHENTICATING
+        self.link.pause_reading()
+
+    def authentication_done(self) -> None:
+        self.state = NEW
+
+    def release_held(self) -> None:
+        """Read again, and handle the packets held while the authenticator decided."""
+        self.link.resume_reading()
+        held = self.held
+        self.held = None
+        if held:
+            self.handle_packets(held)
+
+    def accept(
+        self, principal: Principal, keep_alive: int, clean_start: bool, bridge: bool,
+        will: Will | None,
+    ) -> None:
+        """An accepted CONNECT: who the client is and what it asked for."""
+        self.principal = principal
+        # Outgoing topics lose the mountpoint, as bytes of the encoded topic.
+        self.strip = len(principal.mountpoint.encode("utf-8"))
+        self.keep_alive = keep_alive
+        self.clean_start = clean_start
+        self.bridge = bridge
+        self.will = will
+
+    def limit_sending(
+        self, quota: int | None, max_packet_size: int | None, topic_alias_maximum: int | None
+    ) -> None:
+        """What an MQTT 5 client said it can take (None, or no aliases: it did not say)."""
+        if quota is not None:
+            self.send_quota = quota
+        if max_packet_size is not None:
+            self.max_out = max_packet_size
+        if topic_alias_maximum:
+            self.alias_out_max = topic_alias_maximum
+
+    def bind_session(self, session: Session) -> None:
+        """Attached to its session by the broker: connected from now on."""
+        self.session = session
+        self.state = CONNECTED
 
     def info(self) -> ClientInfo:
         assert self.principal is not None

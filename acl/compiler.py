@@ -12,10 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from broker.mqtt import topics as mqtt_topics
+
 from . import decisions as d
 from .rules import DENY, Principal, RuleSpec, applies_to
 from .substitution import Level, TemplateError, parse_template, substitute
-from .topics import MAX_TOPIC_BYTES, TopicError, canonical_levels, split_shared, validate_filter
+from .topics import TopicError, canonical_levels, split_shared, validate_filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,16 +221,19 @@ def _sorted_ids(rules: Iterable[CompiledRule]) -> tuple[int, ...]:
     return tuple(sorted({rule.id for rule in rules}))
 
 
+_TOPIC_PROBLEMS = {
+    mqtt_topics.EMPTY: "invalid topic: empty",
+    mqtt_topics.WILDCARD_IN_NAME: "invalid topic: wildcards are not allowed in a topic name",
+    mqtt_topics.NUL: "invalid topic: contains NUL",
+    mqtt_topics.TOO_LONG: f"invalid topic: longer than {mqtt_topics.MAX_TOPIC_BYTES} bytes",
+}
+
+
 def _topic_problem(topic: str) -> str | None:
-    if not isinstance(topic, str) or topic == "":
-        return "invalid topic: empty"
-    if "+" in topic or "#" in topic:
-        return "invalid topic: wildcards are not allowed in a topic name"
-    if "\x00" in topic:
-        return "invalid topic: contains NUL"
-    if len(topic) * 4 > MAX_TOPIC_BYTES and len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
-        return "invalid topic: longer than 65535 bytes"
-    return None
+    if not isinstance(topic, str):
+        return _TOPIC_PROBLEMS[mqtt_topics.EMPTY]
+    problem = mqtt_topics.topic_name_problem(topic)
+    return None if problem is None else _TOPIC_PROBLEMS[problem]
 
 
 class Matcher:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from broker.engine.interfaces import Action, Decision, may_still_publish, may_unsubscribe
 from broker.engine.outbound import send_publish
-from broker.engine.topics import SubOptions
+from broker.engine.topics import SubOptions, check_topic_limits
 from broker.mqtt.encoder import encode
 from broker.mqtt.errors import ProtocolError
 from broker.mqtt.packets import Suback, Subscribe, Unsuback, Unsubscribe
@@ -43,7 +43,7 @@ def handle_subscribe(conn: Connection, packet: Subscribe) -> None:
         if shared is not None and sub.no_local:
             conn.disconnect(ReasonCode.PROTOCOL_ERROR)  # [MQTT-3.8.3-4]
             return
-        if len(inner) > config.max_topic_length or inner.count("/") >= config.max_topic_levels:
+        if not check_topic_limits(inner, config.max_topic_length, config.max_topic_levels):
             codes.append(ReasonCode.TOPIC_FILTER_INVALID)
             continue
         filtered = False

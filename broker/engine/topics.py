@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from broker.engine.shared import SharedGroup
-from broker.mqtt.filters import levels_match
 
 if TYPE_CHECKING:
     from broker.engine.session import Session
@@ -244,11 +243,6 @@ def _collect(node: _Node, routes: dict[Session, Route], groups: list[SharedGroup
             route.add(opts)
     if node.shared:
         groups.extend(node.shared.values())
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """Whether one filter matches one topic name (used outside the trie)."""
-    return levels_match(topic_filter.split("/"), topic.split("/"))
 
 
 def check_topic_limits(topic: str, max_length: int, max_levels: int) -> bool:

@@ -12,10 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from broker.mqtt import topics as mqtt_topics
+from broker.mqtt import trie
+
 from . import decisions as d
 from .rules import DENY, Principal, RuleSpec, applies_to
 from .substitution import Level, TemplateError, parse_template, substitute
-from .topics import MAX_TOPIC_BYTES, TopicError, canonical_levels, split_shared, validate_filter
+from .topics import TopicError, canonical_levels, split_shared, validate_filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,8 @@ class _Node:
     __slots__ = ("children", "plus", "end", "hash", "subtree", "below_all", "below_plain")
 
     def __init__(self) -> None:
+        # Every child by its level, `+` included (the path helpers in broker.mqtt.trie make
+        # them); `plus` is the `+` child again, set once built, for the walks below.
         self.children: dict[str, _Node] = {}
         self.plus: _Node | None = None
         self.end: list[CompiledRule] = []  # filters that stop at this node
@@ -62,6 +67,14 @@ class _Node:
 
 
 class RuleTrie:
+    """Rule filters by level, with `#` rules kept at the parent of their `#`.
+
+    Its walks are its own: `matching` is the kind of walk the broker's subscription trie
+    makes per message (filters stored, a name asked), but over this node shape and
+    collecting rules; `containing` and `overlapping` compare a filter with filters, which
+    no other tree does. Only the paths (broker.mqtt.trie) are shared.
+    """
+
     __slots__ = ("root", "size")
 
     def __init__(self, rules: Iterable[CompiledRule]) -> None:
@@ -80,45 +93,34 @@ class RuleTrie:
         stack = [self.root]
         while stack:
             node = stack.pop()
+            node.plus = node.children.get("+")
             order.append(node)
             stack.extend(node.children.values())
-            if node.plus is not None:
-                stack.append(node.plus)
         for node in reversed(order):
+            plus = node.plus
             below: list[CompiledRule] = []
             for child in node.children.values():
-                below.extend(child.subtree)
-            if node.plus is not None:
-                below.extend(node.plus.subtree)
+                if child is not plus:
+                    below.extend(child.subtree)
+            if plus is not None:
+                below.extend(plus.subtree)
             node.below_all = tuple(below)
             node.subtree = (*node.end, *node.hash, *below)
         root = self.root
         plain: list[CompiledRule] = []
         for key, child in root.children.items():
-            if not key.startswith("$"):
+            if not key.startswith("$") and child is not root.plus:
                 plain.extend(child.subtree)
         if root.plus is not None:
             plain.extend(root.plus.subtree)
         root.below_plain = tuple(plain)
 
     def _insert(self, rule: CompiledRule) -> None:
-        node = self.root
         levels = canonical_levels(rule.levels)
-        for index, level in enumerate(levels):
-            if level == "#" and index == len(levels) - 1:
-                node.hash.append(rule)
-                self.size += 1
-                return
-            if level == "+":
-                if node.plus is None:
-                    node.plus = _Node()
-                node = node.plus
-            else:
-                child = node.children.get(level)
-                if child is None:
-                    child = node.children[level] = _Node()
-                node = child
-        node.end.append(rule)
+        if levels and levels[-1] == "#":
+            trie.find_or_make(self.root, levels[:-1], _Node).hash.append(rule)
+        else:
+            trie.find_or_make(self.root, levels, _Node).end.append(rule)
         self.size += 1
 
     def matching(self, levels: list[str]) -> list[CompiledRule]:
@@ -195,8 +197,9 @@ class RuleTrie:
                     out.extend(node.below(skip_dollar=k == 0))
                     continue
                 if level == "+":
+                    plus = node.plus
                     for key, child in node.children.items():
-                        if not (k == 0 and key.startswith("$")):
+                        if child is not plus and not (k == 0 and key.startswith("$")):
                             step.append(child)
                 else:
                     child = node.children.get(level)
@@ -219,16 +222,19 @@ def _sorted_ids(rules: Iterable[CompiledRule]) -> tuple[int, ...]:
     return tuple(sorted({rule.id for rule in rules}))
 
 
+_TOPIC_PROBLEMS = {
+    mqtt_topics.EMPTY: "invalid topic: empty",
+    mqtt_topics.WILDCARD_IN_NAME: "invalid topic: wildcards are not allowed in a topic name",
+    mqtt_topics.NUL: "invalid topic: contains NUL",
+    mqtt_topics.TOO_LONG: f"invalid topic: longer than {mqtt_topics.MAX_TOPIC_BYTES} bytes",
+}
+
+
 def _topic_problem(topic: str) -> str | None:
-    if not isinstance(topic, str) or topic == "":
-        return "invalid topic: empty"
-    if "+" in topic or "#" in topic:
-        return "invalid topic: wildcards are not allowed in a topic name"
-    if "\x00" in topic:
-        return "invalid topic: contains NUL"
-    if len(topic) * 4 > MAX_TOPIC_BYTES and len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
-        return "invalid topic: longer than 65535 bytes"
-    return None
+    if not isinstance(topic, str):
+        return _TOPIC_PROBLEMS[mqtt_topics.EMPTY]
+    problem = mqtt_topics.topic_name_problem(topic)
+    return None if problem is None else _TOPIC_PROBLEMS[problem]
 
 
 class Matcher:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .compiler import Matcher, compile_rules
 from .decisions import Decision
 from .rules import Principal, RuleSpec
-from .topics import TopicError, split_shared
+from .topics import SHARE_PREFIX, TopicError, split_shared
 
 PUBLISH = "publish"
 SUBSCRIBE = "subscribe"
@@ -120,7 +120,7 @@ def explain(
         decision = matcher.publish(topic_or_filter, qos, retain)
         if action == WILL:
             notes.append("a will is judged at CONNECT as a publish to its topic")
-    if topic_or_filter.startswith("$") and not topic_or_filter.startswith("$share/"):
+    if topic_or_filter.startswith("$") and not topic_or_filter.startswith(SHARE_PREFIX):
         notes.append("$ topics are reachable only through rules that name their first level")
     lines = {rule.id: RuleLine(rule.spec, rule.topic_filter) for rule in matcher.rules}
     deciding = tuple(lines[rule_id] for rule_id in decision.rule_ids if rule_id in lines)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from broker.mqtt.topics import NOT_IN_A_LEVEL
+
 from .rules import Principal
 from .topics import TopicError, validate_filter
 
 _VARIABLE = re.compile(r"\{(device|tenant|group|attr:([A-Za-z0-9_.-]+))\}", re.ASCII)
-_FORBIDDEN_IN_VALUE = ("/", "+", "#", "\x00")
 # What stands in for a variable when a template is checked for MQTT validity.
 _PROBE = "x"
 
@@ -98,7 +99,7 @@ def unsafe_reason(value: str | None, first_level: bool) -> str | None:
         return "has no value"
     if value == "":
         return "is empty"
-    for char in _FORBIDDEN_IN_VALUE:
+    for char in NOT_IN_A_LEVEL:
         if char in value:
             return "contains NUL" if char == "\x00" else f"contains {char!r}"
     if first_level and value.startswith("$"):

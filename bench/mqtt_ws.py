@@ -22,7 +22,7 @@ Origin = ROOST_PUBLIC_URL) presents.
   p50/p99/max of each and of the per-message difference (what /mqtt adds).
 - Both are measured on the direct path too: the same paho subscriber on the broker's
   loopback bridge listener (the one /mqtt relays to), with a principal signed here with
-  `broker.integration.bridge.sign_principal` (same ROOST_SECRET_KEY). The difference is
+  `broker.integration.signed_principals.sign_principal` (same ROOST_SECRET_KEY). The difference is
   what the web relay adds.
 - Memory (measured first, before any flood grows the heaps): `--idle` idle /mqtt
   connections (raw WebSocket + MQTT CONNECT, wsproto), RSS of
@@ -108,7 +108,7 @@ def prepare(env: dict[str, str], data_dir: Path) -> dict[str, str]:
 
 
 def bridge_token(user_id: int) -> str:
-    from broker.integration.bridge import BridgePrincipal, sign_principal
+    from broker.integration.signed_principals import BridgePrincipal, sign_principal
 
     return sign_principal(BridgePrincipal(TENANT, user_id, USER, "viewer"))
 

@@ -23,10 +23,10 @@ from broker.access.passwords import (
     PasswordFile,
 )
 from broker.config import BridgeSettings, BrokerConfig, Listener
-from broker.engine.admin import Admin
 from broker.engine.broker import Broker
 from broker.engine.interfaces import AllowAll, Authenticator, Authorizer, Store
 from broker.engine.journal import NONE, Journal
+from broker.engine.operations import Admin
 from broker.engine.store import FileStore
 from broker.net.bridge import Bridge
 from broker.net.listener import Server

@@ -30,7 +30,7 @@ from broker.config_files import read_text, significant_lines
 from broker.engine.interfaces import Action, Decision, Principal
 from broker.mqtt.errors import ProtocolError
 from broker.mqtt.filters import contains, matches, overlaps
-from broker.mqtt.topics import parse_shared, validate_topic_filter
+from broker.mqtt.topics import is_literal_level, parse_shared, validate_topic_filter
 
 from .passwords import AccessFileError
 
@@ -100,7 +100,7 @@ def _substitute(topic: str, username: str | None, client_id: str) -> str | None:
     for token, value in (("%u", username), ("%c", client_id)):
         if token not in topic:
             continue
-        if not value or any(c in value for c in "/+#\x00"):
+        if not is_literal_level(value):
             return None
         topic = topic.replace(token, value)
     return topic

@@ -25,7 +25,7 @@ from broker.engine.interfaces import (
     certificate_common_name,
 )
 from broker.mqtt.reason_codes import ReasonCode
-from broker.mqtt.topics import parse_shared
+from broker.mqtt.topics import SHARE_PREFIX, parse_shared
 
 CN = "cn"
 SUBJECT = "subject"
@@ -145,7 +145,7 @@ def _mounted(mountpoint: str, topic: str) -> str:
     """`topic` as the whole broker sees it; a shared subscription's filter goes after its group."""
     if not mountpoint:
         return topic
-    shared = parse_shared(topic) if topic.startswith("$share/") else None
+    shared = parse_shared(topic) if topic.startswith(SHARE_PREFIX) else None
     if shared is None:
         return mountpoint + topic
-    return f"$share/{shared[0]}/{mountpoint}{shared[1]}"
+    return f"{SHARE_PREFIX}{shared[0]}/{mountpoint}{shared[1]}"

@@ -21,6 +21,7 @@ from broker.engine.interfaces import (
 )
 from broker.engine.journal import Journal
 from broker.engine.message import Message
+from broker.engine.outbound import send_publish
 from broker.engine.queues import DROP_QUEUE_FULL, Outgoing
 from broker.engine.retained import RetainedStore
 from broker.engine.session import NEVER_EXPIRES, Session, Subscribed
@@ -398,7 +399,7 @@ class Broker:
                         durable.append((session, out))
                 continue
             # Forwarded messages keep RETAIN only with retain-as-published [MQTT-3.3.1-12].
-            sent = conn.send_publish(message, qos, retain and keep_retain, sub_ids)
+            sent = send_publish(conn, message, qos, retain and keep_retain, sub_ids)
             if sent is not None and journal is not None and session.durable:
                 if durable is None:
                     durable = []
@@ -421,7 +422,7 @@ class Broker:
                             durable = []
                         durable.append((session, out))
                 continue
-            sent = conn.send_publish(message, qos, retain and opts.retain_as_published, sub_ids)
+            sent = send_publish(conn, message, qos, retain and opts.retain_as_published, sub_ids)
             if sent is not None and journal is not None and session.durable:
                 if durable is None:
                     durable = []

@@ -2,7 +2,9 @@
 
 The network layer hands bytes to `data_received` and implements `Link` for what goes
 back; tests join a Connection to an in-memory Link. Everything that spans sessions
-(routing, retained messages, takeover) is the Broker's.
+(routing, retained messages, takeover) is the Broker's. This module handles what the
+client sends; the flows of what it is sent (PUBLISH out, its acknowledgements, resending
+after a reconnection) are in `outbound`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from broker.engine import durability
+from broker.engine import durability, outbound
 from broker.engine.handshake import handle_connect
 from broker.engine.interfaces import (
     CONTROL_TOPICS,
@@ -22,10 +24,10 @@ from broker.engine.interfaces import (
 )
 from broker.engine.journal import HeldLink
 from broker.engine.message import Message, message_from_properties
-from broker.engine.queues import DROP_QUEUE_FULL, DROP_SLOW_CLIENT, DROP_TOO_LARGE, Outgoing
+from broker.engine.queues import DROP_TOO_LARGE
 from broker.engine.states import AUTHENTICATING, CLOSED, CONNECTED, NEW
 from broker.engine.subscribing import handle_subscribe, handle_unsubscribe
-from broker.mqtt.encoder import encode, encode_publish, publish_packet_id_offset
+from broker.mqtt.encoder import encode, encode_ack
 from broker.mqtt.errors import ProtocolError
 from broker.mqtt.packets import (
     Connack,
@@ -83,16 +85,6 @@ class Link(Protocol):
 logger = logging.getLogger(__name__)
 
 _PINGRESP = b"\xd0\x00"
-
-
-def _payload_bytes(inflight: dict[int, Outgoing]) -> int:
-    """Payload bytes of the QoS 1/2 messages in flight, for max_inflight_bytes (only summed
-    when that option is set)."""
-    return sum(len(out.message.payload) for out in inflight.values())
-
-
-def _ack(first: int, packet_id: int) -> bytes:
-    return bytes((first, 2, packet_id >> 8, packet_id & 0xFF))
 
 
 class Connection:
@@ -266,12 +258,12 @@ class Connection:
         """Called by the transport when its write buffer passes or falls below the mark.
 
         A backed-up socket holds up only its own deliveries: publishers are never paused
-        for it (see `send_publish`), and what it queued meanwhile goes once it drains."""
+        for it (see `outbound.send_publish`), and what it queued meanwhile goes once it drains."""
         self.backlogged = backlogged
         if backlogged:
             self.backlog_since = self.broker.now()
         else:
-            self.pump()
+            outbound.pump(self)
 
     def overflowed(self, reason: str) -> None:
         """A message for this client did not fit its buffer or queue: count the drop and,
@@ -300,6 +292,62 @@ class Connection:
 
     def _on_connect(self, packet: Connect) -> None:
         handle_connect(self, packet)
+
+    # The handshake (handshake.py) changes a connection only through these.
+
+    def set_protocol(self, level: int) -> None:
+        """The CONNECT's protocol level: how everything from now on is encoded."""
+        self.level = level
+        self.v5 = level >= 5
+
+    def identify(self, client_id: str) -> None:
+        """The client id, as given or assigned, before authentication sees it."""
+        self.client_id = client_id
+
+    def await_authentication(self) -> None:
+        """The authenticator answers later: stop reading, and hold what already arrived."""
+        self.state = AUTHENTICATING
+        self.link.pause_reading()
+
+    def authentication_done(self) -> None:
+        self.state = NEW
+
+    def release_held(self) -> None:
+        """Read again, and handle the packets held while the authenticator decided."""
+        self.link.resume_reading()
+        held = self.held
+        self.held = None
+        if held:
+            self.handle_packets(held)
+
+    def accept(
+        self, principal: Principal, keep_alive: int, clean_start: bool, bridge: bool,
+        will: Will | None,
+    ) -> None:
+        """An accepted CONNECT: who the client is and what it asked for."""
+        self.principal = principal
+        # Outgoing topics lose the mountpoint, as bytes of the encoded topic.
+        self.strip = len(principal.mountpoint.encode("utf-8"))
+        self.keep_alive = keep_alive
+        self.clean_start = clean_start
+        self.bridge = bridge
+        self.will = will
+
+    def limit_sending(
+        self, quota: int | None, max_packet_size: int | None, topic_alias_maximum: int | None
+    ) -> None:
+        """What an MQTT 5 client said it can take (None, or no aliases: it did not say)."""
+        if quota is not None:
+            self.send_quota = quota
+        if max_packet_size is not None:
+            self.max_out = max_packet_size
+        if topic_alias_maximum:
+            self.alias_out_max = topic_alias_maximum
+
+    def bind_session(self, session: Session) -> None:
+        """Attached to its session by the broker: connected from now on."""
+        self.session = session
+        self.state = CONNECTED
 
     def info(self) -> ClientInfo:
         assert self.principal is not None
@@ -365,7 +413,7 @@ class Connection:
                 received = session.qos2_in = set()
             elif packet_id in received:
                 # A resend of a message we already own: acknowledge, never route it twice.
-                self.link.write(_ack(0x50, packet_id))
+                self.link.write(encode_ack(0x50, packet_id))
                 return
             # Only MQTT 5 clients were told a receive maximum; a 3.1.x client is bounded by
             # its 65,535 packet ids, as in Mosquitto.
@@ -406,7 +454,7 @@ class Connection:
             if self.v5 and self._unmatched(message.topic):
                 self.link.write(self._reply(Puback(packet_id, ReasonCode.NO_MATCHING_SUBSCRIBERS)))
             else:
-                self.link.write(_ack(0x40, packet_id))
+                self.link.write(encode_ack(0x40, packet_id))
         elif qos == 2:
             assert session.qos2_in is not None
             session.qos2_in.add(packet_id)
@@ -417,7 +465,7 @@ class Connection:
                     self.hold_output()
             # PUBREC says 0 even with no subscriber, as Mosquitto does (it routes QoS 2 only
             # at PUBREL, so MQTT 5 clients expect no 0x10 here; 0x10 is optional anyway).
-            self.link.write(_ack(0x50, packet_id))
+            self.link.write(encode_ack(0x50, packet_id))
 
     def _on_control(self, topic: str, payload: bytes, qos: int, packet_id: int) -> None:
         """A request to a broker feature: handed to its hook, acknowledged, not routed."""
@@ -429,12 +477,12 @@ class Connection:
             except Exception:
                 logger.exception("control hook for %r failed", topic)
         if qos == 1:
-            self.link.write(_ack(0x40, packet_id))
+            self.link.write(encode_ack(0x40, packet_id))
         elif qos == 2:
             session = self.session
             assert session is not None and session.qos2_in is not None
             session.qos2_in.add(packet_id)  # PUBREL completes it as for any QoS 2 message
-            self.link.write(_ack(0x50, packet_id))
+            self.link.write(encode_ack(0x50, packet_id))
 
     def _unmatched(self, topic: str) -> bool:
         """Whether no subscription matched `topic`: an MQTT 5 PUBACK says so with 0x10.
@@ -457,232 +505,13 @@ class Connection:
             if journal is not None and session.durable:
                 durability.qos2_received(journal, session, packet.packet_id, False)
                 self.hold_output()  # the release is on disk before PUBCOMP
-            self.link.write(_ack(0x70, packet.packet_id))
+            self.link.write(encode_ack(0x70, packet.packet_id))
         elif self.v5:
             self.link.write(
                 self._reply(Pubcomp(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
             )
         else:
-            self.link.write(_ack(0x70, packet.packet_id))
-
-    # ---- PUBLISH out -------------------------------------------------------------
-
-    def send_publish(
-        self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...]
-    ) -> Outgoing | None:
-        """Deliver one message at `qos`, or queue it behind earlier ones.
-
-        Returns the QoS 1/2 delivery when it was sent or queued (for the journal)."""
-        broker = self.broker
-        if qos == 0:
-            if self.backlogged and self.link.buffered() > broker.config.max_write_buffer:
-                self.overflowed(DROP_SLOW_CLIENT)
-                return None
-            if self.alias_out_max:
-                data = self._aliased(message, 0, retain, sub_ids)
-            else:
-                data = message.form(self.v5, 0, retain, self.strip, sub_ids,
-                                    broker.now() if message.expiry_at is not None else 0.0)
-            if data is None:
-                return None
-            if len(data) > self.max_out:
-                broker.stats.drop(DROP_TOO_LARGE)  # [MQTT-3.1.2-25]
-                return None
-            self.link.write(data)
-            broker.stats.messages_sent += 1
-            return None
-        session = self.session
-        assert session is not None
-        out = Outgoing(message, qos, retain, sub_ids)
-        queue = session.queue
-        inflight = session.inflight
-        if (
-            (queue is not None and queue.items)
-            or (inflight is not None and len(inflight) >= self.send_quota)
-            or (self.backlogged and self.link.buffered() > broker.config.max_write_buffer)
-            or (inflight and broker.config.max_inflight_bytes
-                and _payload_bytes(inflight) >= broker.config.max_inflight_bytes)
-        ):
-            # Waits for a free slot or for the socket to drain, within the same limits as
-            # an offline session's queue.
-            config = broker.config
-            if not session.enqueue(out, config.max_queued_messages, config.max_queued_bytes):
-                self.overflowed(DROP_QUEUE_FULL)
-                return None
-            return out
-        return out if self._send_new(out) else None
-
-    def _send_new(self, out: Outgoing) -> bool:
-        """Send into a free in-flight slot; False when the message was discarded instead."""
-        session = self.session
-        assert session is not None
-        inflight = session.inflight
-        if inflight is None:
-            inflight = session.inflight = {}
-        broker = self.broker
-        message = out.message
-        if self.alias_out_max:
-            data = self._aliased(message, out.qos, out.retain, out.sub_ids)
-        else:
-            data = message.form(self.v5, out.qos, out.retain, self.strip, out.sub_ids,
-                                broker.now() if message.expiry_at is not None else 0.0)
-        if data is None or len(data) > self.max_out:
-            if data is not None:
-                broker.stats.drop(DROP_TOO_LARGE)  # Discarded as if delivered [MQTT-3.1.2-25].
-            # else expired while queued [MQTT-3.3.2-5]
-            if out.jid and broker.journal is not None:
-                durability.delivery_done(broker.journal, session, out)
-            return False
-        pid = session.next_packet_id()
-        out.packet_id = pid
-        inflight[pid] = out
-        buf = bytearray(data)
-        offset = publish_packet_id_offset(data)
-        buf[offset] = pid >> 8
-        buf[offset + 1] = pid & 0xFF
-        self.link.write(buf)
-        broker.stats.messages_sent += 1
-        if out.jid and broker.journal is not None:
-            durability.delivery_sent(broker.journal, session, out)
-        return True
-
-    def _aliased(
-        self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...]
-    ) -> bytes | None:
-        """Encode for a client that accepts topic aliases: the topic goes once per alias."""
-        now = self.broker.now()
-        remaining = message.remaining(now)
-        if remaining == 0:
-            return None
-        topic = message.topic[len(self.principal.mountpoint) if self.principal else 0:]
-        aliases = self.alias_out
-        if aliases is None:
-            aliases = self.alias_out = {}
-        alias = aliases.get(topic)
-        topic_bytes = b""
-        if alias is None:
-            topic_bytes = topic.encode("utf-8")
-            if len(aliases) < self.alias_out_max:
-                alias = aliases[topic] = len(aliases) + 1
-        props = message.outgoing_properties(sub_ids, remaining, alias)
-        data = encode_publish(topic_bytes, message.payload, qos, retain, False, 0, props, 5)
-        if topic_bytes and alias is not None and len(data) > self.max_out:
-            # The caller drops a packet too large for the client [MQTT-3.1.2-25]: the client
-            # never learns this alias, so later messages must not use it. Without the alias
-            # property the packet may still fit.
-            del aliases[topic]
-            props = message.outgoing_properties(sub_ids, remaining, None)
-            data = encode_publish(topic_bytes, message.payload, qos, retain, False, 0, props, 5)
-        return data
-
-    def resume(self) -> None:
-        """Resend what was in flight on a resumed session, then drain its queue.
-
-        Unacknowledged PUBLISH packets go again with DUP set and PUBRELs are repeated, in
-        their original order [MQTT-4.4.0-1].
-        """
-        session = self.session
-        assert session is not None
-        inflight = session.inflight
-        if inflight:
-            now = self.broker.now()
-            for pid, out in list(inflight.items()):
-                if out.released:
-                    self.link.write(_ack(0x62, pid))
-                    continue
-                data = out.message.form(self.v5, out.qos, out.retain, self.strip,
-                                        out.sub_ids, now)
-                if data is None:
-                    # Expired after it was sent: resend anyway, with no time left.
-                    data = out.message.form(self.v5, out.qos, out.retain, self.strip,
-                                            out.sub_ids, out.message.expiry_at or now)
-                    if data is None:
-                        del inflight[pid]
-                        journal = self.broker.journal
-                        if out.jid and journal is not None:
-                            durability.delivery_done(journal, session, out)
-                        continue
-                buf = bytearray(data)
-                buf[0] |= 0x08  # DUP [MQTT-3.3.1-1]
-                offset = publish_packet_id_offset(data)
-                buf[offset] = pid >> 8
-                buf[offset + 1] = pid & 0xFF
-                self.link.write(buf)
-        self.pump()
-
-    def pump(self) -> None:
-        """Move queued messages into free in-flight slots."""
-        session = self.session
-        if session is None or self.state != CONNECTED:
-            return
-        queue = session.queue
-        if not queue:
-            return
-        broker = self.broker
-        now = broker.now()
-        quota = self.send_quota
-        byte_limit = broker.config.max_inflight_bytes
-        while queue and session.inflight_count() < quota:
-            if byte_limit and session.inflight and _payload_bytes(session.inflight) >= byte_limit:
-                break
-            out = queue.pop(now)
-            if out is None:
-                break
-            self._send_new(out)
-
-    def _on_puback(self, packet: Puback) -> None:
-        session = self.session
-        assert session is not None
-        inflight = session.inflight
-        if inflight is not None:
-            out = inflight.get(packet.packet_id)
-            if out is not None and out.qos == 1:
-                del inflight[packet.packet_id]
-                if out.jid and self.broker.journal is not None:
-                    durability.delivery_done(self.broker.journal, session, out)
-                queue = session.queue
-                if queue is not None and queue.items:
-                    self.pump()
-
-    def _on_pubrec(self, packet: Pubrec) -> None:
-        session = self.session
-        assert session is not None
-        inflight = session.inflight
-        out = inflight.get(packet.packet_id) if inflight is not None else None
-        if out is None or out.qos != 2:
-            if self.v5:
-                self.link.write(
-                    self._reply(Pubrel(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
-                )
-            else:
-                self.link.write(_ack(0x62, packet.packet_id))
-            return
-        if packet.reason_code >= 0x80:
-            # A refusing PUBREC ends the exchange (section 4.3.3); the slot is free again.
-            assert inflight is not None
-            del inflight[packet.packet_id]
-            if out.jid and self.broker.journal is not None:
-                durability.delivery_done(self.broker.journal, session, out)
-            self.pump()
-            return
-        out.released = True
-        if out.jid and self.broker.journal is not None:
-            durability.delivery_sent(self.broker.journal, session, out)
-        self.link.write(_ack(0x62, packet.packet_id))
-
-    def _on_pubcomp(self, packet: Pubcomp) -> None:
-        session = self.session
-        assert session is not None
-        inflight = session.inflight
-        if inflight is not None:
-            out = inflight.get(packet.packet_id)
-            if out is not None and out.qos == 2:
-                del inflight[packet.packet_id]
-                if out.jid and self.broker.journal is not None:
-                    durability.delivery_done(self.broker.journal, session, out)
-                queue = session.queue
-                if queue is not None and queue.items:
-                    self.pump()
+            self.link.write(encode_ack(0x70, packet.packet_id))
 
     # ---- the rest ----------------------------------------------------------------
 
@@ -718,10 +547,10 @@ class Connection:
 _HANDLERS: list[Callable[[Connection, Any], None]] = [Connection._on_unexpected] * 16
 _HANDLERS[1] = Connection._on_connect
 _HANDLERS[3] = Connection._on_publish
-_HANDLERS[4] = Connection._on_puback
-_HANDLERS[5] = Connection._on_pubrec
+_HANDLERS[4] = outbound.on_puback
+_HANDLERS[5] = outbound.on_pubrec
 _HANDLERS[6] = Connection._on_pubrel
-_HANDLERS[7] = Connection._on_pubcomp
+_HANDLERS[7] = outbound.on_pubcomp
 _HANDLERS[8] = Connection._on_subscribe
 _HANDLERS[10] = Connection._on_unsubscribe
 _HANDLERS[12] = Connection._on_pingreq

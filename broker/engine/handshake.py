@@ -16,8 +16,9 @@ from broker.engine.interfaces import (
     Principal,
     authorize_publish,
 )
+from broker.engine.outbound import resume
 from broker.engine.session import NEVER_EXPIRES
-from broker.engine.states import AUTHENTICATING, CLOSED, CONNECTED, NEW
+from broker.engine.states import CLOSED
 from broker.mqtt.encoder import encode
 from broker.mqtt.packets import Connack, Connect
 from broker.mqtt.properties import Properties
@@ -33,8 +34,8 @@ logger = logging.getLogger(__name__)
 def handle_connect(conn: Connection, packet: Connect) -> None:
     """Authenticate a CONNECT (possibly asynchronously), then accept or refuse it."""
     level = packet.protocol_level
-    conn.level = level
-    conn.v5 = v5 = level >= 5
+    conn.set_protocol(level)
+    v5 = conn.v5
     props = packet.properties
     if v5 and props is not None and props.authentication_method is not None:
         # Enhanced authentication (AUTH exchanges) is not offered.
@@ -56,7 +57,7 @@ def handle_connect(conn: Connection, packet: Connect) -> None:
         client_id = broker.new_client_id()
         if v5:
             assigned = client_id  # [MQTT-3.2.2-16]
-    conn.client_id = client_id
+    conn.identify(client_id)
     link = conn.link
     facts = ConnectionFacts(
         client_id=client_id, username=packet.username, password=packet.password,
@@ -65,8 +66,7 @@ def handle_connect(conn: Connection, packet: Connect) -> None:
     )
     result = broker.authenticator.authenticate(facts)
     if inspect.isawaitable(result):
-        conn.state = AUTHENTICATING
-        link.pause_reading()
+        conn.await_authentication()
         task = asyncio.ensure_future(_resolve(result))
 
         def done(t: asyncio.Future[Principal | int]) -> None:
@@ -85,7 +85,7 @@ def _authenticated(
 ) -> None:
     if conn.state == CLOSED:
         return
-    conn.state = NEW
+    conn.authentication_done()
     if not isinstance(result, Principal):
         conn.refuse(int(result) if result else ReasonCode.NOT_AUTHORIZED)
         return
@@ -95,11 +95,7 @@ def _authenticated(
         return
     _accept(conn, packet, assigned, result)
     if resumed:
-        conn.link.resume_reading()
-        held = conn.held
-        conn.held = None
-        if held:
-            conn.handle_packets(held)
+        conn.release_held()
 
 
 def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: Principal) -> None:
@@ -129,15 +125,12 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
             broker.stats.denied += 1
             conn.refuse(ReasonCode.NOT_AUTHORIZED)  # 3.1.1: return code 5
             return
-    conn.principal = principal
-    mountpoint = principal.mountpoint
-    conn.strip = len(mountpoint.encode("utf-8"))
     keep_alive = packet.keep_alive
     server_keep_alive = None
     cap = config.max_keepalive
     if v5 and cap and (keep_alive == 0 or keep_alive > cap):
         keep_alive = server_keep_alive = cap  # [MQTT-3.2.2-21]
-    conn.keep_alive = keep_alive
+    conn.accept(principal, keep_alive, packet.clean_start, packet.bridge, will)
     props = packet.properties
     request_info = False
     if v5:
@@ -145,12 +138,11 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
         if props is not None:
             if props.session_expiry_interval is not None:
                 expiry = props.session_expiry_interval
-            if props.receive_maximum is not None:
-                conn.send_quota = min(props.receive_maximum, config.max_inflight)
-            if props.maximum_packet_size is not None:
-                conn.max_out = props.maximum_packet_size
-            if props.topic_alias_maximum:
-                conn.alias_out_max = props.topic_alias_maximum
+            receive_maximum = props.receive_maximum
+            conn.limit_sending(
+                None if receive_maximum is None else min(receive_maximum, config.max_inflight),
+                props.maximum_packet_size, props.topic_alias_maximum,
+            )
             # Request problem information needs nothing: Roost sends no reason strings or
             # user properties on packets where the client could turn them off.
             request_info = props.request_response_information == 1
@@ -159,13 +151,9 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
     capped = None
     if config.max_session_expiry and expiry > config.max_session_expiry:
         expiry = capped = config.max_session_expiry
-    conn.clean_start = packet.clean_start
-    conn.bridge = packet.bridge
-    conn.will = will
     session, present = broker.attach(conn, conn.client_id, principal, packet.clean_start,
                                      expiry)
-    conn.session = session
-    conn.state = CONNECTED
+    conn.bind_session(session)
     ack_props = None
     if v5:
         ack_props = Properties(
@@ -188,7 +176,7 @@ def _accept(conn: Connection, packet: Connect, assigned: str | None, principal: 
     # Session present is 0 whenever the session is new [MQTT-3.2.2-2] [MQTT-3.2.2-3].
     conn.link.write(encode(Connack(present, 0, ack_props), conn.level))
     broker.connected(conn)
-    conn.resume()
+    resume(conn)
 
 
 async def _resolve(result: Awaitable[Principal | int]) -> Principal | int:

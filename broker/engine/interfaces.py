@@ -2,7 +2,7 @@
 
 Everything here is small and typed on purpose: the Django integration implements
 `Authenticator`, `Authorizer` and `Store`, subscribes to `EventHooks`, and drives the
-running broker through `broker.engine.admin.Admin`. Topics handed to the authorizer and
+running broker through `broker.engine.operations.Admin`. Topics handed to the authorizer and
 the hooks are the client's own view, without the principal's mountpoint.
 """
 

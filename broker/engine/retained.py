@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from broker.mqtt import trie
+
 if TYPE_CHECKING:
     from broker.engine.interfaces import Principal
     from broker.engine.message import Message
@@ -16,6 +18,10 @@ class _Node:
     def __init__(self) -> None:
         self.children: dict[str, _Node] = {}
         self.message: Message | None = None
+
+
+def _empty(node: _Node) -> bool:
+    return node.message is None
 
 
 class RetainedStore:
@@ -43,12 +49,7 @@ class RetainedStore:
         if not message.payload:
             self.clear(message.topic)
             return True
-        node = self._root
-        for level in message.topic.split("/"):
-            child = node.children.get(level)
-            if child is None:
-                child = node.children[level] = _Node()
-            node = child
+        node = trie.find_or_make(self._root, message.topic.split("/"), _Node)
         if node.message is None:
             if self.count >= self.max_count:
                 self._prune(message.topic)
@@ -71,22 +72,12 @@ class RetainedStore:
         return self.publishers.get(message.topic)
 
     def get(self, topic: str) -> Message | None:
-        node = self._root
-        for level in topic.split("/"):
-            child = node.children.get(level)
-            if child is None:
-                return None
-            node = child
-        return node.message
+        node = trie.find(self._root, topic.split("/"))
+        return None if node is None else node.message
 
     def clear(self, topic: str) -> bool:
-        node = self._root
-        for level in topic.split("/"):
-            child = node.children.get(level)
-            if child is None:
-                return False
-            node = child
-        if node.message is None:
+        node = trie.find(self._root, topic.split("/"))
+        if node is None or node.message is None:
             return False
         node.message = None
         self.count -= 1
@@ -95,21 +86,15 @@ class RetainedStore:
         return True
 
     def _prune(self, topic: str) -> None:
-        levels = topic.split("/")
-        path = [self._root]
-        for level in levels:
-            child = path[-1].children.get(level)
-            if child is None:
-                return
-            path.append(child)
-        for i in range(len(levels), 0, -1):
-            node = path[i]
-            if node.children or node.message is not None:
-                return
-            del path[i - 1].children[levels[i - 1]]
+        trie.prune(self._root, topic.split("/"), _empty)
 
     def match(self, topic_filter: str) -> list[Message]:
-        """Retained messages whose topic the filter matches."""
+        """Retained messages whose topic the filter matches.
+
+        The reverse of the other tries' walks: names are stored and the filter asks, so a
+        `+` or `#` in the question fans out over the stored children (a depth-first walk),
+        where the subscription trie follows at most three children per node.
+        """
         out: list[Message] = []
         self._walk(self._root, topic_filter.split("/"), 0, out)
         return out

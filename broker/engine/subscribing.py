@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from broker.engine.interfaces import Action, Decision, may_still_publish, may_unsubscribe
-from broker.engine.topics import SubOptions
+from broker.engine.outbound import send_publish
+from broker.engine.topics import SubOptions, check_topic_limits
 from broker.mqtt.encoder import encode
 from broker.mqtt.errors import ProtocolError
 from broker.mqtt.packets import Suback, Subscribe, Unsuback, Unsubscribe
@@ -42,7 +43,7 @@ def handle_subscribe(conn: Connection, packet: Subscribe) -> None:
         if shared is not None and sub.no_local:
             conn.disconnect(ReasonCode.PROTOCOL_ERROR)  # [MQTT-3.8.3-4]
             return
-        if len(inner) > config.max_topic_length or inner.count("/") >= config.max_topic_levels:
+        if not check_topic_limits(inner, config.max_topic_length, config.max_topic_levels):
             codes.append(ReasonCode.TOPIC_FILTER_INVALID)
             continue
         filtered = False
@@ -102,7 +103,7 @@ def _deliver_retained(conn: Connection, message: Message, opts: SubOptions) -> N
     qos = opts.qos if broker.config.upgrade_outgoing_qos else min(message.qos, opts.qos)
     sub_ids = (opts.sub_id,) if opts.sub_id is not None else ()
     # Retained messages sent because of a subscription carry RETAIN 1 [MQTT-3.3.1-8].
-    conn.send_publish(message, qos, True, sub_ids)
+    send_publish(conn, message, qos, True, sub_ids)
 
 
 def handle_unsubscribe(conn: Connection, packet: Unsubscribe) -> None:

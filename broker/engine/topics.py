@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from broker.engine.shared import SharedGroup
-from broker.mqtt.filters import levels_match
+from broker.mqtt import trie
 
 if TYPE_CHECKING:
     from broker.engine.session import Session
@@ -81,6 +81,10 @@ class _Node:
         self.shared: dict[str, SharedGroup] | None = None
 
 
+def _unused(node: _Node) -> bool:
+    return not node.subs and not node.shared
+
+
 Match = tuple[tuple[Route, ...], tuple[SharedGroup, ...]]
 _EMPTY: Match = ((), ())
 
@@ -99,35 +103,12 @@ class SubscriptionTrie:
         # level [MQTT-4.7.2-1]: tenants see their "$roost/..." only by naming it.
         self._mount_levels = mount_levels
 
-    def _node(self, topic_filter: str, create: bool) -> _Node | None:
-        node = self._root
-        for level in topic_filter.split("/"):
-            child = node.children.get(level)
-            if child is None:
-                if not create:
-                    return None
-                child = node.children[level] = _Node()
-            node = child
-        return node
-
     def _prune(self, topic_filter: str) -> None:
-        path = [self._root]
-        levels = topic_filter.split("/")
-        for level in levels:
-            child = path[-1].children.get(level)
-            if child is None:
-                return
-            path.append(child)
-        for i in range(len(levels), 0, -1):
-            node = path[i]
-            if node.children or node.subs or node.shared:
-                return
-            del path[i - 1].children[levels[i - 1]]
+        trie.prune(self._root, topic_filter.split("/"), _unused)
 
     def add(self, topic_filter: str, session: Session, opts: SubOptions) -> bool:
         """Subscribe; returns True when the session had no subscription to this filter."""
-        node = self._node(topic_filter, create=True)
-        assert node is not None
+        node = trie.find_or_make(self._root, topic_filter.split("/"), _Node)
         if node.subs is None:
             node.subs = {}
         new = session not in node.subs
@@ -138,7 +119,7 @@ class SubscriptionTrie:
         return new
 
     def remove(self, topic_filter: str, session: Session) -> bool:
-        node = self._node(topic_filter, create=False)
+        node = trie.find(self._root, topic_filter.split("/"))
         if node is None or not node.subs or session not in node.subs:
             return False
         del node.subs[session]
@@ -150,8 +131,7 @@ class SubscriptionTrie:
         return True
 
     def add_shared(self, group: str, topic_filter: str, session: Session, opts: SubOptions) -> bool:
-        node = self._node(topic_filter, create=True)
-        assert node is not None
+        node = trie.find_or_make(self._root, topic_filter.split("/"), _Node)
         if node.shared is None:
             node.shared = {}
         shared = node.shared.get(group)
@@ -164,7 +144,7 @@ class SubscriptionTrie:
         return new
 
     def remove_shared(self, group: str, topic_filter: str, session: Session) -> bool:
-        node = self._node(topic_filter, create=False)
+        node = trie.find(self._root, topic_filter.split("/"))
         if node is None or not node.shared or group not in node.shared:
             return False
         shared = node.shared[group]
@@ -194,6 +174,11 @@ class SubscriptionTrie:
         return result
 
     def _match(self, topic: str) -> Match:
+        # Filters stored, a name asked: one frontier of nodes per level, following the
+        # literal, `+` and `#` children. Kept apart from the ACL compiler's walk of the same
+        # kind (acl/compiler.py RuleTrie.matching) because this one is the per-message path:
+        # it collects straight into routes and shared groups, with no list of matched nodes
+        # or callback in between, and knows the mountpoint's `$` level.
         routes: dict[Session, Route] = {}
         groups: list[SharedGroup] = []
         levels = topic.split("/")
@@ -244,11 +229,6 @@ def _collect(node: _Node, routes: dict[Session, Route], groups: list[SharedGroup
             route.add(opts)
     if node.shared:
         groups.extend(node.shared.values())
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """Whether one filter matches one topic name (used outside the trie)."""
-    return levels_match(topic_filter.split("/"), topic.split("/"))
 
 
 def check_topic_limits(topic: str, max_length: int, max_levels: int) -> bool:

@@ -18,7 +18,6 @@ from broker.engine.interfaces import (
     is_broker_topic,
 )
 
-from .bridge import verify_principal
 from .identities import (
     Authenticated,
     AuthenticatedService,
@@ -27,6 +26,7 @@ from .identities import (
     Refusal,
     TenantInfo,
 )
+from .signed_principals import verify_principal
 
 log = logging.getLogger("roost.broker.auth")
 

@@ -8,7 +8,7 @@ what a draft ACL rule would drop (`POST acl/impact`).
 
 Loopback alone does not make a caller trustworthy: any local process can connect. Every
 request carries, in the `X-Roost-Inspect` header, a signature made with the platform's secret
-key (Django's signing, as `bridge.py` signs principals) for that one tenant, valid for
+key (Django's signing, as `signed_principals.py` signs principals) for that one tenant, valid for
 `MAX_AGE` seconds; anything else is refused with 403.
 
 The HTTP server runs in threads of its own; broker state belongs to the event loop, so each

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from acl.loading import TenantRules, load_tenant_rules
-from broker.engine.admin import Admin
 from broker.engine.interfaces import Principal
+from broker.engine.operations import Admin
+from broker.mqtt.topics import has_wildcard
 from devices.models import ChangeEvent, Device, DeviceGroup, Tenant
 from pki.broker import client_crl_bundle, ensure_broker_server_certificate, trusted_client_ca_bundle
 
@@ -226,7 +227,7 @@ class LiveEffects:
             kicked += self.admin.kick_where(_with_attribute("device_id", device_id))
         for slug, topic_filter in changes.retained_clears:
             mountpoint = mountpoint_for(slug)
-            if "+" in topic_filter or "#" in topic_filter:
+            if has_wildcard(topic_filter):
                 topics = [topic for topic, _ in self.admin.retained(topic_filter, mountpoint=mountpoint)]
             else:
                 topics = [topic_filter]

@@ -11,8 +11,8 @@ from django.conf import settings
 
 from acl.loading import TenantRules, load_all_rules
 from broker.config import BrokerConfig
-from broker.engine.admin import Admin
 from broker.engine.broker import Broker
+from broker.engine.operations import Admin
 from devices.changes import latest_change_id
 from devices.models import Device
 from pki.broker import (

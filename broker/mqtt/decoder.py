@@ -41,7 +41,7 @@ from broker.mqtt.reason_codes import (
     UNSUBACK_REASONS,
     ReasonCode,
 )
-from broker.mqtt.topics import SHARE_PREFIX
+from broker.mqtt.topics import SHARE_PREFIX, topic_name_problem
 from broker.mqtt.wire import (
     MAX_VARINT,
     decode_utf8,
@@ -111,8 +111,9 @@ def decode_publish(
         raise malformed("topic name runs past the packet")
     raw = data[pos + 2 : stop]
     if 43 in raw or 35 in raw:
-        # "+" or "#" [MQTT-3.3.2-2]; UTF-8 never puts these bytes inside another character,
-        # and testing for an int is a memchr where a bytes needle is a substring search.
+        # "+" or "#" [MQTT-3.3.2-2]: `topics.topic_name_problem` on the raw bytes, for every
+        # PUBLISH. UTF-8 never puts these bytes inside another character, and testing for
+        # an int is a memchr where a bytes needle is a substring search.
         raise ProtocolError(ReasonCode.TOPIC_NAME_INVALID, "wildcard in a PUBLISH topic name")
     if raw.isascii():
         if 0 in raw:
@@ -164,7 +165,7 @@ def _decode_will(
     if level >= 5:
         props, pos = decode_properties(data, pos, end, _T.WILL, limits)
     topic, pos = read_utf8(data, pos, end)
-    if not topic or "+" in topic or "#" in topic:
+    if topic_name_problem(topic) is not None:
         # The will topic is a topic name: non-empty, no wildcards. [MQTT-4.7.0-1] [MQTT-4.7.3-1]
         raise ProtocolError(ReasonCode.TOPIC_NAME_INVALID, "invalid will topic")
     payload, pos = read_binary(data, pos, end)

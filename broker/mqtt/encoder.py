@@ -154,6 +154,13 @@ _RESPONSE_FIRST_BYTE = {
 }
 
 
+def encode_ack(first_byte: int, packet_id: int) -> bytes:
+    """PUBACK (0x40), PUBREC (0x50), PUBREL (0x62) or PUBCOMP (0x70) with reason 0 and no
+    properties: the same four bytes in every version (section 3.4.2.1), with no packet
+    object to build on the per-message path."""
+    return bytes((first_byte, 2, packet_id >> 8, packet_id & 0xFF))
+
+
 def _pub_response(packet: Puback | Pubrec | Pubrel | Pubcomp, level: int) -> bytes:
     first_byte = _RESPONSE_FIRST_BYTE[packet.packet_type]
     packet_id = pack_u16(packet.packet_id)

@@ -7,6 +7,7 @@ from typing import Any
 from broker.mqtt.errors import ProtocolError
 from broker.mqtt.packets import PacketType
 from broker.mqtt.reason_codes import ReasonCode
+from broker.mqtt.topics import topic_name_problem
 from broker.mqtt.wire import (
     MAX_VARINT,
     encode_binary,
@@ -261,7 +262,7 @@ def decode_properties(
         value: Any
         if kind == _UTF8:
             value, pos = read_utf8(data, pos, stop)
-            if pid == 0x08 and (not value or "+" in value or "#" in value):
+            if pid == 0x08 and topic_name_problem(value) is not None:
                 # [MQTT-3.3.2-14]: the response topic is a topic name, never a filter.
                 raise protocol_error("response topic must be a topic name")
         elif kind == _PAIR:

@@ -4,7 +4,7 @@ Synchronous (database) code, run by the consumer through `database_sync_to_async
 tenant is the MQTT CONNECT user name: a slug the user is a member of (platform staff may
 name any enabled tenant); an empty one picks the user's only tenant. The role is the
 membership's; platform staff act as at least admin. The broker gets this as a signed
-principal (broker/integration/bridge.py) and applies the tenant's ACLs to it.
+principal (broker/integration/signed_principals.py) and applies the tenant's ACLs to it.
 
 A grant stays valid while the Django session that made it still exists for the same user
 with the same auth hash (sign-out in any tab, a password change, session expiry), the user

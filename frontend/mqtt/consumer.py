@@ -32,7 +32,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from django.conf import settings
 
-from broker.integration.bridge import BridgePrincipal, sign_principal
+from broker.integration.signed_principals import BridgePrincipal, sign_principal
 from broker.mqtt import (
     Connack,
     Connect,

@@ -15,6 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from broker.mqtt.topics import filter_problem
+
 from .state import (
     ACL_TYPES,
     DEFAULT_KEYS,
@@ -51,15 +53,8 @@ def valid_utf8(text: str) -> bool:
 
 
 def _valid_topic_filter(topic: str) -> bool:
-    if not topic or "\x00" in topic:
-        return False
-    levels = topic.split("/")
-    for index, level in enumerate(levels):
-        if "#" in level and (level != "#" or index != len(levels) - 1):
-            return False
-        if "+" in level and level != "+":
-            return False
-    return len(topic.encode("utf-8", "surrogatepass")) <= 65535
+    # Mosquitto's check knows no `$share/`: an ACL's filter is a plain one.
+    return filter_problem(topic) is None
 
 
 class Request:

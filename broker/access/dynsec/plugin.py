@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from broker.access.passwords import identity, refuse
-from broker.engine.admin import Admin
 from broker.engine.interfaces import (
     Action,
     Authenticator,
@@ -34,6 +33,7 @@ from broker.engine.interfaces import (
     Principal,
 )
 from broker.engine.message import Message
+from broker.engine.operations import Admin
 from broker.mqtt.reason_codes import ReasonCode
 from broker.mqtt.topics import parse_shared
 

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from acl.topics import TopicError, validate_filter
 from broker.mqtt.filters import matches
+from broker.mqtt.topics import SHARE_PREFIX
 from devices.models import Role, Tenant
 from roost.api.errors import bad_request
 from roost.api.views import TenantScopedMixin
@@ -22,7 +23,6 @@ from ..services import clear_retained
 from .pagination import TopicPagination, narrowed
 from .serializers import ClearedSerializer, RetainedMessageSerializer, RetainedPageSerializer
 
-SHARE_PREFIX = "$share/"
 _FILTER_RULES = ("An MQTT topic filter inside the tenant: a topic, or a filter with `+` (one level) and `#` "
                  "(the rest, as the last level). As in MQTT, a filter starting with `+` or `#` does not "
                  "reach topics starting with `$`; name them (`$roost/#`).")

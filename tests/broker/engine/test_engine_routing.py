@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from broker.engine.admin import Admin
 from broker.engine.interfaces import Action, Decision, Principal
+from broker.engine.operations import Admin
 from broker.engine.store import MemoryStore
 from broker.mqtt import (
     Connect,

@@ -9,7 +9,8 @@ from broker.engine.interfaces import Principal
 from broker.engine.message import Message
 from broker.engine.retained import RetainedStore
 from broker.engine.session import Session
-from broker.engine.topics import SubOptions, SubscriptionTrie, topic_matches
+from broker.engine.topics import SubOptions, SubscriptionTrie
+from broker.mqtt.filters import matches as topic_matches
 
 LEVELS = st.sampled_from(["a", "b", "$SYS", "", "c"])
 topics = st.lists(LEVELS, min_size=1, max_size=4).map("/".join)

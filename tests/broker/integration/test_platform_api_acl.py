@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import pytest
 
-from broker.integration.bridge import BridgePrincipal, sign_principal
 from broker.integration.inspect_client import live_sessions
+from broker.integration.signed_principals import BridgePrincipal, sign_principal
 from tests.broker.integration.platform_harness import (
     Bundle,
     Platform,

@@ -8,7 +8,7 @@ import time
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 
-from broker.integration.bridge import BridgePrincipal, sign_principal
+from broker.integration.signed_principals import BridgePrincipal, sign_principal
 from tests.broker.conftest import Client, props
 from tests.broker.integration.platform_harness import (
     Platform,

@@ -16,9 +16,9 @@ import pytest
 from django.core import signing
 from paho.mqtt.packettypes import PacketTypes
 
-from broker.integration.bridge import BridgePrincipal, sign_principal
 from broker.integration.inspect import HEADER, SALT, sign_request
 from broker.integration.inspect_client import BrokerUnavailable, live_sessions
+from broker.integration.signed_principals import BridgePrincipal, sign_principal
 from tests.broker.conftest import props
 from tests.broker.integration.platform_harness import (
     Bundle,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.core import signing
 
-from broker.integration.bridge import BridgePrincipal, sign_principal
+from broker.integration.signed_principals import BridgePrincipal, sign_principal
 from tests.broker.conftest import Client
 from tests.broker.integration.platform_harness import (
     Bundle,

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from broker.config import BrokerConfig, Listener
-from broker.engine.admin import Admin
 from broker.engine.broker import Broker
+from broker.engine.operations import Admin
 from broker.net.listener import Server
 
 from ...authority import BRIDGE_LISTENER, PLAIN_LISTENER, SERVICE_LISTENER

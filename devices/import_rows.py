@@ -372,10 +372,10 @@ def _attributes(value: Any, cells: dict[str, str]) -> dict[str, Any]:
         attributes = value
     if not isinstance(attributes, dict):
         raise _Refused("invalid_attributes", "The attributes must be a JSON object.", "attributes")
-    attributes = {**attributes, **cells}
+    merged: dict[str, Any] = {**attributes, **cells}
     try:
         # NaN and Infinity are not JSON; PostgreSQL's jsonb refuses them.
-        encoded = json.dumps(attributes, allow_nan=False)
+        encoded = json.dumps(merged, allow_nan=False)
     except ValueError:
         raise _Refused("invalid_attributes", "The attributes hold NaN or Infinity, which JSON does not allow.",
                        "attributes") from None
@@ -383,7 +383,7 @@ def _attributes(value: Any, cells: dict[str, str]) -> dict[str, Any]:
     if len(encoded) > MAX_ATTRIBUTES_JSON:
         raise _Refused("invalid_attributes", f"Attributes take at most {MAX_ATTRIBUTES_JSON} bytes as JSON.",
                        "attributes")
-    return attributes
+    return merged
 
 
 def chunks(rows: list[RawRow], size: int) -> Iterator[list[RawRow]]:

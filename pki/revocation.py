@@ -179,9 +179,10 @@ def _needs_refresh(ca: CertificateAuthority, now: datetime) -> bool:
 
 def current_crl(ca: CertificateAuthority) -> bytes:
     """The CA's CRL in DER, re-signed first when it is missing or half-way to its nextUpdate."""
-    if _needs_refresh(ca, timezone.now()):
+    crl = ca.crl_der
+    if crl is None or _needs_refresh(ca, timezone.now()):
         return publish_crl(ca)
-    return bytes(ca.crl_der)
+    return bytes(crl)
 
 
 def client_crl_bundle() -> str:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -17,6 +17,7 @@ from .errors import PkiError
 from .models import (
     Certificate,
     CertificateAuthority,
+    CertificateQuerySet,
     CertificateStatus,
     EnrollmentToken,
     RevocationReason,
@@ -73,8 +74,10 @@ class StatusFilter(admin.SimpleListFilter):
         return [(value, str(label)) for value, label in CertificateStatus.choices]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Certificate]) -> QuerySet[Certificate]:
-        if self.value() in CertificateStatus.values:
-            return queryset.with_status(self.value())  # type: ignore[attr-defined,no-any-return]
+        status = self.value()
+        if status is not None and status in CertificateStatus.values:
+            # The admin filters the model's own queryset, which is a CertificateQuerySet.
+            return cast(CertificateQuerySet, queryset).with_status(status)
         return queryset
 
 

@@ -26,7 +26,7 @@ from .models import (
     CompromisedKey,
     RevocationReason,
 )
-from .x509util import load_pem, normalize_serial, signature_hash_for
+from .x509util import issuer_public_key, load_pem, normalize_serial, signature_hash_for
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def publish_crl(ca: CertificateAuthority) -> bytes:
             .last_update(now)
             .next_update(now + crl_lifetime())
             .add_extension(x509.CRLNumber(number), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(ca_cert)),
                            critical=False)
         )
         for entry in _revoked_entries(ca, now):

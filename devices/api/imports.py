@@ -235,6 +235,8 @@ class DeviceImportView(TenantScopedMixin, APIView):
     write_role = Role.OPERATOR
     parser_classes = [CsvUploadParser, JsonUploadParser, MultiPartParser]
 
+    # A property where the mixin has a plain attribute (mypy allows no such override): read per
+    # request, so that a changed setting applies.
     @property
     def max_body_bytes(self) -> int:  # type: ignore[override]
         return int(settings.ROOST_IMPORT_MAX_BODY)

@@ -52,7 +52,7 @@ def _listener(value: str) -> Listener:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected [SCHEME://]HOST:PORT, got {value!r}")
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an empty host means every address
+    host = host.strip("[]")  # empty: every address, IPv4 and IPv6, as Mosquitto's listeners
     if not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range: {port}")
     return Listener(host, int(port), tls, websocket=websocket)

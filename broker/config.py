@@ -21,7 +21,7 @@ class Listener:
             scheme = "wss" if self.tls else "ws"
         else:
             scheme = "mqtts" if self.tls else "mqtt"
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = f"[{self.host}]" if ":" in self.host else self.host or "*"
         return f"{scheme}://{host}:{self.port if port is None else port}"
 
 

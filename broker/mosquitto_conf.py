@@ -154,14 +154,14 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
             parts = value.split()
             if not parts or len(parts) > 2:
                 raise ConfigError(f"{where}: listener PORT [ADDRESS]")
-            current = _Listener(_int(parts[0], where), parts[1] if len(parts) == 2 else "0.0.0.0", number)  # noqa: S104
+            current = _Listener(_int(parts[0], where), parts[1] if len(parts) == 2 else "", number)
             listeners.append(current)
         elif name == "port":
-            current = _Listener(_int(value, where), "0.0.0.0", number)  # noqa: S104
+            current = _Listener(_int(value, where), "", number)
             listeners.append(current)
         elif name in _LISTENER:
             if current is None:
-                current = _Listener(1883, "0.0.0.0", number)  # noqa: S104 - Mosquitto's default listener
+                current = _Listener(1883, "", number)  # Mosquitto's default listener
                 listeners.append(current)
             _listener_option(current, name, value, where)
         elif name in _SECURITY:

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broker.config_files import ConfigFileError, read_text, significant_lines
-from broker.engine.interfaces import ConnectionFacts, Principal, certificate_common_name
+from broker.engine.interfaces import (
+    ConnectionFacts,
+    Principal,
+    certificate_common_name,
+    format_client_text,
+)
 from broker.mqtt.reason_codes import ReasonCode
 
 logger = logging.getLogger("broker")
@@ -128,7 +133,7 @@ class IdentityAuthenticator:
 
 def refuse(facts: ConnectionFacts, code: int, why: str) -> int:
     host = facts.remote_address[0] if facts.remote_address else "?"
-    logger.info("client %r from %s refused: %s", facts.client_id, host, why)
+    logger.info("client %s from %s refused: %s", format_client_text(facts.client_id), host, why)
     return code
 
 

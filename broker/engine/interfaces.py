@@ -163,6 +163,22 @@ def format_address(address: tuple[str, int] | None, missing: str = "?") -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+LOGGED_TEXT_LIMIT = 200
+
+
+def format_client_text(text: str | None) -> str:
+    """A client-chosen string (client id, user name) for a log line: quoted, and cut short.
+
+    Client ids may be 65,535 bytes long; written whole, a few connections fill a pipe
+    reader's buffer (the log is written from the event loop) and swell the log.
+    """
+    if text is None:
+        return "None"
+    if len(text) <= LOGGED_TEXT_LIMIT:
+        return repr(text)
+    return f"{text[:LOGGED_TEXT_LIMIT]!r}… ({len(text)} characters)"
+
+
 ConnectedHook = Callable[[ClientInfo], None]
 DisconnectedHook = Callable[[ClientInfo, int], None]
 PublishedHook = Callable[["Principal | None", "Message"], None]

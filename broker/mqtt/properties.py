@@ -265,18 +265,40 @@ def decode_properties(
                 # [MQTT-3.3.2-14]: the response topic is a topic name, never a filter.
                 raise protocol_error("response topic must be a topic name")
         elif kind == _PAIR:
-            key, pos = read_utf8(data, pos, stop)
-            val, pos = read_utf8(data, pos, stop)
-            user_count += 1
-            user_bytes += len(key) + len(val)
+            pairs = props.user_properties
+            if pairs is None:
+                pairs = props.user_properties = []
+            # Clients may send thousands of pairs in a row: read the run in one tight loop.
+            run = 0
+            while True:
+                # Inlined read_utf8 for the common case (both strings ASCII, in bounds);
+                # read_utf8 itself handles the rest and raises the precise error.
+                key_end = pos + 2 + ((data[pos] << 8) | data[pos + 1]) if pos + 2 <= stop else stop + 1
+                val_end = key_end + 2 + ((data[key_end] << 8) | data[key_end + 1]) if key_end + 2 <= stop else stop + 1
+                key_raw = data[pos + 2:key_end]
+                val_raw = data[key_end + 2:val_end]
+                if (val_end <= stop and key_raw.isascii() and val_raw.isascii()
+                        and 0 not in key_raw and 0 not in val_raw):
+                    key = key_raw.decode("ascii")
+                    val = val_raw.decode("ascii")
+                    pos = val_end
+                else:
+                    key, pos = read_utf8(data, pos, stop)
+                    val, pos = read_utf8(data, pos, stop)
+                run += 1
+                user_bytes += len(key) + len(val)
+                pairs.append((key, val))
+                if pos >= stop or data[pos] != 0x26:
+                    break
+                pos += 1
+            user_count += run
+            count += run - 1
+            if count > limits.max_properties:
+                raise ProtocolError(ReasonCode.QUOTA_EXCEEDED, "too many properties")
             if user_count > limits.max_user_properties:
                 raise ProtocolError(ReasonCode.QUOTA_EXCEEDED, "too many user properties")
             if user_bytes > limits.max_user_property_bytes:
                 raise ProtocolError(ReasonCode.QUOTA_EXCEEDED, "user properties too large")
-            if props.user_properties is None:
-                props.user_properties = [(key, val)]
-            else:
-                props.user_properties.append((key, val))
             continue
         elif kind == _BYTE:
             if pos >= stop:

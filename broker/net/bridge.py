@@ -158,14 +158,18 @@ class Bridge:
 
     async def _connection(self) -> None:
         s = self.settings
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(s.host, s.port, ssl=self._tls()), CONNECT_TIMEOUT)
+        # asyncio.timeout, not wait_for: in Python 3.11 wait_for swallows a cancellation that
+        # arrives as the awaited read ends (the remote closing while the broker stops), and the
+        # bridge then went on reconnecting after shutdown.
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            reader, writer = await asyncio.open_connection(s.host, s.port, ssl=self._tls())
         self._writer = writer
         version = self.version
         writer.write(encode(self._connect_packet(), version))
         decoder = StreamDecoder(server_side=False, protocol_level=version)
         pending: deque[object] = deque()
-        connack = await asyncio.wait_for(self._next(reader, decoder, pending), CONNECT_TIMEOUT)
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            connack = await self._next(reader, decoder, pending)
         if not isinstance(connack, Connack):
             raise _Lost(f"expected CONNACK, got {type(connack).__name__}")
         if connack.reason_code:
@@ -180,7 +184,8 @@ class Bridge:
         pinged = False
         while True:
             try:
-                packet = await asyncio.wait_for(self._next(reader, decoder, pending), keepalive)
+                async with asyncio.timeout(keepalive):
+                    packet = await self._next(reader, decoder, pending)
             except TimeoutError:
                 if pinged:
                     raise _Lost("the remote stopped answering") from None

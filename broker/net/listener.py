@@ -6,6 +6,7 @@ import asyncio
 import logging
 import ssl
 from collections import Counter
+from dataclasses import replace
 
 from broker.config import BrokerConfig, Listener
 from broker.engine.broker import Broker
@@ -58,13 +59,13 @@ class Server:
             # TLS and WebSocket run in the protocol (TlsSession, WebSocketSession) over a
             # plain transport.
             server = await loop.create_server(
-                factory, listener.host, listener.port, backlog=1024, reuse_address=True,
+                factory, listener.host or None, listener.port, backlog=1024, reuse_address=True,
             )
             self._servers.append(server)
             for sock in server.sockets:
-                port = sock.getsockname()[1]
+                host, port = sock.getsockname()[:2]
                 self.bound.append((listener, port))
-                logger.info("listening on %s", listener.url(port))
+                logger.info("listening on %s", replace(listener, host=host).url(port))
 
     async def shutdown(self) -> None:
         """Stop accepting, tell clients we are going, wait for them briefly, then cut."""

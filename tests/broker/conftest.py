@@ -397,8 +397,8 @@ class RawClient:
 def raw_factory() -> Iterator[Callable[..., RawClient]]:
     made: list[RawClient] = []
 
-    def make(port: int, level: int = 5) -> RawClient:
-        c = RawClient(port, level)
+    def make(port: int, level: int = 5, host: str = "127.0.0.1") -> RawClient:
+        c = RawClient(port, level, host)
         made.append(c)
         return c
 

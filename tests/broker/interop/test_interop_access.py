@@ -182,3 +182,13 @@ def test_a_restored_session_is_judged_as_its_user_after_a_restart(start_broker, 
     [message] = back.expect(1)
     assert (message.topic, message.payload) == ("home/attic/temperature", b"18")
     back.expect_none(0.5)
+
+
+def test_long_client_ids_are_cut_short_in_the_log(start_broker, raw_factory):
+    # A 65,000-character id logged whole on every connect would fill the reader's pipe
+    # after one client (the broker writes its log from the event loop) and swell the log.
+    broker = start_broker()
+    for _ in range(3):
+        assert raw_factory(broker.port, 5).connect("a" * 65000).reason_code == 0
+    _wait_for_line(broker, "… (65000 characters) connected from 127.0.0.1:")
+    assert max(len(line) for line in broker.lines) < 1000

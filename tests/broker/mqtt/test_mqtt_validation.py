@@ -220,3 +220,47 @@ def test_it_rejects_u_0000_in_a_user_property() -> None:
     publish = Publish("a", b"", 0, properties=Properties(user_properties=[("k", "v\x00")]))
     error = refusal(connected_decoder(5), encode(publish, 5))
     assert error.reason_code == ReasonCode.MALFORMED_PACKET  # [MQTT-1.5.4-2]
+
+
+def test_user_properties_keep_their_order_around_other_properties() -> None:
+    pairs = [("k", "v"), ("ключ", "значение"), ("", ""), ("k", "v2")]
+    publish = Publish("a", b"", 0, properties=Properties(content_type="t", user_properties=pairs))
+    wire = encode(publish, 5)
+    assert connected_decoder(5).feed(wire) == [publish]
+
+
+@pytest.mark.parametrize("bad_pair", [("k\x00", "v"), ("k", "v\x00"), ("é\x00", "v"), ("k", "\udc80")],
+                         ids=["nul-key", "nul-value", "nul-non-ascii", "lone-surrogate"])
+def test_a_bad_string_anywhere_in_a_run_of_user_properties_is_malformed(bad_pair) -> None:
+    good = [("k", "v")] * 3
+    props = Properties(user_properties=[*good, ("k", "v")])
+    wire = bytearray(encode(Publish("a", b"", 0, properties=props), 5))
+    key, value = bad_pair
+    raw_key, raw_value = key.encode("utf-8", "surrogatepass"), value.encode("utf-8", "surrogatepass")
+    # Same length as the last pair ("k", "v") when padded; rebuild the packet around the bad one.
+    last = b"\x26" + len(raw_key).to_bytes(2, "big") + raw_key + len(raw_value).to_bytes(2, "big") + raw_value
+    body = bytes(wire[2:])  # remaining length fits one byte here
+    ok_last = b"\x26\x00\x01k\x00\x01v"
+    assert body.endswith(ok_last)
+    props_len = body[3] + len(last) - len(ok_last)
+    body = body[:3] + bytes((props_len,)) + body[4:-len(ok_last)] + last
+    error = refusal(connected_decoder(5), bytes((0x30, len(body))) + body)
+    assert error.reason_code == ReasonCode.MALFORMED_PACKET
+
+
+def test_a_user_property_cut_short_by_the_property_length_is_malformed() -> None:
+    props = Properties(user_properties=[("k", "v"), ("key", "value")])
+    wire = bytearray(encode(Publish("a", b"", 0, properties=props), 5))
+    wire[5] -= 3  # the property length now ends inside the last value
+    error = refusal(connected_decoder(5), bytes(wire))
+    assert error.reason_code == ReasonCode.MALFORMED_PACKET
+
+
+def test_user_properties_count_towards_the_property_limits() -> None:
+    props = Properties(content_type="t", user_properties=[("k", "v")] * 3)
+    wire = encode(Publish("a", b"", 0, properties=props), 5)
+    assert connected_decoder(5, limits=DecoderLimits(max_properties=4)).feed(wire)
+    error = refusal(connected_decoder(5, limits=DecoderLimits(max_properties=3)), wire)
+    assert error.reason_code == ReasonCode.QUOTA_EXCEEDED
+    error = refusal(connected_decoder(5, limits=DecoderLimits(max_user_properties=2)), wire)
+    assert error.reason_code == ReasonCode.QUOTA_EXCEEDED

@@ -40,7 +40,7 @@ log_type all
 def test_a_typical_configuration_becomes_broker_options():
     result = translate(CONF)
     assert result.args == [
-        "--bind", "0.0.0.0:1883", "--bind", "tls://0.0.0.0:8883", "--bind", "ws://127.0.0.1:9001",
+        "--bind", ":1883", "--bind", "tls://:8883", "--bind", "ws://127.0.0.1:9001",
         "--tls-cert", "/etc/mosquitto/certs/server.pem", "--tls-key", "/etc/mosquitto/certs/server.key",
         "--tls-ca", "/etc/mosquitto/ca.pem",
         "--persist", "/var/lib/mosquitto/",
@@ -55,12 +55,12 @@ def test_a_typical_configuration_becomes_broker_options():
 def test_no_listener_is_mosquittos_local_only_mode():
     assert translate("").args == ["--anonymous"]
     assert translate("allow_anonymous false\n").args == []
-    assert translate("listener 1883\n").args == ["--bind", "0.0.0.0:1883"]
+    assert translate("listener 1883\n").args == ["--bind", ":1883"]
 
 
 def test_a_cafile_without_require_certificate_asks_for_no_client_certificate():
     args = translate("listener 8883\ncertfile s.pem\nkeyfile s.key\ncafile ca.pem\n").args
-    assert "--tls-ca" not in args and "tls://0.0.0.0:8883" in args
+    assert "--tls-ca" not in args and "tls://:8883" in args
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -117,7 +117,7 @@ connection backup
 address 10.0.0.2
 topic # out
 """)
-    assert result.args == ["--bind", "0.0.0.0:1883"]
+    assert result.args == ["--bind", ":1883"]
     assert result.ignored == []
     cloud, backup = result.bridges
     assert (cloud.try_private, cloud.attempt_unsubscribe) == (False, False)
@@ -151,7 +151,7 @@ mount_point tls/
 """)
     assert result.per_listener_settings and "--anonymous" not in result.args
     assert "--password-file" not in result.args and "--acl-file" not in result.args
-    plain, tls = result.listeners["mqtt://0.0.0.0:1883"], result.listeners["mqtts://0.0.0.0:8883"]
+    plain, tls = result.listeners["mqtt://*:1883"], result.listeners["mqtts://*:8883"]
     assert (plain.anonymous, plain.password_file, plain.acl_file, plain.identity, plain.mount_point) == (
         True, None, "open.acl", None, "")
     assert (tls.anonymous, tls.password_file, tls.acl_file, tls.identity, tls.mount_point) == (

@@ -113,3 +113,37 @@ def test_an_mqtt5_bridge_connect_carries_only_the_receive_maximum_as_mosquittos(
     data = bridge_connect(start_broker, tmp_path, "bridge_protocol_version mqttv50\n")
     # Level 5, clean start 0, keep alive 60, properties: receive maximum 20.
     assert data[8:15] == b"\x05\x00\x00\x3c\x03\x21\x00" and data[15] == 20
+
+
+def test_the_broker_stops_while_its_bridge_remote_hangs_up(start_broker, tmp_path):
+    # The remote closing in the same moment as SIGTERM arrives once made the bridge swallow
+    # its cancellation and go on reconnecting: the broker never exited.
+    with socket.socket() as remote:
+        remote.bind(("127.0.0.1", 0))
+        remote.listen(5)
+        remote.settimeout(10)
+        conf = tmp_path / "bridge.conf"
+        conf.write_text(f"listener 0 127.0.0.1\nallow_anonymous true\nconnection edge\n"
+                        f"address 127.0.0.1:{remote.getsockname()[1]}\ntopic a/# both 1\n")
+        for _ in range(5):
+            broker = start_broker("--config", str(conf), anonymous=False)
+            sock, _ = remote.accept()
+            sock.settimeout(10)
+            sock.recv(1024)  # CONNECT
+            sock.sendall(b"\x20\x02\x00\x00")
+            sock.recv(1024)  # SUBSCRIBE
+            sock.close()
+            assert broker.stop(timeout=10) == 0
+
+
+def test_a_listener_without_an_address_listens_on_ipv4_and_ipv6(start_broker, tmp_path, raw_factory):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = tmp_path / "any.conf"
+    conf.write_text(f"listener {port}\nallow_anonymous true\n")
+    broker = start_broker("--config", str(conf), anonymous=False)
+    assert any(f"listening on mqtt://[::]:{port}" in line for line in broker.lines)
+    for host in ("127.0.0.1", "::1"):
+        client = raw_factory(port, 4, host=host)
+        assert client.connect(f"via-{host}").reason_code == 0

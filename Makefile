@@ -54,7 +54,7 @@ system-deps:
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy broker
+	$(VENV)/bin/mypy roost devices acl pki frontend broker
 
 bench: install $(VENV)/.bench-installed
 	$(PY) bench/run.py $(BENCH_ARGS)

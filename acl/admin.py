@@ -19,7 +19,7 @@ from .models import AclRule, AclRuleSet
 
 
 @admin.register(AclRule)
-class AclRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AclRuleAdmin(admin.ModelAdmin[AclRule]):
     list_display = ["id", "tenant", "effect", "action", "topic_filter", "subject_label", "max_qos",
                     "allow_retain", "enabled", "updated"]
     list_filter = ["tenant", "effect", "action", "subject_kind", "enabled"]

@@ -202,9 +202,9 @@ class RuleTrie:
                         if child is not plus and not (k == 0 and key.startswith("$")):
                             step.append(child)
                 else:
-                    child = node.children.get(level)
-                    if child is not None:
-                        step.append(child)
+                    found = node.children.get(level)
+                    if found is not None:
+                        step.append(found)
                     if dollar_literal:
                         continue
                 if node.plus is not None:

@@ -25,14 +25,15 @@ class ExplainForm(forms.Form):
     retain = forms.BooleanField(required=False)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         chosen = [name for name in ("device", "role", "service") if data.get(name)]
         if len(chosen) != 1:
             raise forms.ValidationError("Pick exactly one of a device, a role or a service credential.")
         return data
 
 
-class RuleImpactForm(forms.ModelForm):  # type: ignore[type-arg]
+class RuleImpactForm(forms.ModelForm[AclRule]):
     class Meta:
         model = AclRule
         fields = [

@@ -202,16 +202,16 @@ def preview(
         _compare_principal(principal, affected[principal], before, after, report, max_filters)
     for item in live:
         principal, topic_filter = item[0], item[1]
-        qos = item[2] if len(item) > 2 else 2  # type: ignore[misc]
-        changed = affected.get(principal)
-        if changed is None:
+        qos = item[2] if len(item) > 2 else 2
+        changed_levels = affected.get(principal)
+        if changed_levels is None:
             continue
         try:
             _, inner = split_shared(topic_filter)
         except ValueError:
             continue
         levels = tuple(inner.split("/"))
-        if not any(levels_overlap(levels, c) for c in changed):
+        if not any(levels_overlap(levels, c) for c in changed_levels):
             continue
         was = before.matcher(principal, [levels]).subscribe(topic_filter, qos)
         now = after.matcher(principal, [levels]).subscribe(topic_filter, qos)

@@ -80,9 +80,9 @@ class AclRule(models.Model):
         if kind == SubjectKind.ALL_DEVICES:
             return "all devices"
         if kind == SubjectKind.GROUP:
-            return f"group {self.subject_group.name if self.subject_group_id else '?'}"
+            return f"group {self.subject_group.name if self.subject_group is not None else '?'}"
         if kind == SubjectKind.DEVICE:
-            return f"device {self.subject_device.name if self.subject_device_id else '?'}"
+            return f"device {self.subject_device.name if self.subject_device is not None else '?'}"
         if kind == SubjectKind.ROLE:
             return f"role {self.subject_role}"
         return f"service {self.subject_service}"
@@ -90,9 +90,9 @@ class AclRule(models.Model):
     def subject_value(self) -> str:
         kind = self.subject_kind
         if kind == SubjectKind.GROUP:
-            return self.subject_group.name if self.subject_group_id else ""
+            return self.subject_group.name if self.subject_group is not None else ""
         if kind == SubjectKind.DEVICE:
-            return self.subject_device.name if self.subject_device_id else ""
+            return self.subject_device.name if self.subject_device is not None else ""
         if kind == SubjectKind.ROLE:
             return self.subject_role
         if kind == SubjectKind.SERVICE:
@@ -102,19 +102,20 @@ class AclRule(models.Model):
     def clean(self) -> None:
         errors: dict[str, str] = {}
         kind = self.subject_kind
-        wanted = {
+        field_of_kind: dict[str, str] = {
             SubjectKind.GROUP: "subject_group", SubjectKind.DEVICE: "subject_device",
             SubjectKind.ROLE: "subject_role", SubjectKind.SERVICE: "subject_service",
-        }.get(kind)  # type: ignore[call-overload]
+        }
+        wanted = field_of_kind.get(kind)
         for name in ("subject_group", "subject_device", "subject_role", "subject_service"):
             value = getattr(self, f"{name}_id" if name in ("subject_group", "subject_device") else name)
             if name == wanted and not value:
                 errors[name] = f"A rule for {SubjectKind(kind).label.lower()} needs this field."
             elif name != wanted and value:
                 errors[name] = "Leave this empty for the chosen subject."
-        if self.subject_group_id and self.tenant_id and self.subject_group.tenant_id != self.tenant_id:
+        if self.subject_group is not None and self.tenant_id and self.subject_group.tenant_id != self.tenant_id:
             errors["subject_group"] = "The group belongs to another tenant."
-        if self.subject_device_id and self.tenant_id and self.subject_device.tenant_id != self.tenant_id:
+        if self.subject_device is not None and self.tenant_id and self.subject_device.tenant_id != self.tenant_id:
             errors["subject_device"] = "The device belongs to another tenant."
         try:
             parse_template(self.topic_filter)

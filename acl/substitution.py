@@ -116,7 +116,7 @@ def substitute(levels: tuple[Level, ...], principal: Principal) -> tuple[tuple[s
             continue
         value = variable_value(level, principal)
         reason = unsafe_reason(value, index == 0)
-        if reason is not None:
+        if value is None or reason is not None:  # no value always has a reason
             return None, f"{level} {reason}"
-        out.append(value)  # type: ignore[arg-type]
+        out.append(value)
     return tuple(out), ""

@@ -30,7 +30,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from django.core.exceptions import ValidationError
 
-from pki.csr import load_csr
+from pki.csr import check_public_key, load_csr
 from pki.errors import PkiError
 from pki.x509util import public_key_sha256
 
@@ -306,14 +306,15 @@ class RowChecker:
             raise _Refused("csr_needs_issue_certs", "The row has a CSR but the import does not issue "
                                                     "certificates; set issue_certs.", "csr")
         try:
-            key = load_csr(value).public_key()
+            # load_csr() applied the key policy; check_public_key() says so to the type checker.
+            key = check_public_key(load_csr(value).public_key())
         except PkiError as exc:
             raise _Refused(exc.code, exc.message, "csr") from None
-        first = self.csr_keys.setdefault(public_key_sha256(key), number)  # type: ignore[arg-type]
+        first = self.csr_keys.setdefault(public_key_sha256(key), number)
         if first != number:
             raise _Refused("public_key_in_use", f"The CSR's key is already used on row {first}; "
                                                 "every device needs a key of its own.", "csr")
-        return key  # type: ignore[return-value]
+        return key
 
 
 class _Refused(Exception):
@@ -372,10 +373,10 @@ def _attributes(value: Any, cells: dict[str, str]) -> dict[str, Any]:
         attributes = value
     if not isinstance(attributes, dict):
         raise _Refused("invalid_attributes", "The attributes must be a JSON object.", "attributes")
-    attributes = {**attributes, **cells}
+    merged: dict[str, Any] = {**attributes, **cells}
     try:
         # NaN and Infinity are not JSON; PostgreSQL's jsonb refuses them.
-        encoded = json.dumps(attributes, allow_nan=False)
+        encoded = json.dumps(merged, allow_nan=False)
     except ValueError:
         raise _Refused("invalid_attributes", "The attributes hold NaN or Infinity, which JSON does not allow.",
                        "attributes") from None
@@ -383,7 +384,7 @@ def _attributes(value: Any, cells: dict[str, str]) -> dict[str, Any]:
     if len(encoded) > MAX_ATTRIBUTES_JSON:
         raise _Refused("invalid_attributes", f"Attributes take at most {MAX_ATTRIBUTES_JSON} bytes as JSON.",
                        "attributes")
-    return attributes
+    return merged
 
 
 def chunks(rows: list[RawRow], size: int) -> Iterator[list[RawRow]]:

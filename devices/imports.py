@@ -254,7 +254,10 @@ class _Run:
         with self.phase("parse"):
             for raw in chunk:
                 result = checker.check(raw)
-                (errors if isinstance(result, RowError) else checked).append(result)  # type: ignore[arg-type]
+                if isinstance(result, RowError):
+                    errors.append(result)
+                else:
+                    checked.append(result)
         with self.phase("devices"):
             names = [row.device.name for row in checked]
             existing = set(Device.objects.filter(tenant=self.tenant, name__in=names).values_list("name", flat=True))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Self, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -25,7 +25,7 @@ ROLE_RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3, Role.OWNER: 4}
 
 
 class TenantQuerySet(models.QuerySet["Tenant"]):
-    def visible_to(self, user: Any) -> TenantQuerySet:
+    def visible_to(self, user: Any) -> Self:
         if user.is_superuser:
             return self
         return self.filter(memberships__user=user).distinct()
@@ -63,11 +63,16 @@ class Membership(models.Model):
         return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
 
 
-class TenantScopedQuerySet(models.QuerySet[Any]):
-    def for_tenant(self, tenant: Tenant) -> TenantScopedQuerySet:
+_Scoped = TypeVar("_Scoped", bound=models.Model)
+
+
+class TenantScopedQuerySet(models.QuerySet[_Scoped]):
+    """Rows of a model with a `tenant` foreign key."""
+
+    def for_tenant(self, tenant: Tenant) -> Self:
         return self.filter(tenant=tenant)
 
-    def visible_to(self, user: Any) -> TenantScopedQuerySet:
+    def visible_to(self, user: Any) -> Self:
         if user.is_superuser:
             return self
         return self.filter(tenant__memberships__user=user).distinct()
@@ -90,7 +95,7 @@ class DeviceGroup(models.Model):
         return f"{self.tenant.slug}/{self.name}"
 
     def clean(self) -> None:
-        if self.parent_id is None:
+        if self.parent is None:
             return
         if self.parent.tenant_id != self.tenant_id:
             raise ValidationError({"parent": "The parent group belongs to another tenant."})
@@ -154,7 +159,7 @@ class Device(models.Model):
         return f"{self.tenant.slug}/{self.name}"
 
     def clean(self) -> None:
-        if self.group_id is not None and self.group.tenant_id != self.tenant_id:
+        if self.group is not None and self.group.tenant_id != self.tenant_id:
             raise ValidationError({"group": "The group belongs to another tenant."})
         if not isinstance(self.tags, list) or not all(isinstance(t, str) for t in self.tags):
             raise ValidationError({"tags": "Tags must be a list of strings."})
@@ -174,7 +179,7 @@ class Device(models.Model):
         return {
             "name": self.name,
             "display_name": self.display_name,
-            "group": self.group.name if self.group_id else None,
+            "group": self.group.name if self.group is not None else None,
             "tags": list(self.tags),
             "attributes": dict(self.attributes),
             "enabled": self.enabled,

@@ -194,7 +194,7 @@ def update_tenant(tenant: Tenant, *, name: str | None = None, enabled: bool | No
 
 
 def _group_state(group: DeviceGroup) -> dict[str, Any]:
-    return {"name": group.name, "parent": group.parent.name if group.parent_id else None,
+    return {"name": group.name, "parent": group.parent.name if group.parent is not None else None,
             "description": group.description}
 
 

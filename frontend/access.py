@@ -15,12 +15,12 @@ from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponseBase
 
 from devices.models import Membership, Role, Tenant
 from roost.api.access import is_platform_staff
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 
 @dataclass
@@ -77,13 +77,13 @@ def tenant_for(request: HttpRequest, slug: str, role: str = Role.VIEWER, *, hide
     if membership is None and not staff:
         raise Http404("No such tenant")
     access = PortalAccess(tenant=tenant, membership=membership, staff=staff,
-                          role=Role.OWNER if staff else membership.role)  # type: ignore[union-attr]
+                          role=membership.role if membership is not None and not staff else Role.OWNER)
     if not access.can(role):
         if hide:
             raise Http404("No such tenant")
         raise PermissionDenied(f"This needs the {role} role in {tenant.slug}; you are {access.role_label}.")
     access.tenants = visible_tenants(user)
-    request.portal = access  # type: ignore[attr-defined]
+    request.portal = access  # type: ignore[attr-defined]  # ours, read by portal() and the templates
     return tenant
 
 
@@ -96,7 +96,7 @@ def tenant_view(role: str = Role.VIEWER, *, post_role: str | None = None, hide: 
 
     def decorate(view: View) -> View:
         @wraps(view)
-        def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             needed = (post_role or role) if request.method not in ("GET", "HEAD", "OPTIONS") else role
@@ -110,4 +110,7 @@ def tenant_view(role: str = Role.VIEWER, *, post_role: str | None = None, hide: 
 
 def portal(request: HttpRequest) -> PortalAccess:
     """The PortalAccess that tenant_for() attached to this request."""
-    return request.portal  # type: ignore[attr-defined, no-any-return]
+    access = getattr(request, "portal", None)
+    if not isinstance(access, PortalAccess):
+        raise RuntimeError("portal() needs a request that tenant_for() has seen")
+    return access

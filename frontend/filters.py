@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 import django_filters
 from django import forms
@@ -42,11 +42,23 @@ class UtcDateTimeFilter(django_filters.DateTimeFilter):
     field_class = UtcDateTimeField
 
 
+class GroupNameField(forms.ModelChoiceField[DeviceGroup]):
+    """A tenant's groups by name alone (a group's str() starts with its tenant's slug)."""
+
+    def label_from_instance(self, obj: DeviceGroup) -> str:
+        return obj.name
+
+
+class GroupFilter(django_filters.ModelChoiceFilter):
+    # The stubs take field_class for a ModelChoiceField of Model itself (the type is invariant).
+    field_class = GroupNameField  # type: ignore[assignment]
+
+
 class DeviceFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search",
                                   widget=forms.TextInput(attrs={"type": "search", "placeholder": "name or display name"}))
-    group = django_filters.ModelChoiceFilter(queryset=DeviceGroup.objects.none(), label="Group",
-                                             empty_label="any group", method="in_group")
+    group = GroupFilter(queryset=DeviceGroup.objects.none(), label="Group", empty_label="any group",
+                        method="in_group")
     attr = django_filters.CharFilter(method="with_attribute", label="Attribute",
                                      widget=forms.TextInput(attrs={"placeholder": "key or key=value"}))
     online = django_filters.ChoiceFilter(choices=YES_NO[1:], empty_label="any", label="Online",
@@ -63,8 +75,8 @@ class DeviceFilter(django_filters.FilterSet):
     def __init__(self, data: Any, tenant: Tenant, **kwargs: Any) -> None:
         queryset = Device.objects.filter(tenant=tenant).select_related("group")
         super().__init__(data, queryset=queryset, **kwargs)
-        self.filters["group"].queryset = DeviceGroup.objects.filter(tenant=tenant).order_by("name")
-        self.filters["group"].field.label_from_instance = lambda group: group.name
+        group = cast(GroupFilter, self.filters["group"])
+        group.queryset = DeviceGroup.objects.filter(tenant=tenant).order_by("name")
 
     @property
     def qs(self) -> QuerySet[Device]:
@@ -138,7 +150,7 @@ class AuditFilter(django_filters.FilterSet):
     def clean_qs(self) -> QuerySet[AuditEvent]:
         """The filtered events, newest first; none while a filter is invalid (rather than all of them)."""
         if self.is_bound and not self.is_valid():
-            return self.queryset.none()
+            return AuditEvent.objects.none()
         return self.qs
 
 

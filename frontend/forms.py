@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -96,17 +96,17 @@ class AttributesField(forms.CharField):
     def prepare_value(self, value: Any) -> Any:
         return format_attributes(value) if isinstance(value, dict) else value
 
-    def clean(self, value: Any) -> dict[str, Any]:  # type: ignore[override]
+    def clean(self, value: Any) -> dict[str, Any]:
         return parse_attributes(super().clean(value) or "")
 
 
-class GroupField(forms.ModelChoiceField):  # type: ignore[type-arg]
+class GroupField(forms.ModelChoiceField[DeviceGroup]):
     def __init__(self, tenant: Tenant, **kwargs: Any) -> None:
         kwargs.setdefault("required", False)
         kwargs.setdefault("empty_label", "(no group)")
         super().__init__(queryset=DeviceGroup.objects.filter(tenant=tenant).order_by("name"), **kwargs)
 
-    def label_from_instance(self, obj: DeviceGroup) -> str:  # type: ignore[override]
+    def label_from_instance(self, obj: DeviceGroup) -> str:
         return obj.name
 
 
@@ -129,7 +129,8 @@ class CertificateRequestForm(forms.Form):
                               help_text="Empty: the platform's default.")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("key_source") != self.CSR:
             data["csr"] = None
             return data
@@ -184,14 +185,15 @@ class RevokeForm(forms.Form):
 
 class BulkDeviceForm(forms.Form):
     ENABLE, DISABLE, DELETE = "enable", "disable", "delete"
-    action = forms.ChoiceField(choices=[(ENABLE, "Enable"), (DISABLE, "Disable"), (DELETE, "Delete")])
+    ACTIONS = [(ENABLE, "Enable"), (DISABLE, "Disable"), (DELETE, "Delete")]
+    action = forms.ChoiceField(choices=ACTIONS)
     pk = forms.TypedMultipleChoiceField(coerce=int, label="Devices", error_messages={
         "required": "Select at least one device."})
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, device_ids: list[int], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["pk"].choices = [(pk, pk) for pk in device_ids]  # type: ignore[attr-defined]
+        cast(forms.TypedMultipleChoiceField, self.fields["pk"]).choices = [(pk, pk) for pk in device_ids]
 
 
 def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
@@ -255,7 +257,7 @@ class RuleForm(forms.Form):
         if rule is not None and "initial" not in kwargs:
             kwargs["initial"] = {
                 "subject_kind": rule.subject_kind, "subject_group": rule.subject_group_id,
-                "subject_device": rule.subject_device.name if rule.subject_device_id else "",
+                "subject_device": rule.subject_device.name if rule.subject_device is not None else "",
                 "subject_role": rule.subject_role, "subject_service": rule.subject_service,
                 "action": rule.action, "topic_filter": rule.topic_filter, "effect": rule.effect,
                 "max_qos": rule.max_qos, "allow_retain": rule.allow_retain, "enabled": rule.enabled,
@@ -285,12 +287,13 @@ class RuleForm(forms.Form):
 class ExplainForm(acl_forms.ExplainForm):
     """The admin's explain form without its tenant choice: the portal acts on the page's tenant."""
 
-    tenant = None  # type: ignore[assignment]
+    tenant = None  # type: ignore[assignment]  # Django's way to drop an inherited form field
     device = forms.CharField(required=False, help_text="A device name; or pick a role or a service.",
                              widget=forms.TextInput(attrs={"list": "device-names", "spellcheck": "false",
                                                            "autocapitalize": "none", "autocomplete": "off"}))
     qos = forms.TypedChoiceField(label="QoS", choices=[(0, "0"), (1, "1"), (2, "2")], coerce=int, initial=0,
-                                 required=False, empty_value=0)
+                                 # Django takes any empty value; the stubs allow str or None only.
+                                 required=False, empty_value=0)  # type: ignore[arg-type]
     topic = forms.CharField(max_length=65535, strip=False, help_text="A topic, or a filter for subscribe.",
                             widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "none"}))
 

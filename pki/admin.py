@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.shortcuts import render
 
@@ -16,6 +17,7 @@ from .errors import PkiError
 from .models import (
     Certificate,
     CertificateAuthority,
+    CertificateQuerySet,
     CertificateStatus,
     EnrollmentToken,
     RevocationReason,
@@ -23,8 +25,10 @@ from .models import (
 from .revocation import revoke_certificate
 from .x509util import normalize_fingerprint, normalize_serial
 
+_M = TypeVar("_M", bound=Model)
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+
+class ReadOnlyAdmin(admin.ModelAdmin[_M]):
     """PKI rows change only through the service functions (which audit and announce them)."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -38,7 +42,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(CertificateAuthority)
-class CertificateAuthorityAdmin(ReadOnlyAdmin):
+class CertificateAuthorityAdmin(ReadOnlyAdmin[CertificateAuthority]):
     list_display = ["id", "subject", "kind", "tenant", "active", "not_before", "not_after", "crl_number"]
     list_filter = ["kind", "active", "tenant"]
     search_fields = ["subject", "key_id", "serial"]
@@ -70,8 +74,10 @@ class StatusFilter(admin.SimpleListFilter):
         return [(value, str(label)) for value, label in CertificateStatus.choices]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Certificate]) -> QuerySet[Certificate]:
-        if self.value() in CertificateStatus.values:
-            return queryset.with_status(self.value())  # type: ignore[attr-defined,no-any-return]
+        status = self.value()
+        if status is not None and status in CertificateStatus.values:
+            # The admin filters the model's own queryset, which is a CertificateQuerySet.
+            return cast(CertificateQuerySet, queryset).with_status(status)
         return queryset
 
 
@@ -80,7 +86,7 @@ class RevokeForm(forms.Form):
 
 
 @admin.register(Certificate)
-class CertificateAdmin(ReadOnlyAdmin):
+class CertificateAdmin(ReadOnlyAdmin[Certificate]):
     list_display = ["serial", "device_name", "tenant", "shown_status", "not_after", "issued_by", "created"]
     list_filter = [StatusFilter, "tenant", "revocation_reason", "key_generated_by_server"]
     search_fields = ["serial", "fingerprint", "device_name", "public_key_sha256"]
@@ -108,7 +114,7 @@ class CertificateAdmin(ReadOnlyAdmin):
             return render(request, "admin/pki/certificate/revoke.html", {
                 **self.admin_site.each_context(request), "title": "Revoke certificates",
                 "certificates": queryset, "form": RevokeForm(), "opts": self.model._meta,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
             })
         form = RevokeForm(request.POST)
         if not form.is_valid():
@@ -132,7 +138,7 @@ class CertificateAdmin(ReadOnlyAdmin):
 
 
 @admin.register(EnrollmentToken)
-class EnrollmentTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class EnrollmentTokenAdmin(admin.ModelAdmin[EnrollmentToken]):
     """Tokens are created with `roost enroll-token create` or the API (the secret is shown once there)."""
 
     list_display = ["prefix", "tenant", "label", "uses", "max_uses", "expires_at", "enabled", "created_by"]

@@ -30,6 +30,7 @@ from .revocation import client_crl_bundle, refresh_crls
 from .x509util import (
     crl_distribution_points,
     fingerprint,
+    issuer_public_key,
     load_pem,
     random_serial,
     signature_hash_for,
@@ -155,7 +156,7 @@ def ensure_broker_server_certificate() -> BrokerTlsFiles:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_cert.public_key()),  # type: ignore[arg-type]
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(root_cert)),
                            critical=False)
             .add_extension(crl_distribution_points(root.pk), critical=False)
             .sign(root_key, signature_hash_for(root_key))

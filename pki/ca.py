@@ -7,7 +7,10 @@ from datetime import timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    PrivateKeyTypes,
+)
 from cryptography.x509.oid import NameOID
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -22,6 +25,7 @@ from .models import CaKind, CertificateAuthority
 from .x509util import (
     authority_information_access,
     crl_distribution_points,
+    issuer_public_key,
     load_pem,
     pem,
     random_serial,
@@ -38,7 +42,8 @@ ISSUING_VALIDITY = timedelta(days=1826)
 BACKDATE = timedelta(hours=1)
 
 
-def _ca_extensions(builder: x509.CertificateBuilder, key: PrivateKeyTypes, path_length: int) -> x509.CertificateBuilder:
+def _ca_extensions(builder: x509.CertificateBuilder, key: CertificateIssuerPrivateKeyTypes,
+                   path_length: int) -> x509.CertificateBuilder:
     return (
         builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
@@ -47,7 +52,7 @@ def _ca_extensions(builder: x509.CertificateBuilder, key: PrivateKeyTypes, path_
                           encipher_only=False, decipher_only=False),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)  # type: ignore[arg-type]
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
 
 
@@ -154,7 +159,7 @@ def create_issuing_ca(tenant: Tenant, *, actor: Actor | None = None) -> Certific
             .serial_number(random_serial())
             .not_valid_before(max(now - BACKDATE, root.not_before))
             .not_valid_after(not_after)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_cert.public_key()),  # type: ignore[arg-type]
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(root_cert)),
                            critical=False)
             .add_extension(crl_distribution_points(root.pk), critical=False)
             .add_extension(authority_information_access(root.pk, ocsp=False), critical=False)

@@ -30,6 +30,7 @@ from .x509util import (
     authority_information_access,
     crl_distribution_points,
     fingerprint,
+    issuer_public_key,
     load_pem,
     normalize_fingerprint,
     pem,
@@ -102,7 +103,7 @@ class CaSigner:
         self.hash = signature_hash_for(self.ca_key)
         self._shared = [
             (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
-            (x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_cert.public_key()), False),  # type: ignore[arg-type]
+            (x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(self.ca_cert)), False),
             (crl_distribution_points(ca.pk), False),
             (authority_information_access(ca.pk, ocsp=True), False),
         ]
@@ -194,7 +195,8 @@ def issue_certificate(device: Device, public_key: object, *, actor: Actor | None
     return record
 
 
-def bundle_for(record: Certificate, **extra: object) -> IssuedCertificate:
+def bundle_for(record: Certificate, *, private_key_pem: str = "", pkcs12: bytes = b"",
+               pkcs12_passphrase: str = "") -> IssuedCertificate:
     issuer = record.issuer
     root = issuer.parent
     return IssuedCertificate(
@@ -202,7 +204,9 @@ def bundle_for(record: Certificate, **extra: object) -> IssuedCertificate:
         certificate_pem=record.certificate_pem,
         chain_pem=issuer.certificate_pem,
         root_pem=root.certificate_pem if root is not None else chain_pem(issuer),
-        **extra,  # type: ignore[arg-type]
+        private_key_pem=private_key_pem,
+        pkcs12=pkcs12,
+        pkcs12_passphrase=pkcs12_passphrase,
     )
 
 

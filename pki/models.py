@@ -204,7 +204,7 @@ class EnrollmentToken(models.Model):
         return f"{self.tenant.slug} {self.prefix}… ({self.uses}/{self.max_uses})"
 
     def clean(self) -> None:
-        if self.group_id is not None and self.group.tenant_id != self.tenant_id:
+        if self.group is not None and self.group.tenant_id != self.tenant_id:
             raise ValidationError({"group": "The group belongs to another tenant."})
 
     @property

@@ -26,7 +26,7 @@ from .models import (
     CompromisedKey,
     RevocationReason,
 )
-from .x509util import load_pem, normalize_serial, signature_hash_for
+from .x509util import issuer_public_key, load_pem, normalize_serial, signature_hash_for
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def publish_crl(ca: CertificateAuthority) -> bytes:
             .last_update(now)
             .next_update(now + crl_lifetime())
             .add_extension(x509.CRLNumber(number), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(ca_cert)),
                            critical=False)
         )
         for entry in _revoked_entries(ca, now):
@@ -179,9 +179,10 @@ def _needs_refresh(ca: CertificateAuthority, now: datetime) -> bool:
 
 def current_crl(ca: CertificateAuthority) -> bytes:
     """The CA's CRL in DER, re-signed first when it is missing or half-way to its nextUpdate."""
-    if _needs_refresh(ca, timezone.now()):
+    crl = ca.crl_der
+    if crl is None or _needs_refresh(ca, timezone.now()):
         return publish_crl(ca)
-    return bytes(ca.crl_der)
+    return bytes(crl)
 
 
 def client_crl_bundle() -> str:

@@ -18,6 +18,14 @@ from django.conf import settings
 from django.urls import reverse
 
 
+def issuer_public_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """The public key of one of the platform's CAs: EC or RSA, as keystore.load_ca_key() holds."""
+    key = cert.public_key()
+    if not isinstance(key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+        raise ValueError(f"{cert.subject.rfc4514_string()} has a {type(key).__name__}, not an EC or RSA key")
+    return key
+
+
 def random_serial() -> int:
     """A random positive serial of at most 20 octets (RFC 5280 4.1.2.2)."""
     raw = bytearray(secrets.token_bytes(20))

@@ -16,14 +16,17 @@ except ImportError:  # not served by daphne (tests' ASGI clients, other servers)
     WebRequest = None
 
 
+_PATCHED = "roost_patched"  # marks our __init__, so that a second import does not wrap it again
+
+
 def _without_form_parsing(init: Any) -> Any:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
         self._parsePOSTFormSubmission = False
 
-    __init__.roost_patched = True  # type: ignore[attr-defined]
+    setattr(__init__, _PATCHED, True)
     return __init__
 
 
-if WebRequest is not None and not getattr(WebRequest.__init__, "roost_patched", False):
+if WebRequest is not None and not getattr(WebRequest.__init__, _PATCHED, False):
     WebRequest.__init__ = _without_form_parsing(WebRequest.__init__)

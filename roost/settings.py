@@ -8,9 +8,13 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from .env import envbool, envint, envlist, envsecret, envstr
+
+# Django's generic classes take type arguments at run time too (ModelAdmin[Device]), as typed.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

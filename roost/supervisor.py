@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import Protocol
 
 
 @dataclass
@@ -22,6 +22,14 @@ class Child:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
+class Output(Protocol):
+    """Where the supervisor reports: a text stream, or a management command's stdout."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> None: ...
+
+
 class Supervisor:
     """Start children in their own process groups; on a signal or a child's exit, stop them all.
 
@@ -29,7 +37,7 @@ class Supervisor:
     (Celery's pool processes), and so that we decide the order and the grace period.
     """
 
-    def __init__(self, children: Sequence[Child], out: IO[str], grace: float = 10.0) -> None:
+    def __init__(self, children: Sequence[Child], out: Output, grace: float = 10.0) -> None:
         self.children = list(children)
         self.out = out
         self.grace = grace

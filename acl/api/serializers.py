@@ -26,7 +26,7 @@ def _nullable_enum(values: list[str]) -> dict[str, Any]:
     return {"type": "string", "enum": values, "nullable": True}
 
 
-class AclRuleSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class AclRuleSerializer(serializers.ModelSerializer[AclRule]):
     subject_group = serializers.SerializerMethodField(help_text="The group's name (subject_kind `group`).")
     subject_device = serializers.SerializerMethodField(help_text="The device's name (subject_kind `device`).")
     subject_role = serializers.SerializerMethodField(help_text="The portal role (subject_kind `role`); higher "
@@ -45,11 +45,11 @@ class AclRuleSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     @extend_schema_field({"type": "string", "nullable": True})
     def get_subject_group(self, rule: AclRule) -> str | None:
-        return rule.subject_group.name if rule.subject_group_id else None
+        return rule.subject_group.name if rule.subject_group is not None else None
 
     @extend_schema_field({"type": "string", "nullable": True})
     def get_subject_device(self, rule: AclRule) -> str | None:
-        return rule.subject_device.name if rule.subject_device_id else None
+        return rule.subject_device.name if rule.subject_device is not None else None
 
     @extend_schema_field(_nullable_enum(list(RuleRole.values)))
     def get_subject_role(self, rule: AclRule) -> str | None:
@@ -60,7 +60,7 @@ class AclRuleSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         return rule.subject_service or None
 
 
-class AclRuleWriteSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class AclRuleWriteSerializer(serializers.Serializer[Any]):
     subject_kind = serializers.ChoiceField(
         choices=SubjectKind.choices,
         help_text="Who the rule is for. Send the one subject field of that kind (none for `all_devices`); "
@@ -121,7 +121,7 @@ def _named(model: Any, tenant: Tenant, name: str | None, field: str, what: str) 
 # Explain -------------------------------------------------------------------------------------
 
 
-class ExplainSubjectSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ExplainSubjectSerializer(serializers.Serializer[Any]):
     device = serializers.CharField(max_length=128, required=False, allow_blank=True,
                                    help_text="A device of the tenant, by name.")
     role = serializers.ChoiceField(choices=Role.choices, required=False, allow_blank=True,
@@ -136,7 +136,7 @@ class ExplainSubjectSerializer(serializers.Serializer):  # type: ignore[type-arg
         return chosen
 
 
-class ExplainRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ExplainRequestSerializer(serializers.Serializer[Any]):
     subject = ExplainSubjectSerializer(help_text="Who asks: exactly one of `device`, `role` or `service`.")
     action = serializers.ChoiceField(
         choices=[(a, a) for a in EXPLAIN_ACTIONS],
@@ -149,12 +149,12 @@ class ExplainRequestSerializer(serializers.Serializer):  # type: ignore[type-arg
     retain = serializers.BooleanField(default=False, help_text="A retained publish (publish and will).")
 
 
-class SkippedRuleSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class SkippedRuleSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     why = serializers.CharField(help_text="Why the rule cannot apply to this subject.")
 
 
-class ExplanationSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ExplanationSerializer(serializers.Serializer[Any]):
     principal = serializers.CharField(help_text="Who was judged, e.g. `device sensor-1` or `role viewer`.")
     action = serializers.ChoiceField(choices=[(a, a) for a in EXPLAIN_ACTIONS])
     target = serializers.CharField(help_text="The topic or filter judged.")
@@ -210,7 +210,7 @@ class ImpactRequestSerializer(AclRuleWriteSerializer):
         return attrs
 
 
-class RightChangeSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class RightChangeSerializer(serializers.Serializer[Any]):
     principal = serializers.CharField(help_text="e.g. `device sensor-1`, `role viewer`, `service ingest`.")
     action = serializers.ChoiceField(choices=[("publish", "publish"), ("subscribe", "subscribe")])
     target = serializers.CharField(help_text="A sample topic (publish) or filter (subscribe) where it changes.")
@@ -223,7 +223,7 @@ SUBSCRIPTION_EFFECTS = ("dropped", "becomes partial", "becomes granted", "would 
                         "QoS raised")
 
 
-class SubscriptionImpactSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class SubscriptionImpactSerializer(serializers.Serializer[Any]):
     principal = serializers.CharField()
     topic_filter = serializers.CharField(help_text="The live subscription's filter.")
     before = serializers.CharField()
@@ -234,7 +234,7 @@ class SubscriptionImpactSerializer(serializers.Serializer):  # type: ignore[type
                                     help_text="Client ids of the sessions holding it, as the broker reported them.")
 
 
-class ImpactSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ImpactSerializer(serializers.Serializer[Any]):
     live = serializers.ChoiceField(
         choices=[("broker", "broker"), ("unavailable", "unavailable")],
         help_text="`broker`: live sessions were read from the running broker and checked. `unavailable`: the "

@@ -89,7 +89,7 @@ def rule_in(tenant: Tenant, rule_id: Any, field: str | None = None) -> AclRule:
                           responses={204: None}),
 )
 class AclRuleViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                     viewsets.GenericViewSet):  # type: ignore[type-arg]
+                     viewsets.GenericViewSet[AclRule]):
     serializer_class = AclRuleSerializer
     queryset = AclRule.objects.none()  # the model, for the schema; requests use get_queryset
     lookup_field = "id"

@@ -14,7 +14,7 @@ from .services import clear_retained
 
 
 @admin.register(RetainedMessage)
-class RetainedMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RetainedMessageAdmin(admin.ModelAdmin[RetainedMessage]):
     list_display = ["topic", "tenant", "publisher_name", "payload_size", "qos", "updated"]
     list_filter = ["tenant", "qos"]
     search_fields = ["topic", "publisher_name"]
@@ -50,7 +50,7 @@ class RetainedMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ConnectionEvent)
-class ConnectionEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ConnectionEventAdmin(admin.ModelAdmin[ConnectionEvent]):
     list_display = ["at", "client_id", "tenant", "event", "reason", "remote_address", "protocol_version",
                     "certificate_serial"]
     list_filter = ["event", "tenant", "protocol_version"]

@@ -256,7 +256,7 @@ class PlatformAuthority:
         cache = principal.attributes.get("acl")
         if cache is None and self.rebind(principal):
             cache = principal.attributes.get("acl")
-        return cache  # type: ignore[no-any-return]
+        return cache
 
     def _acl_principal(self, principal: Principal) -> AclPrincipal | None:
         attributes = principal.attributes

@@ -24,7 +24,7 @@ from .serializers import AuditEventSerializer
                            responses={200: AuditEventSerializer}),
 )
 class AuditEventViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                        viewsets.GenericViewSet):  # type: ignore[type-arg]
+                        viewsets.GenericViewSet[AuditEvent]):
     serializer_class = AuditEventSerializer
     queryset = AuditEvent.objects.none()  # the model, for the schema; requests use get_queryset
     lookup_value_regex = r"[0-9]{1,18}"

@@ -107,7 +107,7 @@ def group_named(tenant: Any, name: str | None, field: str = "group") -> DeviceGr
                           responses={204: None}),
 )
 class DeviceViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                    viewsets.GenericViewSet):  # type: ignore[type-arg]
+                    viewsets.GenericViewSet[Device]):
     serializer_class = DeviceSerializer
     queryset = Device.objects.none()  # the model, for the schema; requests use get_queryset
     lookup_field = "name"
@@ -121,7 +121,7 @@ class DeviceViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveMod
     write_role = Role.OPERATOR
     action_roles = {"kick": Role.OPERATOR}
 
-    def get_queryset(self) -> QuerySet[Device]:
+    def get_queryset(self) -> QuerySet[Device, Any]:
         devices = (Device.objects.filter(tenant=self.tenant).select_related("group")
                    .annotate(live_serial=Case(When(online=True, then=live_serial()), default=Value(None),
                                               output_field=CharField()),
@@ -130,12 +130,13 @@ class DeviceViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveMod
             # Plain rows for pages of up to 1,000 devices: building model instances (and the
             # group's) would cost more than the query.
             extra = ("last_seen_key",) if "last_seen" in self.request.query_params.get("ordering", "") else ()
-            return devices.values(*DEVICE_ROW_FIELDS, "live_serial", *extra,  # type: ignore[return-value]
-                                  group_name=F("group__name"))
+            rows: QuerySet[Device, dict[str, Any]] = devices.values(*DEVICE_ROW_FIELDS, "live_serial", *extra,
+                                                                    group_name=F("group__name"))
+            return rows
         return devices
 
     def get_object(self) -> Device:
-        device = self.get_queryset().filter(name=self.kwargs["name"]).first()
+        device: Device | None = self.get_queryset().filter(name=self.kwargs["name"]).first()
         if device is None:
             raise not_found(f"No device {self.kwargs['name']!r} in tenant {self.tenant.slug}.",
                             code="device_not_found")
@@ -230,7 +231,7 @@ class _DeviceChildMixin(TenantScopedMixin):
                 "within about a second.",
     parameters=[DEVICE_PARAMETER], responses={200: ConnectionEventSerializer(many=True)}))
 class DeviceConnectionViewSet(_DeviceChildMixin, mixins.ListModelMixin,
-                              viewsets.GenericViewSet):  # type: ignore[type-arg]
+                              viewsets.GenericViewSet[ConnectionEvent]):
     serializer_class = ConnectionEventSerializer
     queryset = ConnectionEvent.objects.none()
     filter_backends = [DjangoFilterBackend]
@@ -248,7 +249,7 @@ class DeviceConnectionViewSet(_DeviceChildMixin, mixins.ListModelMixin,
                 "(see `encoding`). Clear them with `DELETE retained/?filter=…`.",
     parameters=[DEVICE_PARAMETER], responses={200: RetainedSerializer(many=True)}))
 class DeviceRetainedViewSet(_DeviceChildMixin, mixins.ListModelMixin,
-                            viewsets.GenericViewSet):  # type: ignore[type-arg]
+                            viewsets.GenericViewSet[RetainedMessage]):
     serializer_class = RetainedSerializer
     queryset = RetainedMessage.objects.none()
     filter_backends: list[Any] = []

@@ -10,6 +10,7 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 from drf_spectacular.utils import extend_schema_field
+from rest_framework.request import Request
 
 from broker.integration.models import ConnectionEvent
 from roost.api.filters import UtcIsoDateTimeFilter
@@ -98,7 +99,8 @@ class DeviceFilter(django_filters.FilterSet):
     def filter_group(self, queryset: QuerySet[Device], name: str, value: str) -> QuerySet[Device]:
         if not value:
             return queryset
-        tenant = self.request.parser_context["view"].tenant if self.request is not None else None
+        request = self.request  # DRF's, from the filter backend
+        tenant = request.parser_context["view"].tenant if isinstance(request, Request) else None
         group = DeviceGroup.objects.filter(tenant=tenant, name=value).first()
         if group is None:
             return queryset.none()

@@ -40,7 +40,7 @@ NAME_PARAMETER = OpenApiParameter("name", str, OpenApiParameter.PATH, descriptio
                                                    "ACL rules name it.")}),
 )
 class GroupViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                   viewsets.GenericViewSet):  # type: ignore[type-arg]
+                   viewsets.GenericViewSet[DeviceGroup]):
     serializer_class = GroupSerializer
     queryset = DeviceGroup.objects.none()  # the model, for the schema; requests use get_queryset
     lookup_field = "name"

@@ -4,6 +4,7 @@ viewers may follow the jobs."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ PHASES = ("parse", "devices", "certificates", "bundle", "total")
 # Serializers ----------------------------------------------------------------------------------
 
 
-class ImportRowErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ImportRowErrorSerializer(serializers.Serializer[Any]):
     row = serializers.IntegerField(help_text="CSV: the row as a spreadsheet numbers it (the header is row 1, "
                                              "the first device row 2). JSON: the position in the list, from 1.")
     name = serializers.CharField(allow_blank=True, help_text="The row's device name as given (may be empty).")
@@ -60,7 +61,7 @@ class ImportRowErrorSerializer(serializers.Serializer):  # type: ignore[type-arg
     field = serializers.CharField(allow_null=True, help_text="The column at fault, when there is one.")
 
 
-class ImportTimingsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ImportTimingsSerializer(serializers.Serializer[Any]):
     parse = serializers.FloatField(help_text="Seconds reading and checking rows (CSR signatures included).")
     devices = serializers.FloatField(help_text="Seconds writing devices.")
     certificates = serializers.FloatField(help_text="Seconds generating keys, signing and storing certificates.")
@@ -68,7 +69,7 @@ class ImportTimingsSerializer(serializers.Serializer):  # type: ignore[type-arg]
     total = serializers.FloatField(help_text="Seconds since the job started running.")
 
 
-class ImportJobSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class ImportJobSerializer(serializers.ModelSerializer[ImportJob]):
     id = serializers.UUIDField(read_only=True)
     url = serializers.SerializerMethodField()
     state = serializers.ChoiceField(choices=ImportJobState.choices, read_only=True,
@@ -86,7 +87,9 @@ class ImportJobSerializer(serializers.ModelSerializer):  # type: ignore[type-arg
                                         help_text="Rows naming a device that already existed (left as it was).")
     certificates = serializers.IntegerField(source="certificate_count", read_only=True,
                                             help_text="Certificates issued.")
-    errors = ImportRowErrorSerializer(many=True, read_only=True,
+    # A declared field: the serializer's metaclass takes it out of the class, so it does not
+    # replace Serializer.errors as the stubs believe.
+    errors = ImportRowErrorSerializer(many=True, read_only=True,  # type: ignore[assignment]
                                       help_text="The first 100 refused rows, in row order.")
     timings = serializers.SerializerMethodField()
     bundle = serializers.SerializerMethodField()
@@ -135,7 +138,7 @@ JSON_ROWS_SCHEMA: dict[str, Any] = {
 }
 
 
-class ImportUploadSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ImportUploadSerializer(serializers.Serializer[Any]):
     file = serializers.FileField(help_text="The CSV (.csv) or JSON (.json) file.")
     issue_certs = serializers.BooleanField(required=False, default=False)
 
@@ -155,8 +158,9 @@ class Upload:
 class _RawParser(BaseParser):
     fmt = ""
 
-    def parse(self, stream: Any, media_type: str | None = None,
-              parser_context: dict[str, Any] | None = None) -> Upload:
+    # DRF hands whatever parse() returns to the view as request.data; the stubs expect a mapping.
+    def parse(self, stream: Any, media_type: str | None = None,  # type: ignore[override]
+              parser_context: Mapping[str, Any] | None = None) -> Upload:
         limit = parser_context["view"].max_body_bytes if parser_context else settings.ROOST_IMPORT_MAX_BODY
         pieces, size = [], 0
         while stream is not None:
@@ -231,6 +235,8 @@ class DeviceImportView(TenantScopedMixin, APIView):
     write_role = Role.OPERATOR
     parser_classes = [CsvUploadParser, JsonUploadParser, MultiPartParser]
 
+    # A property where the mixin has a plain attribute (mypy allows no such override): read per
+    # request, so that a changed setting applies.
     @property
     def max_body_bytes(self) -> int:  # type: ignore[override]
         return int(settings.ROOST_IMPORT_MAX_BODY)
@@ -306,7 +312,7 @@ class DeviceImportView(TenantScopedMixin, APIView):
                               "multipart field `file`.", code="required", field="file")
         if upload.size is not None and upload.size > self.max_body_bytes:
             raise too_large(f"The file is larger than {self.max_body_bytes} bytes.")
-        if "issue_certs" in data:
+        if isinstance(data, dict) and "issue_certs" in data:  # the multipart form (a QueryDict)
             issue_certs = _flag(str(data.get("issue_certs")), "issue_certs")
         return Upload(upload.read(), upload.content_type or "", upload.name or ""), issue_certs
 
@@ -329,7 +335,7 @@ class ImportJobFilter(django_filters.FilterSet):
         examples=[OpenApiExample("Done, one bad row", value=_JOB_EXAMPLE, response_only=True)]),
 )
 class ImportJobViewSet(JsonErrorsMixin, TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                       viewsets.GenericViewSet):  # type: ignore[type-arg]
+                       viewsets.GenericViewSet[ImportJob]):
     serializer_class = ImportJobSerializer
     lookup_field = "id"
     lookup_value_regex = JOB_ID_REGEX

@@ -24,7 +24,7 @@ _EXAMPLE_KEY = {
 }
 
 
-class ApiKeySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
     revoked = serializers.SerializerMethodField()
 
     class Meta:
@@ -37,7 +37,7 @@ class ApiKeySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         return obj.revoked_at is not None
 
 
-class ApiKeyCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ApiKeyCreateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     role = serializers.ChoiceField(choices=ApiKeyRole.choices)
     expires_days = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_EXPIRY_DAYS,
@@ -71,7 +71,7 @@ class ApiKeyFilter(django_filters.FilterSet):
                           responses={204: None, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA}),
 )
 class ApiKeyViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                    mixins.DestroyModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+                    mixins.DestroyModelMixin, viewsets.GenericViewSet[ApiKey]):
     read_role = Role.ADMIN
     write_role = Role.ADMIN
     serializer_class = ApiKeySerializer

@@ -44,7 +44,7 @@ _RULES = ("Nobody grants a role above their own or changes a member who ranks ab
                           responses={204: None, 400: OpenApiResponse(ERROR_SCHEMA, description="The last owner.")}),
 )
 class MemberViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                    viewsets.GenericViewSet):  # type: ignore[type-arg]
+                    viewsets.GenericViewSet[Membership]):
     serializer_class = MemberSerializer
     queryset = Membership.objects.none()  # the model, for the schema; requests use get_queryset
     lookup_field = "username"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -27,7 +27,7 @@ _DATETIME = serializers.DateTimeField()
 _ZERO = timedelta(0)
 
 
-def _iso(value: Any) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     """What DRF's DateTimeField gives with the project's TIME_ZONE (UTC): ISO 8601 with `Z`,
     without its per-call timezone lookups; a page of devices formats three per row."""
     if value is None:
@@ -51,7 +51,7 @@ class NameField(serializers.CharField):
 # Tenants -------------------------------------------------------------------------------------
 
 
-class TenantSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class TenantSerializer(serializers.ModelSerializer[Tenant]):
     role = serializers.SerializerMethodField(help_text="The caller's role in this tenant (null for platform "
                                                        "staff who are not members).")
 
@@ -65,13 +65,13 @@ class TenantSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         return getattr(obj, "caller_role", None)
 
 
-class TenantCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class TenantCreateSerializer(serializers.Serializer[Any]):
     slug = serializers.SlugField(max_length=63, help_text="The tenant's id in URLs, topics and the CLI.")
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
                                  help_text="A display name; the slug when empty.")
 
 
-class TenantUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class TenantUpdateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200, required=False)
     enabled = serializers.BooleanField(required=False, help_text="A disabled tenant's devices are "
                                                                  "disconnected and refused; its API keys stop working.")
@@ -80,7 +80,7 @@ class TenantUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
 # Devices -------------------------------------------------------------------------------------
 
 
-class PresenceSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class PresenceSerializer(serializers.Serializer[Any]):
     online = serializers.BooleanField(help_text="Connected now, as the broker last wrote (written behind, "
                                                 "within about a second).")
     last_seen = serializers.DateTimeField(allow_null=True, help_text="When it last connected or disconnected.")
@@ -91,7 +91,7 @@ class PresenceSerializer(serializers.Serializer):  # type: ignore[type-arg]
                                                "live connection (hex); null when offline.")
 
 
-class DeviceSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class DeviceSerializer(serializers.Serializer[Device]):
     """How a device is shown. Built by hand in to_representation: a page of 1,000 devices is
     the hot path of fleet dashboards, and per-field serializer calls cost more than the query."""
 
@@ -135,24 +135,22 @@ DEVICE_ROW_FIELDS = ("pk", "name", "display_name", "tags", "attributes", "enable
 
 def device_row(device: Device) -> dict[str, Any]:
     row = {name: getattr(device, name) for name in DEVICE_ROW_FIELDS}
-    row["group_name"] = device.group.name if device.group_id is not None else None
+    row["group_name"] = device.group.name if device.group is not None else None
     row["live_serial"] = getattr(device, "live_serial", None)
     return row
 
 
-def _check_tags(value: list[str]) -> list[str]:
+def _check_tags(value: list[str]) -> None:
     if len(value) > MAX_TAGS:
         raise serializers.ValidationError(f"At most {MAX_TAGS} tags.")
-    return value
 
 
-def _check_attributes(value: dict[str, Any]) -> dict[str, Any]:
+def _check_attributes(value: dict[str, Any]) -> None:
     if len(json.dumps(value)) > MAX_ATTRIBUTES_JSON:
         raise serializers.ValidationError(f"Attributes take at most {MAX_ATTRIBUTES_JSON} bytes as JSON.")
-    return value
 
 
-class DeviceWriteSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class DeviceWriteSerializer(serializers.Serializer[Any]):
     display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     group = serializers.CharField(max_length=128, required=False, allow_null=True,
                                   help_text="A group of this tenant by name; null for none.")
@@ -177,7 +175,7 @@ class DeviceUpdateSerializer(DeviceWriteSerializer):
                                                            "certificate's CN); accepted only when unchanged.")
 
 
-class KickSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class KickSerializer(serializers.Serializer[Any]):
     kicked = serializers.BooleanField(help_text="Always true: the disconnect was handed to the broker, which "
                                                 "ends a live session within about a second (MQTT 5: "
                                                 "DISCONNECT 0x98).")
@@ -185,7 +183,7 @@ class KickSerializer(serializers.Serializer):  # type: ignore[type-arg]
                                                 "wrote; false means there was probably no session to end.")
 
 
-class ConnectionEventSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class ConnectionEventSerializer(serializers.ModelSerializer[ConnectionEvent]):
     class Meta:
         model = ConnectionEvent
         fields = ["event", "at", "client_id", "remote_address", "protocol_version", "certificate_serial",
@@ -193,7 +191,7 @@ class ConnectionEventSerializer(serializers.ModelSerializer):  # type: ignore[ty
         read_only_fields = fields
 
 
-class RetainedSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class RetainedSerializer(serializers.Serializer[RetainedMessage]):
     topic = serializers.CharField()
     payload = serializers.CharField(help_text="The payload: text when it is UTF-8, else base64.")
     encoding = serializers.ChoiceField(choices=["utf-8", "base64"], help_text="How `payload` is written.")
@@ -214,8 +212,11 @@ class RetainedSerializer(serializers.Serializer):  # type: ignore[type-arg]
 # Groups --------------------------------------------------------------------------------------
 
 
-class GroupSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
-    parent = serializers.SerializerMethodField(help_text="The parent group's name, or null at the top.")
+class GroupSerializer(serializers.ModelSerializer[DeviceGroup]):
+    # Declared fields are taken out of the class by the serializer's metaclass: `parent` does
+    # not replace Field.parent as the stubs believe (here and below).
+    parent = serializers.SerializerMethodField(  # type: ignore[assignment]
+        help_text="The parent group's name, or null at the top.")
     device_count = serializers.IntegerField(read_only=True, help_text="Devices directly in this group "
                                             "(not counting nested groups).")
 
@@ -226,12 +227,12 @@ class GroupSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     @extend_schema_field({"type": "string", "nullable": True})
     def get_parent(self, group: DeviceGroup) -> str | None:
-        return group.parent.name if group.parent_id else None
+        return group.parent.name if group.parent is not None else None
 
 
-class GroupWriteSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class GroupWriteSerializer(serializers.Serializer[Any]):
     name = NameField(help_text=f"The group's name: {DEVICE_NAME_RULE}.")
-    parent = serializers.CharField(max_length=128, required=False, allow_null=True,
+    parent = serializers.CharField(max_length=128, required=False, allow_null=True,  # type: ignore[assignment]
                                    help_text="The parent group by name; null or absent for a top-level group.")
     description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
 
@@ -239,7 +240,7 @@ class GroupWriteSerializer(serializers.Serializer):  # type: ignore[type-arg]
 # Members -------------------------------------------------------------------------------------
 
 
-class MemberSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class MemberSerializer(serializers.ModelSerializer[Membership]):
     username = serializers.CharField(source="user.username", read_only=True)
     email = serializers.EmailField(source="user.email", read_only=True, allow_blank=True)
 
@@ -249,20 +250,20 @@ class MemberSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         read_only_fields = fields
 
 
-class MemberInviteSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class MemberInviteSerializer(serializers.Serializer[Any]):
     user = serializers.CharField(max_length=254, help_text="An existing user's username or email address. "
                                                            "Users are never created here.")
     role = serializers.ChoiceField(choices=Role.choices, default=Role.VIEWER)
 
 
-class MemberUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class MemberUpdateSerializer(serializers.Serializer[Any]):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
 # Audit ---------------------------------------------------------------------------------------
 
 
-class AuditEventSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
     at = serializers.DateTimeField(source="created", read_only=True)
     actor = serializers.CharField(source="actor_label", read_only=True,
                                   help_text="A user name, `api-key:NAME`, or `system`.")

@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from roost.api.access import api_key_of, is_platform_staff, visible_tenants
+from roost.api.access import api_key_of, is_platform_staff, session_user, visible_tenants
 from roost.api.errors import forbidden, not_found
 from roost.api.views import BodyLimitMixin
 
@@ -46,7 +46,7 @@ def require_staff(request: Request, doing: str) -> None:
                           responses={204: None}),
 )
 class TenantViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                    viewsets.GenericViewSet):  # type: ignore[type-arg]
+                    viewsets.GenericViewSet[Tenant]):
     serializer_class = TenantSerializer
     queryset = Tenant.objects.none()  # the model, for the schema; requests use get_queryset
     lookup_field = "slug"
@@ -60,8 +60,8 @@ class TenantViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelM
         key = api_key_of(self.request)
         if key is not None:
             role: Any = Value(key.role, output_field=CharField())
-        elif getattr(self.request.user, "is_authenticated", False):
-            role = Subquery(Membership.objects.filter(tenant=OuterRef("pk"), user=self.request.user)
+        elif (user := session_user(self.request)) is not None:
+            role = Subquery(Membership.objects.filter(tenant=OuterRef("pk"), user=user)
                             .values("role")[:1], output_field=CharField())
         else:
             role = Value(None, output_field=CharField())

@@ -18,6 +18,6 @@ def htmx_partial(request: HttpRequest) -> bool:
             and headers.get("HX-History-Restore-Request") != "true")
 
 
-def paginate(request: HttpRequest, items: Any, per_page: int = PAGE_SIZE) -> Page:
+def paginate(request: HttpRequest, items: Any, per_page: int = PAGE_SIZE) -> Page[Any]:
     """The page `?page=N` asks for; a page past the end gives the last one, nonsense the first."""
     return Paginator(items, per_page).get_page(request.GET.get("page"))

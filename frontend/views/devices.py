@@ -76,14 +76,14 @@ def device_bulk(request: HttpRequest, tenant: Tenant) -> HttpResponse:
     if not form.is_valid():
         for errors in form.errors.values():
             for error in errors:
-                messages.error(request, error)
+                messages.error(request, str(error))
         return HttpResponseRedirect(_list_url(request, tenant))
     action = form.cleaned_data["action"]
     chosen = list(Device.objects.filter(tenant=tenant, pk__in=form.cleaned_data["pk"]).order_by("name"))
     if not form.cleaned_data["confirm"]:
         return render(request, "frontend/devices/bulk_confirm.html", {
             "tenant": tenant, "section": "devices", "devices": chosen, "action": action,
-            "action_label": dict(form.fields["action"].choices)[action],  # type: ignore[attr-defined]
+            "action_label": dict(BulkDeviceForm.ACTIONS)[action],
             "back": request.POST.get("back", ""),
         })
     actor = Actor.for_user(request.user)

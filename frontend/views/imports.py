@@ -8,7 +8,7 @@ creates it, devices.tasks.run_import runs it in the Celery worker.
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 
 from devices.audit import Actor
@@ -61,7 +61,7 @@ def import_progress(request: HttpRequest, tenant: Tenant, job_id: object) -> Htt
 
 
 @tenant_view(Role.OPERATOR)
-def import_bundle(request: HttpRequest, tenant: Tenant, job_id: object) -> HttpResponse:
+def import_bundle(request: HttpRequest, tenant: Tenant, job_id: object) -> HttpResponseBase:
     job = _job(tenant, job_id)
     path = bundle_file(job) if job.is_finished else None
     if path is None:

@@ -94,7 +94,7 @@ every POST issues a new certificate with a new key. Revoke the old one when you 
                        responses={200: CertificateSerializer(many=True)}),
 )
 class DeviceCertificateViewSet(TenantScopedMixin, JsonErrorsMixin, mixins.ListModelMixin,
-                               viewsets.GenericViewSet):  # type: ignore[type-arg]
+                               viewsets.GenericViewSet[Certificate]):
     """`devices/{device}/certificates/`: viewer lists, operator issues."""
 
     serializer_class = CertificateSerializer
@@ -115,7 +115,7 @@ class DeviceCertificateViewSet(TenantScopedMixin, JsonErrorsMixin, mixins.ListMo
         if getattr(self, "action", None) == "create":
             # Exactly the three documented answers (no browsable-API page for a key download).
             return [JSONRenderer(), Pkcs12Renderer(), PemZipRenderer()]
-        return super().get_renderers()  # type: ignore[no-any-return]
+        return super().get_renderers()
 
     @extend_schema(
         summary="Issue a certificate for a device",
@@ -194,7 +194,7 @@ class DeviceCertificateViewSet(TenantScopedMixin, JsonErrorsMixin, mixins.ListMo
                            responses={200: CertificateSerializer}),
 )
 class CertificateViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                         viewsets.GenericViewSet):  # type: ignore[type-arg]
+                         viewsets.GenericViewSet[Certificate]):
     """`certificates/`: viewer reads, operator revokes."""
 
     serializer_class = CertificateSerializer

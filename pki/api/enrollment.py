@@ -92,7 +92,7 @@ class EnrollView(BodyLimitMixin, APIView):
         responses={204: None, 409: OpenApiResponse(ERROR_SCHEMA, description="Already revoked.")}),
 )
 class EnrollmentTokenViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                             mixins.DestroyModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+                             mixins.DestroyModelMixin, viewsets.GenericViewSet[EnrollmentToken]):
     """`enrollment-tokens/`: admin role for everything, reads included (tokens provision devices)."""
 
     read_role = Role.ADMIN

@@ -6,10 +6,9 @@ from datetime import timedelta
 
 import django_filters
 from django import forms
-from django.db.models import QuerySet
 from django.utils import timezone
 
-from ..models import Certificate, CertificateStatus, EnrollmentToken
+from ..models import Certificate, CertificateQuerySet, CertificateStatus, EnrollmentToken
 
 MAX_EXPIRING_DAYS = 36500
 
@@ -32,13 +31,13 @@ class CertificateFilter(django_filters.FilterSet):
         model = Certificate
         fields = ["device", "status", "expiring_within"]
 
-    def filter_status(self, queryset: QuerySet[Certificate], name: str, value: str) -> QuerySet[Certificate]:
-        return queryset.with_status(value)  # type: ignore[attr-defined,no-any-return]
+    def filter_status(self, queryset: CertificateQuerySet, name: str, value: str) -> CertificateQuerySet:
+        return queryset.with_status(value)
 
-    def filter_expiring_within(self, queryset: QuerySet[Certificate], name: str,
-                               value: int) -> QuerySet[Certificate]:
+    def filter_expiring_within(self, queryset: CertificateQuerySet, name: str,
+                               value: int) -> CertificateQuerySet:
         now = timezone.now()
-        return queryset.with_status(CertificateStatus.ACTIVE, at=now).filter(  # type: ignore[attr-defined,no-any-return]
+        return queryset.with_status(CertificateStatus.ACTIVE, at=now).filter(
             not_after__lte=now + timedelta(days=value))
 
 

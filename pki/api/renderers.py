@@ -3,6 +3,7 @@ the zip of PEM files. Errors are always JSON, whatever was negotiated."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -11,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from roost.api.errors import bad_request
+from roost.api.views import APIViewMixin
 
 PKCS12 = "application/x-pkcs12"
 ZIP = "application/zip"
@@ -23,7 +25,7 @@ class _BytesRenderer(BaseRenderer):
     render_style = "binary"
 
     def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: dict[str, Any] | None = None) -> bytes:
+               renderer_context: Mapping[str, Any] | None = None) -> bytes:
         if not isinstance(data, bytes):
             raise TypeError(f"{type(self).__name__} renders bytes, not {type(data).__name__}")
         return data
@@ -42,7 +44,7 @@ class PemZipRenderer(_BytesRenderer):
 BINARY_RENDERERS = (Pkcs12Renderer, PemZipRenderer)
 
 
-class JsonErrorsMixin:
+class JsonErrorsMixin(APIViewMixin):
     """An error answer is rendered as JSON even when the client asked for a binary type:
     the shared error body has no .p12 or zip form."""
 
@@ -51,18 +53,20 @@ class JsonErrorsMixin:
                                                       BINARY_RENDERERS):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = JSONRenderer.media_type
-        return super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc,no-any-return]
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 class StrictFormatNegotiation(DefaultContentNegotiation):
     """`?format=` names one of the view's formats or is a 400 on that parameter; DRF would
     ignore an empty value and answer an unknown one with a bare 404."""
 
-    def select_renderer(self, request: Request, renderers: list[BaseRenderer],
+    def select_renderer(self, request: Request, renderers: Iterable[BaseRenderer],
                         format_suffix: str | None = None) -> tuple[BaseRenderer, str]:
+        renderers = list(renderers)  # read twice
         wanted = request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
         known = [r.format for r in renderers]
         if wanted is not None and wanted not in known:
             raise bad_request(f"Unknown format {wanted!r}; use one of {', '.join(known)}, or an Accept header.",
                               code="invalid_format", field="format")
-        return super().select_renderer(request, renderers, format_suffix)  # type: ignore[no-any-return]
+        chosen: tuple[BaseRenderer, str] = super().select_renderer(request, renderers, format_suffix)
+        return chosen

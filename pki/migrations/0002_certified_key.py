@@ -2,9 +2,11 @@
 
 import django.db.models.deletion
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 
-def claim_certified_keys(apps, schema_editor):
+def claim_certified_keys(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Each key already certified belongs to the device it was first certified for."""
     Certificate = apps.get_model("pki", "Certificate")
     CertifiedKey = apps.get_model("pki", "CertifiedKey")

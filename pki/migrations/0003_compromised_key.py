@@ -2,9 +2,11 @@
 
 import django.utils.timezone
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 
-def mark_compromised_keys(apps, schema_editor):
+def mark_compromised_keys(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Keys of certificates already revoked for keyCompromise are compromised from now on."""
     Certificate = apps.get_model("pki", "Certificate")
     CompromisedKey = apps.get_model("pki", "CompromisedKey")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from rest_framework.request import Request
 
 from devices.audit import Actor
@@ -25,15 +27,21 @@ def api_key_of(request: Request) -> ApiKey | None:
     return request.auth if isinstance(request.auth, ApiKey) else None
 
 
+def session_user(request: Request) -> User | None:
+    """The signed-in Django user; None for an API key (its KeyUser) or nobody."""
+    user = request.user
+    return user if isinstance(user, User) and user.is_authenticated else None
+
+
 def role_in(request: Request, tenant: Tenant) -> str | None:
     """The caller's role in `tenant`, or None when it is none of their business."""
     key = api_key_of(request)
     if key is not None:
         return key.role if key.tenant_id == tenant.pk else None
-    user = request.user
-    if is_platform_staff(user):
+    if is_platform_staff(request.user):
         return Role.OWNER
-    if not getattr(user, "is_authenticated", False):
+    user = session_user(request)
+    if user is None:
         return None
     return tenant.memberships.filter(user=user).values_list("role", flat=True).first()
 
@@ -56,14 +64,17 @@ def tenant_for(request: Request, slug: str, role: str = Role.VIEWER) -> Tenant:
     return tenant
 
 
-def visible_tenants(request: Request) -> Any:
+def visible_tenants(request: Request) -> QuerySet[Tenant]:
     """The tenants the caller may read."""
     key = api_key_of(request)
     if key is not None:
         return Tenant.objects.filter(pk=key.tenant_id)
     if is_platform_staff(request.user):
         return Tenant.objects.all()
-    return Tenant.objects.filter(memberships__user=request.user).distinct()
+    user = session_user(request)
+    if user is None:
+        return Tenant.objects.none()
+    return Tenant.objects.filter(memberships__user=user).distinct()
 
 
 def actor_for(request: Request) -> Actor:

@@ -133,10 +133,14 @@ def _refusal(exc: Exception) -> Response | None:
     if not isinstance(exc, exceptions.APIException):
         return None  # a server error: logged and answered 500 by Django
     headers: dict[str, str] = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+    # APIView.handle_exception sets auth_header on the authentication errors it answers 401.
+    auth_header = getattr(exc, "auth_header", None)
+    if auth_header:
+        headers["WWW-Authenticate"] = auth_header
+    if isinstance(exc, exceptions.Throttled):
+        wait: float | None = exc.wait  # type: ignore[attr-defined]  # DRF sets it; the stubs omit it
+        if wait is not None:
+            headers["Retry-After"] = str(max(1, int(wait + 0.999)))
     if isinstance(exc, exceptions.ValidationError):
         items = list(_flatten(exc.detail))
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from functools import reduce
@@ -55,7 +56,8 @@ class LimitedCursorPagination(CursorPagination):
     cursor_query_description = "Where the page starts: copy it from a response's `next` or `previous` link."
     max_page_size = 1000
     # Views set their own `ordering`; this is the default for models with `created`.
-    ordering = ("-created", "-id")
+    ordering: tuple[str, ...] = ("-created", "-id")
+    base_url: str  # set by paginate_queryset, before any link is made
 
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
@@ -101,7 +103,10 @@ class KeysetPagination(LimitedCursorPagination):
             mapped.append(("-" if mapped and mapped[0].startswith("-") else "") + unique)
         return tuple(mapped)
 
-    def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any]:
+    def paginate_queryset(self, queryset: QuerySet[Any] | Sequence[Any], request: Request,
+                          view: Any = None) -> list[Any]:
+        if not isinstance(queryset, QuerySet):
+            raise TypeError("KeysetPagination pages querysets only: it orders and filters them")
         self.request = request
         self.page_size = self.get_page_size(request)
         self.base_url = request.build_absolute_uri()

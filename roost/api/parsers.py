@@ -9,6 +9,7 @@ reaches the database without a CharField, and would otherwise fail there with a 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework.parsers import JSONParser
@@ -45,7 +46,8 @@ def check_storable(value: Any, path: str | None = None, depth: int = 0) -> None:
 
 
 class ApiJSONParser(JSONParser):
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None,
+              parser_context: Mapping[str, Any] | None = None) -> Any:
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:  # thousands of nested brackets: not a ValueError, so DRF lets it through

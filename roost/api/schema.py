@@ -13,7 +13,7 @@ from drf_spectacular.openapi import AutoSchema
 from .errors import ERROR_SCHEMA
 
 
-class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "roost.api.authentication.ApiKeyAuthentication"
     name = "bearerAuth"
 

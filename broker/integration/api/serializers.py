@@ -12,7 +12,7 @@ from ..models import RetainedMessage
 _DATETIME = serializers.DateTimeField()
 
 
-class RetainedMessageSerializer(serializers.Serializer):  # type: ignore[misc]
+class RetainedMessageSerializer(serializers.Serializer[RetainedMessage]):
     topic = serializers.CharField(help_text="The topic inside the tenant, as its clients see it.")
     payload = serializers.CharField(help_text="The payload: text when it is UTF-8, else base64 (see `encoding`).")
     encoding = serializers.ChoiceField(choices=["utf-8", "base64"], help_text="How `payload` is written.")
@@ -37,12 +37,12 @@ class RetainedMessageSerializer(serializers.Serializer):  # type: ignore[misc]
                 "publisher": row.publisher_name}
 
 
-class RetainedPageSerializer(serializers.Serializer):  # type: ignore[misc]
+class RetainedPageSerializer(serializers.Serializer[Any]):
     next = serializers.URLField(allow_null=True, help_text="The next page, or null after the last.")
     previous = serializers.URLField(allow_null=True, help_text="The page before, or null on the first.")
     results = RetainedMessageSerializer(many=True)
 
 
-class ClearedSerializer(serializers.Serializer):  # type: ignore[misc]
+class ClearedSerializer(serializers.Serializer[Any]):
     cleared = serializers.IntegerField(min_value=0, help_text="How many retained messages matching the filter the "
                                                               "database held when the request came.")

@@ -199,18 +199,7 @@ def pump(conn: Connection) -> None:
 
 
 def on_puback(conn: Connection, packet: Puback) -> None:
-    session = conn.session
-    assert session is not None
-    inflight = session.inflight
-    if inflight is not None:
-        out = inflight.get(packet.packet_id)
-        if out is not None and out.qos == 1:
-            del inflight[packet.packet_id]
-            if out.jid and conn.broker.journal is not None:
-                durability.delivery_done(conn.broker.journal, session, out)
-            queue = session.queue
-            if queue is not None and queue.items:
-                pump(conn)
+    _acknowledged(conn, packet.packet_id, 1)
 
 
 def on_pubrec(conn: Connection, packet: Pubrec) -> None:
@@ -241,13 +230,19 @@ def on_pubrec(conn: Connection, packet: Pubrec) -> None:
 
 
 def on_pubcomp(conn: Connection, packet: Pubcomp) -> None:
+    _acknowledged(conn, packet.packet_id, 2)
+
+
+def _acknowledged(conn: Connection, packet_id: int, qos: int) -> None:
+    """The end of a QoS 1 (PUBACK) or QoS 2 (PUBCOMP) delivery: free its slot, tell the
+    journal, and send what waited for the slot."""
     session = conn.session
     assert session is not None
     inflight = session.inflight
     if inflight is not None:
-        out = inflight.get(packet.packet_id)
-        if out is not None and out.qos == 2:
-            del inflight[packet.packet_id]
+        out = inflight.get(packet_id)
+        if out is not None and out.qos == qos:
+            del inflight[packet_id]
             if out.jid and conn.broker.journal is not None:
                 durability.delivery_done(conn.broker.journal, session, out)
             queue = session.queue

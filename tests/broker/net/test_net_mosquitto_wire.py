@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 
 from broker.mqtt import (
     Connect,
@@ -82,15 +85,23 @@ def test_a_conf_listener_without_allow_anonymous_or_passwords_starts_and_refuses
     assert client.connect("nobody").reason_code == 0x87
 
 
-def bridge_connect(start_broker, tmp_path, extra: str = "") -> bytes:
-    """The first bytes an outgoing bridge sends to a remote broker (a bare socket here)."""
+@contextlib.contextmanager
+def bridge_remote(tmp_path: Path, topics: str = "topic a/# out 1\n",
+                  extra: str = "") -> Iterator[tuple[socket.socket, Path]]:
+    """A bare listening socket as a bridge's remote, and a mosquitto.conf bridging to it."""
     with socket.socket() as remote:
         remote.bind(("127.0.0.1", 0))
-        remote.listen(1)
+        remote.listen(5)
         remote.settimeout(10)
         conf = tmp_path / "bridge.conf"
         conf.write_text(f"listener 0 127.0.0.1\nallow_anonymous true\nconnection edge\n"
-                        f"address 127.0.0.1:{remote.getsockname()[1]}\ntopic a/# out 1\n{extra}")
+                        f"address 127.0.0.1:{remote.getsockname()[1]}\n{topics}{extra}")
+        yield remote, conf
+
+
+def bridge_connect(start_broker, tmp_path, extra: str = "") -> bytes:
+    """The first bytes an outgoing bridge sends to a remote broker (a bare socket here)."""
+    with bridge_remote(tmp_path, extra=extra) as (remote, conf):
         start_broker("--config", str(conf), anonymous=False)
         sock, _ = remote.accept()
         with sock:
@@ -118,13 +129,7 @@ def test_an_mqtt5_bridge_connect_carries_only_the_receive_maximum_as_mosquittos(
 def test_the_broker_stops_while_its_bridge_remote_hangs_up(start_broker, tmp_path):
     # The remote closing in the same moment as SIGTERM arrives once made the bridge swallow
     # its cancellation and go on reconnecting: the broker never exited.
-    with socket.socket() as remote:
-        remote.bind(("127.0.0.1", 0))
-        remote.listen(5)
-        remote.settimeout(10)
-        conf = tmp_path / "bridge.conf"
-        conf.write_text(f"listener 0 127.0.0.1\nallow_anonymous true\nconnection edge\n"
-                        f"address 127.0.0.1:{remote.getsockname()[1]}\ntopic a/# both 1\n")
+    with bridge_remote(tmp_path, topics="topic a/# both 1\n") as (remote, conf):
         for _ in range(5):
             broker = start_broker("--config", str(conf), anonymous=False)
             sock, _ = remote.accept()

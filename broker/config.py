@@ -56,6 +56,12 @@ class BridgeSettings:
     password: str | None = None
     client_id: str | None = None
     clean_session: bool = False
+    local_clean_session: bool | None = None
+    """False: QoS 1/2 messages for the remote are held while it is unreachable; True: they
+    are dropped, and so are unacknowledged ones at a disconnect. None: as clean_session."""
+    restart_timeout: tuple[float, float] = (5.0, 30.0)
+    """Seconds before reconnecting: (base, cap) draws each wait with decorrelated jitter
+    from base up to three times the last, at most cap; (n, n) waits n every time."""
     protocol_version: int = 4
     keepalive: int = 60
     cafile: str | None = None

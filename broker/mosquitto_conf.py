@@ -26,8 +26,7 @@ IGNORED = {
     "queue_qos0_messages", "http_dir",
     "socket_domain", "websockets_headers_size", "memory_limit", "clientid_prefixes",
     # Bridge options whose Mosquitto meaning needs nothing here.
-    "local_clientid", "restart_timeout", "idle_timeout", "notifications_local_only",
-    "cleansession_local",
+    "local_clientid", "idle_timeout", "notifications_local_only",
 }
 
 # Security options: per listener with `per_listener_settings true`, else for every listener.
@@ -322,7 +321,7 @@ _BRIDGE_OPTIONS = {
     "cleansession", "bridge_protocol_version", "keepalive_interval", "notifications",
     "bridge_cafile", "bridge_certfile", "bridge_keyfile", "bridge_insecure", "start_type",
     "bridge_outgoing_retain",
-    "try_private", "bridge_attempt_unsubscribe",
+    "try_private", "bridge_attempt_unsubscribe", "local_cleansession", "restart_timeout",
 }
 
 
@@ -345,6 +344,10 @@ def _bridge_option(bridge: BridgeSettings, name: str, value: str, where: str) ->
         bridge.client_id = value
     elif name == "cleansession":
         bridge.clean_session = _bool(value, where)
+    elif name == "local_cleansession":
+        bridge.local_clean_session = _bool(value, where)
+    elif name == "restart_timeout":
+        bridge.restart_timeout = _restart_timeout(value, where)
     elif name == "notifications":
         bridge.notifications = _bool(value, where)
     elif name == "keepalive_interval":
@@ -367,6 +370,18 @@ def _bridge_option(bridge: BridgeSettings, name: str, value: str, where: str) ->
             raise ConfigError(f"{where}: only start_type automatic is supported")
     else:
         setattr(bridge, name.removeprefix("bridge_"), value)
+
+
+def _restart_timeout(value: str, where: str) -> tuple[float, float]:
+    """`restart_timeout SECONDS` (constant) or `restart_timeout BASE CAP` (backoff)."""
+    words = value.split()
+    if not 1 <= len(words) <= 2 or not all(w.isdigit() for w in words):
+        raise ConfigError(f"{where}: restart_timeout SECONDS or restart_timeout BASE CAP, got {value!r}")
+    base = max(1, int(words[0]))  # Mosquitto raises anything lower to one second
+    cap = int(words[1]) if len(words) == 2 else base
+    if cap < base:
+        raise ConfigError(f"{where}: the restart_timeout cap {cap} is lower than its base {base}")
+    return float(base), float(cap)
 
 
 def _bridge_topic(value: str, where: str) -> BridgeTopic:

@@ -362,8 +362,11 @@ class Broker:
 
     # ---- routing -----------------------------------------------------------------
 
-    def publish(self, message: Message) -> None:
-        """Route one accepted message to every matching subscription."""
+    def publish(self, message: Message) -> bool:
+        """Route one accepted message to every matching subscription.
+
+        True when a subscription matched or a `published` hook took the message onward (an
+        outgoing bridge topic): an MQTT 5 PUBACK otherwise says 0x10, no matching subscribers."""
         if message.retain:
             self.retained.set(message)
         routes, groups = self.trie.match(message.topic)
@@ -430,16 +433,19 @@ class Broker:
         if durable is not None:
             assert journal is not None
             durability.deliveries(journal, message, durable, self.now())
+        matched = bool(routes or groups)
         hooks = self.hooks.published
         if hooks:
             principal = sender.principal if sender is not None else None
             for hook in hooks:
-                _call_hook(hook, principal, message)
+                if _call_hook(hook, principal, message):
+                    matched = True
         # The sender matters only for no-local while routing; a retained or queued message
         # must not keep its session alive.
         message.origin = None
         if retain:
             message.drop_forms()
+        return matched
 
     def _enqueue(self, session: Session, out: Outgoing) -> bool:
         config = self.config
@@ -454,9 +460,10 @@ class Broker:
         return self.authorizer.allow_delivery(principal, topic, message.qos)
 
 
-def _call_hook(hook: Callable[..., None], *args: Any) -> None:
+def _call_hook(hook: Callable[..., bool | None], *args: Any) -> bool | None:
     """Run a platform hook; its failure is logged, never the client's problem."""
     try:
-        hook(*args)
+        return hook(*args)
     except Exception:
         logger.exception("event hook %r failed", hook)
+        return None

@@ -447,11 +447,11 @@ class Connection:
         broker.stats.messages_received += 1
         journal = broker.journal
         mark = journal.seq if journal is not None else 0
-        broker.publish(message)
+        matched = broker.publish(message)
         if qos == 1:
             if journal is not None and journal.seq != mark:
                 self.hold_output()  # acknowledged once on disk for every durable session
-            if self.v5 and self._unmatched(message.topic):
+            if self.v5 and not matched:
                 self.link.write(self._reply(Puback(packet_id, ReasonCode.NO_MATCHING_SUBSCRIBERS)))
             else:
                 self.link.write(encode_ack(0x40, packet_id))
@@ -483,14 +483,6 @@ class Connection:
             assert session is not None and session.qos2_in is not None
             session.qos2_in.add(packet_id)  # PUBREL completes it as for any QoS 2 message
             self.link.write(encode_ack(0x50, packet_id))
-
-    def _unmatched(self, topic: str) -> bool:
-        """Whether no subscription matched `topic`: an MQTT 5 PUBACK says so with 0x10.
-
-        The routing trie caches what it just matched for broker.publish, so asking again
-        costs a dictionary lookup."""
-        routes, groups = self.broker.trie.match(topic)
-        return not routes and not groups
 
     def _reply(self, packet: Packet) -> bytes:
         return encode(packet, self.level)

@@ -181,7 +181,7 @@ def format_client_text(text: str | None) -> str:
 
 ConnectedHook = Callable[[ClientInfo], None]
 DisconnectedHook = Callable[[ClientInfo, int], None]
-PublishedHook = Callable[["Principal | None", "Message"], None]
+PublishedHook = Callable[["Principal | None", "Message"], "bool | None"]
 ControlHook = Callable[[Principal, bytes], None]
 
 CONTROL_TOPICS = "$CONTROL/"
@@ -193,7 +193,8 @@ class EventHooks:
     """Lists of callbacks the engine calls synchronously; keep them quick.
 
     `published` runs for every accepted PUBLISH, after routing; leave it empty when no one
-    needs it, the engine then skips the call entirely. `control` maps a `$CONTROL/...`
+    needs it, the engine then skips the call entirely. A hook that takes the message onward
+    (a bridge) returns True, so the sender's MQTT 5 PUBACK does not say "no subscribers". `control` maps a `$CONTROL/...`
     topic to the hook that consumes the payloads clients publish there (acknowledged, never
     routed, as Mosquitto does); its answers are the hook's to publish.
     """

@@ -7,9 +7,11 @@ on a 3.1.1 protocol level (`try_private`; dropped if the remote refuses it) or, 
 Receive Maximum as its only property; one SUBSCRIBE per `in`/`both` topic line (MQTT 5:
 no-local and retain-as-published) and one UNSUBSCRIBE per `out` line
 (`bridge_attempt_unsubscribe`); packet identifiers from one counter for the whole bridge,
-kept across reconnections, and unacknowledged QoS 1/2 messages sent again with DUP after a
-reconnection. The local side needs no connection: messages coming in are published into
-the engine, and messages going out are picked up by the engine's `published` hook.
+kept across reconnections, and (with `local_cleansession false`) unacknowledged QoS 1/2
+messages sent again with DUP after a reconnection; `restart_timeout` paces reconnections.
+The local side needs no connection: messages coming in are published into the engine, and
+messages going out are picked up by the engine's `published` hook, which returns True so an
+MQTT 5 PUBACK does not say "no matching subscribers".
 
 A message the bridge brought in carries the bridge's own session as its origin, so it is
 never sent back out. What the bridge sent is not echoed back by a remote that honours the
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import ssl
 import time
@@ -55,7 +58,6 @@ from broker.mqtt.filters import levels_match, overlaps
 
 logger = logging.getLogger("broker")
 
-RETRY_DELAY = 2.0
 ECHO_WINDOW = 10.0
 CONNECT_TIMEOUT = 10.0
 
@@ -99,11 +101,17 @@ class Bridge:
         # QoS 1/2 messages waiting for the remote broker (unreachable, or its receive
         # maximum reached), oldest dropped first.
         self.backlog: deque[tuple[str, bytes, int, bool]] = deque(maxlen=broker.config.max_queued_messages)
+        # Mosquitto's local_cleansession: whether the local side of the bridge keeps what the
+        # remote has not taken yet across a disconnection.
+        local_clean = settings.local_clean_session
+        self.holds = not (settings.clean_session if local_clean is None else local_clean)
+        self.restart_delay = settings.restart_timeout[0]
         self.inflight: dict[int, _Inflight] = {}
         self.qos2_in: set[int] = set()
         self.send_quota = 65535
         self._last_mid = 0
         self.connected = False
+        self.connecting = False  # CONNECT sent, CONNACK awaited
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -148,13 +156,27 @@ class Bridge:
             except Exception:
                 logger.exception("bridge %s: failed; retrying", s.name)
             finally:
+                self.connecting = False
                 writer, self._writer = self._writer, None
                 if writer is not None:
                     writer.close()
                 if self.connected:
                     self.connected = False
                     self._notify(False)
-            await asyncio.sleep(RETRY_DELAY)
+                if not self.holds:
+                    self.inflight.clear()
+                    self.backlog.clear()
+                elif any(qos == 0 for _, _, qos, _ in self.backlog):
+                    self.backlog = deque((m for m in self.backlog if m[2]), maxlen=self.backlog.maxlen)
+            await asyncio.sleep(self._next_delay())
+
+    def _next_delay(self) -> float:
+        """Mosquitto's restart_timeout: constant, or decorrelated jitter between base and cap."""
+        base, cap = self.settings.restart_timeout
+        delay = self.restart_delay
+        if cap > base:
+            self.restart_delay = min(cap, random.uniform(base, delay * 3))  # noqa: S311 (jitter, not a secret)
+        return delay
 
     async def _connection(self) -> None:
         s = self.settings
@@ -166,6 +188,7 @@ class Bridge:
         self._writer = writer
         version = self.version
         writer.write(encode(self._connect_packet(), version))
+        self.connecting = True
         decoder = StreamDecoder(server_side=False, protocol_level=version)
         pending: deque[object] = deque()
         async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -242,7 +265,8 @@ class Bridge:
 
     def _on_connack(self, connack: Connack) -> None:
         s = self.settings
-        self.connected = True
+        self.connected, self.connecting = True, False
+        self.restart_delay = s.restart_timeout[0]
         logger.info("bridge %s: connected to %s:%d", s.name, s.host, s.port)
         props = connack.properties
         self.send_quota = props.receive_maximum if props is not None and props.receive_maximum else 65535
@@ -261,6 +285,7 @@ class Bridge:
                 self._write(Pubrel(mid))
             else:
                 self._write(Publish(packet.topic, packet.payload, packet.qos, packet.retain, True, mid))
+        self._queue_retained()
         self._send_backlog()
 
     def _send_backlog(self) -> None:
@@ -317,21 +342,42 @@ class Bridge:
 
     # ---- local messages ------------------------------------------------------------
 
-    def _published(self, principal: Principal | None, message: Message) -> None:
+    def _published(self, principal: Principal | None, message: Message) -> bool:
+        """Forward a local message on an outgoing topic; True when it was one."""
         if message.origin is self.session:
-            return
+            return False
+        out = self._outgoing(message)
+        if out is None:
+            return False
+        qos = out[2]
+        if self.connected and not (qos and len(self.inflight) >= self.send_quota):
+            self._send(*out)
+        elif self.connected or self.connecting or (qos and self.holds):
+            # Between CONNECT and CONNACK even QoS 0 waits, as Mosquitto writes it after CONNECT.
+            self.backlog.append(out)
+        return True
+
+    def _outgoing(self, message: Message) -> tuple[str, bytes, int, bool] | None:
+        """The remote topic, payload, QoS and retain flag of a local message, if it goes out."""
         topic = message.topic
         levels = topic.split("/")
         for filter_levels, t in self.outgoing:
             if levels_match(filter_levels, levels):
-                remote = t.remote_prefix + topic[len(t.local_prefix):]
-                qos = min(message.qos, t.qos)
                 retain = message.retain and self.settings.outgoing_retain
-                if qos and (not self.connected or len(self.inflight) >= self.send_quota):
-                    self.backlog.append((remote, message.payload, qos, retain))
-                elif self.connected:
-                    self._send(remote, message.payload, qos, retain)
-                return
+                return t.remote_prefix + topic[len(t.local_prefix):], message.payload, min(message.qos, t.qos), retain
+        return None
+
+    def _queue_retained(self) -> None:
+        """On every connection, the retained messages of the outgoing topics go out, as
+        Mosquitto's bridge subscribes to them locally again and gets them as a new subscriber."""
+        seen: set[str] = set()
+        for _, t in self.outgoing:
+            for message in self.broker.retained.match(t.local_filter):
+                if message.topic not in seen:
+                    seen.add(message.topic)
+                    out = self._outgoing(message)
+                    if out is not None:
+                        self.backlog.append(out)
 
     def _send(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         if self.echoes:

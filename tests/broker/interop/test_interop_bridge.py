@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.broker.interop.cuttable_link import CuttableLink
 from tests.broker.interop.mosquitto_process import Mosquitto, free_port
 from tests.broker.net.tls_certs import make_pki
 
@@ -28,6 +29,7 @@ connection cloud
 address 127.0.0.1:{remote.port}
 bridge_protocol_version {version}
 cleansession true
+restart_timeout 1
 topic sensors/# out 1
 topic commands/# in 1
 topic # both 1 edge/ cloud/
@@ -105,18 +107,70 @@ def test_the_bridge_reconnects_and_says_so_in_its_notification_topic(bridged, cl
     assert cloud.expect(1, timeout=5)[0].payload == b"back"
 
 
-def test_messages_for_an_unreachable_remote_are_held_until_it_answers(bridged, client_factory):
-    broker, remote = bridged
+@pytest.fixture
+def cut_bridge(start_broker, remote, tmp_path):
+    """A bridge to `remote` through a link the test can cut; `conf` holds the bridge options."""
+    link = CuttableLink(remote.port)
+
+    def start(conf: str):
+        path = tmp_path / "edge-cut.conf"
+        path.write_text(f"allow_anonymous true\nconnection cloud\naddress 127.0.0.1:{link.port}\n"
+                        f"restart_timeout 1\ntopic sensors/# out 1\n{conf}")
+        return start_broker("--config", str(path), anonymous=False), link
+
+    yield start
+    link.close()
+
+
+@pytest.mark.parametrize("version", ["mqttv311", "mqttv50"])
+def test_messages_for_an_unreachable_remote_are_held_until_it_answers(
+        cut_bridge, remote, client_factory, version):
+    broker, link = cut_bridge(f"bridge_protocol_version {version}\ncleansession true\n"
+                              "local_cleansession false\n")
     local = _edge_client(client_factory, broker, "edge-hold")
-    remote.stop()
+    cloud = _cloud_client(client_factory, remote.port, "cloud-watch", "sensors/#")
+    link.cut()
     _wait_connected(local, value=b"0")
-    local.publish("sensors/last", b"held", qos=1, retain=True)
-    local.publish("sensors/lost", b"qos 0 is not held", qos=0, retain=True)
-    remote.start()
+    local.publish("sensors/held", b"1", qos=1)
+    local.publish("sensors/lost", b"qos 0 is not held", qos=0)
+    local.publish("sensors/held", b"2", qos=1)
+    link.mend()
     _wait_connected(local, value=b"1", timeout=15)
-    cloud = _cloud_client(client_factory, remote.port, "cloud-late", "sensors/#")
-    [message] = cloud.expect(1, timeout=5)  # the retained message the bridge sent on connecting
-    assert (message.topic, message.payload) == ("sensors/last", b"held")
+    assert [m.payload for m in cloud.expect(2, timeout=5)] == [b"1", b"2"]
+    cloud.expect_none(0.5)
+
+
+def test_a_clean_local_session_drops_what_the_remote_could_not_take(cut_bridge, remote, client_factory):
+    # Mosquitto's local_cleansession defaults to cleansession: true here, so nothing is held.
+    broker, link = cut_bridge("cleansession true\n")
+    local = _edge_client(client_factory, broker, "edge-clean")
+    cloud = _cloud_client(client_factory, remote.port, "cloud-watch", "sensors/#")
+    link.cut()
+    _wait_connected(local, value=b"0")
+    local.publish("sensors/dropped", b"not held", qos=1)
+    link.mend()
+    _wait_connected(local, value=b"1", timeout=15)
+    local.publish("sensors/now", b"live", qos=1)
+    assert [m.payload for m in cloud.expect(1, timeout=5)] == [b"live"]
+    cloud.expect_none(0.5)
+
+
+def test_retained_messages_of_outgoing_topics_go_out_on_every_connection(
+        cut_bridge, remote, client_factory):
+    # As Mosquitto's bridge, which subscribes locally again at each connection.
+    broker, link = cut_bridge("")
+    local = _edge_client(client_factory, broker, "edge-retain")
+    local.publish("sensors/state", b"on", qos=1, retain=True)
+    local.publish("other/state", b"not bridged", qos=1, retain=True)
+    cloud = _cloud_client(client_factory, remote.port, "cloud-watch", "sensors/#")
+    [first] = cloud.expect(1, timeout=5)  # the remote's retained copy
+    assert (first.topic, first.payload, first.retain) == ("sensors/state", b"on", True)
+    link.cut()
+    _wait_connected(local, value=b"0")
+    link.mend()
+    _wait_connected(local, value=b"1", timeout=15)
+    [again] = cloud.expect(1, timeout=5)
+    assert (again.topic, again.payload) == ("sensors/state", b"on")
     cloud.expect_none(0.5)
 
 

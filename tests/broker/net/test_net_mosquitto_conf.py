@@ -69,6 +69,8 @@ def test_a_cafile_without_require_certificate_asks_for_no_client_certificate():
     ("connection b\naddress a:1883 b:1883\ntopic #\n", "one bridge address only"),
     ("topic sensors/# out 1\n", r":1: topic belongs in a bridge, after a connection line"),
     ("connection b\naddress a\ntopic # sideways\n", "direction out, in or both"),
+    ("connection b\naddress a\ntopic #\nrestart_timeout 30 10\n", r":4: the restart_timeout cap 10 is lower"),
+    ("connection b\naddress a\ntopic #\nrestart_timeout soon\n", "restart_timeout SECONDS or"),
     ("listener 1883\nprotocol mqttsn\n", r":2: protocol 'mqttsn' is not offered"),
     ("allow_anonymous yes\n", r":1: expected true or false"),
     ("persistent_client_expiration 3 days\n", "expected a duration"),
@@ -106,6 +108,8 @@ remote_clientid edge-7
 bridge_protocol_version mqttv50
 bridge_cafile /etc/ca.pem
 cleansession true
+local_cleansession false
+restart_timeout 0
 notifications false
 try_private false
 bridge_attempt_unsubscribe false
@@ -130,6 +134,9 @@ topic # out
         ("sensors/#", "out", 1, "", ""), ("commands/+", "in", 2, "", ""),
         ("", "both", 0, "local/status", "remote/edge-7/status")]
     assert (backup.host, backup.port, backup.protocol_version, backup.clean_session) == ("10.0.0.2", 1883, 4, False)
+    # Mosquitto's defaults: local_cleansession follows cleansession; backoff from 5 s to 30 s.
+    assert (cloud.local_clean_session, cloud.restart_timeout) == (False, (1.0, 1.0))
+    assert (backup.local_clean_session, backup.restart_timeout) == (None, (5.0, 30.0))
     assert [(t.pattern, t.direction, t.qos) for t in backup.topics] == [("#", "out", 0)]
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from broker.config import BridgeSettings, BrokerConfig
+from broker.engine.broker import Broker
 from broker.mqtt import (
     Connect,
     Publish,
@@ -18,6 +21,7 @@ from broker.mqtt import (
     Unsubscribe,
     encode,
 )
+from broker.net.bridge import Bridge
 
 
 def raw_connack(port: int, packet: bytes) -> bytes:
@@ -152,3 +156,32 @@ def test_a_listener_without_an_address_listens_on_ipv4_and_ipv6(start_broker, tm
     for host in ("127.0.0.1", "::1"):
         client = raw_factory(port, 4, host=host)
         assert client.connect(f"via-{host}").reason_code == 0
+
+
+def test_an_outgoing_bridge_topic_counts_as_a_subscriber_in_the_puback(start_broker, tmp_path, raw_factory):
+    # Mosquitto's bridge is a subscription; Roost's listens through a hook, which must still
+    # keep an MQTT 5 PUBACK from saying 0x10 "no matching subscribers".
+    with bridge_remote(tmp_path) as (_remote, conf):
+        broker = start_broker("--config", str(conf), anonymous=False)
+        client = raw_factory(broker.port, 5)
+        assert client.connect("publisher").reason_code == 0
+        client.send(Publish("a/bridged", b"x", 1, packet_id=1))
+        bridged = client.receive()
+        client.send(Publish("b/local", b"x", 1, packet_id=2))
+        unmatched = client.receive()
+    assert (bridged.packet_id, bridged.reason_code) == (1, 0)
+    assert (unmatched.packet_id, unmatched.reason_code) == (2, 0x10)
+
+
+def test_restart_timeout_waits_a_constant_or_backs_off_with_jitter_between_base_and_cap():
+    loop = asyncio.new_event_loop()
+    broker = Broker(BrokerConfig(sys_interval=0), loop)
+    loop.close()
+    constant = Bridge(broker, BridgeSettings("c", restart_timeout=(7.0, 7.0)))
+    assert [constant._next_delay() for _ in range(5)] == [7.0] * 5
+    backoff = Bridge(broker, BridgeSettings("b"))
+    waits = [backoff._next_delay() for _ in range(50)]
+    assert waits[0] == 5.0 and all(5.0 <= w <= 30.0 for w in waits)
+    assert max(waits) > 15.0  # it grows: three times the last wait bounds each draw
+    for earlier, later in zip(waits, waits[1:], strict=False):
+        assert later <= max(5.0, earlier * 3)

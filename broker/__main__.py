@@ -84,6 +84,12 @@ def _duration(value: str) -> float:
     return number
 
 
+def _file_name(value: str) -> str:
+    if not value or value in (".", "..") or "/" in value or "\0" in value:
+        raise argparse.ArgumentTypeError(f"expected a file name without a directory, got {value!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = BrokerConfig()
     p = argparse.ArgumentParser(
@@ -119,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CA bundle; TLS clients must present a certificate it signed")
     p.add_argument("--persist", metavar="DIR",
                    help="keep retained messages and persistent sessions in DIR across restarts")
+    p.add_argument("--persist-name", type=_file_name, metavar="NAME", default=defaults.persist_name,
+                   help="base name of the files in the --persist directory: NAME.json and "
+                   "NAME.N.log (default %(default)s)")
     p.add_argument("--autosave-interval", type=_positive(float), metavar="SECONDS",
                    default=defaults.autosave_interval,
                    help="with --persist --durability none, also save this often (0: only "
@@ -221,6 +230,7 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         topic_alias_maximum=min(int(args.topic_alias_maximum), 65535),
         sys_interval=args.sys_interval,
         persist_dir=args.persist,
+        persist_name=args.persist_name,
         autosave_interval=args.autosave_interval,
         durability=args.durability,
         durability_interval=args.durability_interval,
@@ -336,9 +346,9 @@ def open_store(config: BrokerConfig) -> Store | None:
     if not config.persist_dir:
         return None
     if config.durability == NONE:
-        return FileStore(config.persist_dir)
+        return FileStore(config.persist_dir, config.persist_name)
     return Journal(config.persist_dir, config.durability, config.durability_interval,
-                   config.journal_compact_bytes)
+                   config.journal_compact_bytes, config.persist_name)
 
 
 async def serve(config: BrokerConfig, access: AccessControl, connection_messages: bool = True,

@@ -110,6 +110,8 @@ class BrokerConfig:
     sys_interval: float = 10.0
     """Seconds between $SYS refreshes; 0 disables $SYS topics."""
     persist_dir: str | None = None
+    persist_name: str = "roost-broker"
+    """Base name of the files in `persist_dir`: NAME.json and the journal's NAME.N.log."""
     autosave_interval: float = 300.0
     """At durability "none": seconds between snapshots of the persisted state."""
     durability: str = "ack"

@@ -9,6 +9,7 @@ they may do, and that Roost cannot honour, stops the start with the file and lin
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass, field, replace
@@ -282,10 +283,18 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
     if security.anonymous:
         out.args.append("--anonymous")
     if persistence:
-        out.args += ["--persist", location or "."]
+        directory, name = location or ".", ""
         if persistence_file:
-            out.ignored.append(f"{source}: persistence_file {persistence_file} (Roost keeps its "
-                               "own files in the persistence_location directory)")
+            # Mosquitto joins the two as strings; the file's stem names Roost's own files, which
+            # never overwrite (or try to read) a Mosquitto database of the same name.
+            path = os.path.join(location or "", persistence_file)
+            directory = os.path.dirname(path) or "."
+            name = os.path.splitext(os.path.basename(path))[0]
+            if not name:
+                raise ConfigError(f"{source}: persistence_file {persistence_file!r} names no file")
+        out.args += ["--persist", directory]
+        if name:
+            out.args += ["--persist-name", name]
     if not per_listener:
         if security.password_file:
             out.args += ["--password-file", security.password_file]

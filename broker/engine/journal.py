@@ -1,9 +1,10 @@
 """The write-ahead journal: an append-only log of state changes, group-committed to disk.
 
-Files in the persistence directory:
+Files in the persistence directory, NAME being `roost-broker` unless the journal is given
+another (mosquitto.conf's `persistence_file`):
 
-- `roost-broker.json`: the last snapshot (`store.Snapshot` as JSON) with its generation N.
-- `roost-broker.N.log`: every change since that snapshot, one record each:
+- `NAME.json`: the last snapshot (`store.Snapshot` as JSON) with its generation N.
+- `NAME.N.log`: every change since that snapshot, one record each:
   4-byte length, 4-byte CRC32 of the body, the body (a JSON array). A record whose length
   runs past the end of the file or whose CRC does not match (a torn write, a crash in the
   middle of an append) ends the replay; the file is cut back to the last good record.
@@ -60,8 +61,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT = "roost-broker.json"
-_LOG = re.compile(r"^roost-broker\.(\d+)\.log$")
+DEFAULT_NAME = "roost-broker"
+SNAPSHOT = f"{DEFAULT_NAME}.json"
 _HEADER = struct.Struct("<II")
 ACK = "ack"
 INTERVAL = "interval"
@@ -234,10 +235,12 @@ class Journal:
     """
 
     def __init__(self, directory: str, level: str = ACK, interval: float = 1.0,
-                 compact_bytes: int = 64 << 20) -> None:
+                 compact_bytes: int = 64 << 20, name: str = DEFAULT_NAME) -> None:
         if level not in (ACK, INTERVAL):
             raise ValueError(f"a journal has durability ack or interval, not {level!r}")
         self.directory = directory
+        self.name = name
+        self._log_name = re.compile(rf"^{re.escape(name)}\.(\d+)\.log$")
         self.level = level
         self.holds = level == ACK
         self.interval = interval
@@ -267,7 +270,7 @@ class Journal:
         """Read the snapshot and replay its log; cut a torn tail; open the log to append."""
         os.makedirs(self.directory, exist_ok=True)
         base = Snapshot()
-        path = os.path.join(self.directory, SNAPSHOT)
+        path = os.path.join(self.directory, f"{self.name}.json")
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
@@ -299,7 +302,7 @@ class Journal:
                 os.truncate(log_path, good)
             self.log_bytes = good
         for name in os.listdir(self.directory):
-            match = _LOG.match(name)
+            match = self._log_name.match(name)
             if match and int(match.group(1)) != self.generation:
                 os.unlink(os.path.join(self.directory, name))
         self.next_id = replay.last_id + 1
@@ -411,7 +414,7 @@ class Journal:
         """Caller holds the lock."""
         old = self.generation
         new = old + 1
-        self.snapshot_bytes = write_snapshot(self.directory, snap, new)
+        self.snapshot_bytes = write_snapshot(self.directory, snap, new, self.name)
         self._file.close()
         self._file = open(self._log_path(new), "ab")  # noqa: SIM115
         _fsync_dir(self.directory)
@@ -440,21 +443,21 @@ class Journal:
             self._closed = True
 
     def _log_path(self, generation: int) -> str:
-        return os.path.join(self.directory, f"roost-broker.{generation}.log")
+        return os.path.join(self.directory, f"{self.name}.{generation}.log")
 
 
-def write_snapshot(directory: str, snap: Snapshot, generation: int) -> int:
+def write_snapshot(directory: str, snap: Snapshot, generation: int, name: str = DEFAULT_NAME) -> int:
     text = snapshot_to_json(snap)
     # Keep the FileStore format; the generation says which log continues it.
     text = text[:-1] + f',"generation":{generation}}}'
     assert json.loads(text)["format"] == FORMAT_VERSION
-    fd, tmp = tempfile.mkstemp(prefix=".roost-broker-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(directory, SNAPSHOT))
+        os.replace(tmp, os.path.join(directory, f"{name}.json"))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -351,15 +351,14 @@ def snapshot_to_json(snap: Snapshot) -> str:
 
 
 class FileStore:
-    """One JSON file in `directory`, replaced atomically (temp file, fsync, rename)."""
+    """One JSON file, NAME.json in `directory`, replaced atomically (temp file, fsync, rename)."""
 
-    __slots__ = ("directory", "path")
+    __slots__ = ("directory", "name", "path")
 
-    FILENAME = "roost-broker.json"
-
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, name: str = "roost-broker") -> None:
         self.directory = directory
-        self.path = os.path.join(directory, self.FILENAME)
+        self.name = name
+        self.path = os.path.join(directory, f"{name}.json")
 
     def load(self) -> Snapshot:
         try:
@@ -370,7 +369,7 @@ class FileStore:
 
     def save(self, snapshot: Snapshot) -> None:
         os.makedirs(self.directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".roost-broker-", dir=self.directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.name}-", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(snapshot_to_json(snapshot))

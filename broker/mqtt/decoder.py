@@ -422,10 +422,13 @@ class StreamDecoder:
     the unfinished tail is kept between calls, and `limits` caps what a single packet may
     allocate (`limits.max_connect_size` bounds the first packet, before anyone is
     authenticated). After a ProtocolError the decoder is spent and raises it again.
+
+    `accept_pingreq` lets a client-side decoder take PINGREQ, which MQTT reserves for
+    clients: a bridge answers one from its remote, as Mosquitto's bridge does.
     """
 
     __slots__ = ("server_side", "max_packet_size", "protocol_level", "connected", "limits",
-                 "_buffer", "_needed", "_error")
+                 "accept_pingreq", "_buffer", "_needed", "_error")
 
     def __init__(
         self,
@@ -434,6 +437,7 @@ class StreamDecoder:
         protocol_level: int | None = None,
         *,
         limits: DecoderLimits | None = None,
+        accept_pingreq: bool = False,
     ) -> None:
         if not server_side and protocol_level not in (3, 4, 5):
             raise ValueError("a client-side decoder needs protocol_level 3, 4 or 5")
@@ -443,6 +447,7 @@ class StreamDecoder:
         self.protocol_level = protocol_level
         self.connected = False
         self.limits = limits if limits is not None else DEFAULT_LIMITS
+        self.accept_pingreq = accept_pingreq
         self._buffer = bytearray()
         self._needed = 0
         self._error: ProtocolError | None = None
@@ -559,7 +564,7 @@ class StreamDecoder:
             if ptype == _T.CONNECT:
                 raise protocol_error("second CONNECT")  # [MQTT-3.1.0-2]
         else:
-            if ptype in _CLIENT_ONLY:
+            if ptype in _CLIENT_ONLY and not (ptype == _T.PINGREQ and self.accept_pingreq):
                 raise protocol_error(f"{PacketType(ptype).name} sent to a client")
             if ptype == _T.CONNACK:
                 if self.connected:

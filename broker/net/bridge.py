@@ -41,6 +41,7 @@ from broker.mqtt import (
     Connect,
     Disconnect,
     Pingreq,
+    Pingresp,
     Properties,
     ProtocolError,
     Puback,
@@ -189,7 +190,7 @@ class Bridge:
         version = self.version
         writer.write(encode(self._connect_packet(), version))
         self.connecting = True
-        decoder = StreamDecoder(server_side=False, protocol_level=version)
+        decoder = StreamDecoder(server_side=False, protocol_level=version, accept_pingreq=True)
         pending: deque[object] = deque()
         async with asyncio.timeout(CONNECT_TIMEOUT):
             connack = await self._next(reader, decoder, pending)
@@ -311,6 +312,8 @@ class Bridge:
         elif isinstance(packet, Pubrel):
             self.qos2_in.discard(packet.packet_id)
             self._write(Pubcomp(packet.packet_id))
+        elif isinstance(packet, Pingreq):
+            self._write(Pingresp())
         elif isinstance(packet, Disconnect):
             raise _Lost(f"DISCONNECT 0x{packet.reason_code:02X}")
 

@@ -83,17 +83,17 @@ def test_the_state_file_is_replaced_atomically(tmp_path):
     persistent_subscriber(broker)
     broker.save()
     broker.save()
-    assert os.listdir(tmp_path) == [FileStore.FILENAME]
-    data = json.loads((tmp_path / FileStore.FILENAME).read_text())
+    assert os.listdir(tmp_path) == ["roost-broker.json"]
+    data = json.loads((tmp_path / "roost-broker.json").read_text())
     assert data["format"] == 1 and len(data["sessions"]) == 1
 
 
 def test_autosave_writes_the_state_periodically(tmp_path):
     broker, clock = make_broker(store=FileStore(str(tmp_path)), autosave_interval=30)
     persistent_subscriber(broker)
-    assert not (tmp_path / FileStore.FILENAME).exists()
+    assert not (tmp_path / "roost-broker.json").exists()
     clock.advance(31)
-    assert (tmp_path / FileStore.FILENAME).exists()
+    assert (tmp_path / "roost-broker.json").exists()
 
 
 def test_clean_sessions_are_not_persisted(tmp_path):

@@ -175,10 +175,25 @@ def test_options_without_a_command_line_flag_become_settings():
     assert result.args[-4:] == ["--max-qos", "1", "--topic-alias-maximum", "7"]
 
 
-def test_what_roost_keeps_differently_on_disk_is_named_in_the_warning():
+def test_persistence_file_names_roosts_files_in_the_persistence_location():
     result = translate("listener 1883\ncheck_retain_source true\npersistence true\n"
                        "persistence_location /var/lib/mosquitto/\npersistence_file m.db\n")
-    assert "--persist" in result.args and "/var/lib/mosquitto/" in result.args
+    assert result.args[-4:] == ["--persist", "/var/lib/mosquitto", "--persist-name", "m"]
     # The publisher of a retained message is kept on disk: check_retain_source needs no warning.
-    assert not any("check_retain_source" in line for line in result.ignored)
-    assert any("persistence_file m.db" in line for line in result.ignored)
+    assert not result.ignored
+
+
+@pytest.mark.parametrize(("lines", "args"), [
+    ("", ["--persist", "."]),
+    ("persistence_location /data\n", ["--persist", "/data"]),
+    ("persistence_file state/edge.db\n", ["--persist", "state", "--persist-name", "edge"]),
+    ("persistence_file broker\n", ["--persist", ".", "--persist-name", "broker"]),
+])
+def test_persistence_location_and_file_give_the_directory_and_the_base_name(lines, args):
+    result = translate("listener 1883\npersistence true\n" + lines)
+    assert result.args[-len(args):] == args and "--persist" not in result.args[:-len(args)]
+
+
+def test_a_persistence_file_naming_no_file_is_refused():
+    with pytest.raises(ConfigError, match="names no file"):
+        translate("listener 1883\npersistence true\npersistence_file state/\n")

@@ -252,19 +252,28 @@ def test_listener_limits_reach_mqtt5_clients(configured, client_factory):
     assert client.subscribe("q/#", qos=2)[0].value == 1
 
 
-def test_persistence_file_keeps_the_sessions_in_the_persistence_location(configured, client_factory,
-                                                                        tmp_path):
+def test_persistence_file_names_the_state_kept_in_the_persistence_location(configured, client_factory,
+                                                                         tmp_path):
     port = free_port()
     store = tmp_path / "store"
     store.mkdir()
-    text = (f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {store}/\npersistence_file mosquitto.db\n")
-    broker = configured(text, port)
-    assert any("persistence_file mosquitto.db" in line for line in broker.lines)
+
+    def conf(name: str) -> str:
+        return (f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                f"persistence_location {store}/\npersistence_file {name}.db\n")
+
+    broker = configured(conf("first"), port)
     client_factory(port, "pub").connect().publish("kept/1", b"v", qos=1, retain=True)
     assert broker.stop() == 0
-    assert any(store.iterdir())
-    configured(text, port)
+    assert "first.json" in {path.name for path in store.iterdir()}
+    # Another persistence_file in the same directory is another broker's state.
+    other = configured(conf("second"), port)
+    subscriber = client_factory(port, "sub").connect()
+    subscriber.subscribe("kept/#", qos=1)
+    subscriber.expect_none()
+    subscriber.disconnect()
+    assert other.stop() == 0
+    configured(conf("first"), port)
     subscriber = client_factory(port, "sub").connect()
     subscriber.subscribe("kept/#", qos=1)
     assert subscriber.expect(1)[0].payload == b"v"

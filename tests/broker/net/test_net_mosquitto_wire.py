@@ -185,3 +185,18 @@ def test_restart_timeout_waits_a_constant_or_backs_off_with_jitter_between_base_
     assert max(waits) > 15.0  # it grows: three times the last wait bounds each draw
     for earlier, later in zip(waits, waits[1:], strict=False):
         assert later <= max(5.0, earlier * 3)
+
+
+def test_a_bridge_answers_a_pingreq_from_its_remote(start_broker, tmp_path):
+    # MQTT gives PINGREQ to clients only, but Mosquitto's bridge answers one from the remote
+    # (its own test suite pings through bridges); closing the link over it lost the bridge.
+    with bridge_remote(tmp_path) as (remote, conf):
+        start_broker("--config", str(conf), anonymous=False)
+        sock, _ = remote.accept()
+        with sock:
+            sock.settimeout(10)
+            sock.recv(1024)  # CONNECT
+            sock.sendall(b"\x20\x02\x00\x00")  # CONNACK
+            assert sock.recv(1024).startswith(b"\xa2")  # UNSUBSCRIBE a/# (an out-only topic)
+            sock.sendall(b"\xc0\x00")
+            assert sock.recv(16) == b"\xd0\x00"

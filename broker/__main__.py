@@ -27,7 +27,7 @@ from broker.engine.broker import Broker
 from broker.engine.interfaces import AllowAll, Authenticator, Authorizer, Store
 from broker.engine.journal import NONE, Journal
 from broker.engine.operations import Admin
-from broker.engine.store import FileStore
+from broker.engine.store import FileStore, StoreError
 from broker.net.bridge import Bridge
 from broker.net.listener import Server
 
@@ -125,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CA bundle; TLS clients must present a certificate it signed")
     p.add_argument("--persist", metavar="DIR",
                    help="keep retained messages and persistent sessions in DIR across restarts")
-    p.add_argument("--persist-name", type=_file_name, metavar="NAME", default=defaults.persist_name,
-                   help="base name of the files in the --persist directory: NAME.json and "
-                   "NAME.N.log (default %(default)s)")
+    p.add_argument("--persist-file", type=_file_name, metavar="NAME", default=defaults.persist_file,
+                   help="the snapshot's file name in the --persist directory; the journal's "
+                   "logs are named after it, without its extension (default %(default)s)")
     p.add_argument("--autosave-interval", type=_positive(float), metavar="SECONDS",
                    default=defaults.autosave_interval,
                    help="with --persist --durability none, also save this often (0: only "
@@ -230,7 +230,7 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         topic_alias_maximum=min(int(args.topic_alias_maximum), 65535),
         sys_interval=args.sys_interval,
         persist_dir=args.persist,
-        persist_name=args.persist_name,
+        persist_file=args.persist_file,
         autosave_interval=args.autosave_interval,
         durability=args.durability,
         durability_interval=args.durability_interval,
@@ -346,9 +346,9 @@ def open_store(config: BrokerConfig) -> Store | None:
     if not config.persist_dir:
         return None
     if config.durability == NONE:
-        return FileStore(config.persist_dir, config.persist_name)
+        return FileStore(config.persist_dir, config.persist_file)
     return Journal(config.persist_dir, config.durability, config.durability_interval,
-                   config.journal_compact_bytes, config.persist_name)
+                   config.journal_compact_bytes, config.persist_file)
 
 
 async def serve(config: BrokerConfig, access: AccessControl, connection_messages: bool = True,
@@ -363,7 +363,11 @@ async def serve(config: BrokerConfig, access: AccessControl, connection_messages
         connection_log.install(broker.hooks)
     if access.dynsec is not None:
         access.dynsec.attach(broker)
-    broker.start()
+    try:
+        broker.start()
+    except StoreError as error:
+        logger.error("cannot load the persisted state: %s", error)
+        return 1
     if (access.acls or access.dynsec is not None) and broker.sessions:
         # Restored sessions are held to the ACL file as it is now, before anyone reconnects.
         dropped = Admin(broker).recheck_subscriptions()

@@ -110,8 +110,8 @@ class BrokerConfig:
     sys_interval: float = 10.0
     """Seconds between $SYS refreshes; 0 disables $SYS topics."""
     persist_dir: str | None = None
-    persist_name: str = "roost-broker"
-    """Base name of the files in `persist_dir`: NAME.json and the journal's NAME.N.log."""
+    persist_file: str = "roost-broker.json"
+    """The snapshot's name in `persist_dir`; the journal's logs take its stem: STEM.N.log."""
     autosave_interval: float = 300.0
     """At durability "none": seconds between snapshots of the persisted state."""
     durability: str = "ack"
@@ -143,7 +143,8 @@ class BrokerConfig:
     password_file: str | None = None
     acl_file: str | None = None
     shutdown_grace: float = 5.0
-    client_id_prefix: str = "roost-"
+    client_id_prefix: str = "auto-"
+    """Of the identifiers given to clients that connect without one (`auto_id_prefix`)."""
     response_information: str = "response/"
     """Prefix of the response information returned on request (MQTT 5); "" sends none."""
     flap_max: int = 0

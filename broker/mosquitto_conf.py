@@ -173,6 +173,8 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
                 target.password_file = value
             else:
                 target.acl_file = value
+        elif name == "auto_id_prefix":
+            settings["client_id_prefix"] = value
         elif name == "allow_zero_length_clientid":
             # Also a security option in Mosquitto; here it holds for every listener.
             settings["allow_zero_length_clientid"] = _bool(value, where)
@@ -285,16 +287,16 @@ def translate(text: str, source: str = "mosquitto.conf") -> Translation:
     if persistence:
         directory, name = location or ".", ""
         if persistence_file:
-            # Mosquitto joins the two as strings; the file's stem names Roost's own files, which
-            # never overwrite (or try to read) a Mosquitto database of the same name.
+            # Roost's snapshot takes the name (a Mosquitto database there is refused at start,
+            # never overwritten), its journal the name without the extension.
             path = os.path.join(location or "", persistence_file)
             directory = os.path.dirname(path) or "."
-            name = os.path.splitext(os.path.basename(path))[0]
+            name = os.path.basename(path)
             if not name:
                 raise ConfigError(f"{source}: persistence_file {persistence_file!r} names no file")
         out.args += ["--persist", directory]
         if name:
-            out.args += ["--persist-name", name]
+            out.args += ["--persist-file", name]
     if not per_listener:
         if security.password_file:
             out.args += ["--password-file", security.password_file]

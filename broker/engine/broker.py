@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -190,8 +191,9 @@ class Broker:
     # ---- sessions ----------------------------------------------------------------
 
     def new_client_id(self) -> str:
+        # Mosquitto's form, "auto-" and 128 random bits as a UUID, which tools may recognise.
         while True:
-            client_id = self.config.client_id_prefix + secrets.token_hex(8)
+            client_id = self.config.client_id_prefix + str(uuid.UUID(bytes=secrets.token_bytes(16))).upper()
             if ("", client_id) not in self.sessions:
                 return client_id
 

@@ -1,10 +1,11 @@
 """The write-ahead journal: an append-only log of state changes, group-committed to disk.
 
-Files in the persistence directory, NAME being `roost-broker` unless the journal is given
-another (mosquitto.conf's `persistence_file`):
+Files in the persistence directory:
 
-- `NAME.json`: the last snapshot (`store.Snapshot` as JSON) with its generation N.
-- `NAME.N.log`: every change since that snapshot, one record each:
+- `roost-broker.json`, or the name the journal is given (mosquitto.conf's
+  `persistence_file`): the last snapshot (`store.Snapshot` as JSON) with its generation N.
+- `roost-broker.N.log`, the snapshot's name without its extension before `.N.log`: every
+  change since that snapshot, one record each:
   4-byte length, 4-byte CRC32 of the body, the body (a JSON array). A record whose length
   runs past the end of the file or whose CRC does not match (a torn write, a crash in the
   middle of an append) ends the replay; the file is cut back to the last good record.
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker.engine.store import (
     FORMAT_VERSION,
+    SNAPSHOT,
     Snapshot,
     StoredDelivery,
     StoredMessage,
@@ -51,6 +53,7 @@ from broker.engine.store import (
     StoredWill,
     _decode,
     _encode,
+    read_snapshot,
     snapshot,
     snapshot_from_json,
     snapshot_to_json,
@@ -61,8 +64,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_NAME = "roost-broker"
-SNAPSHOT = f"{DEFAULT_NAME}.json"
 _HEADER = struct.Struct("<II")
 ACK = "ack"
 INTERVAL = "interval"
@@ -235,12 +236,13 @@ class Journal:
     """
 
     def __init__(self, directory: str, level: str = ACK, interval: float = 1.0,
-                 compact_bytes: int = 64 << 20, name: str = DEFAULT_NAME) -> None:
+                 compact_bytes: int = 64 << 20, filename: str = SNAPSHOT) -> None:
         if level not in (ACK, INTERVAL):
             raise ValueError(f"a journal has durability ack or interval, not {level!r}")
         self.directory = directory
-        self.name = name
-        self._log_name = re.compile(rf"^{re.escape(name)}\.(\d+)\.log$")
+        self.filename = filename
+        self._stem = os.path.splitext(filename)[0] or filename
+        self._log_name = re.compile(rf"^{re.escape(self._stem)}\.(\d+)\.log$")
         self.level = level
         self.holds = level == ACK
         self.interval = interval
@@ -270,15 +272,11 @@ class Journal:
         """Read the snapshot and replay its log; cut a torn tail; open the log to append."""
         os.makedirs(self.directory, exist_ok=True)
         base = Snapshot()
-        path = os.path.join(self.directory, f"{self.name}.json")
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+        text = read_snapshot(os.path.join(self.directory, self.filename))
+        if text is not None:
             self.snapshot_bytes = len(text)
             self.generation = int(json.loads(text).get("generation", 0))
             base = snapshot_from_json(text)
-        except FileNotFoundError:
-            pass
         replay = _Replay(base)
         log_path = self._log_path(self.generation)
         records = 0
@@ -414,7 +412,7 @@ class Journal:
         """Caller holds the lock."""
         old = self.generation
         new = old + 1
-        self.snapshot_bytes = write_snapshot(self.directory, snap, new, self.name)
+        self.snapshot_bytes = write_snapshot(self.directory, snap, new, self.filename)
         self._file.close()
         self._file = open(self._log_path(new), "ab")  # noqa: SIM115
         _fsync_dir(self.directory)
@@ -443,21 +441,21 @@ class Journal:
             self._closed = True
 
     def _log_path(self, generation: int) -> str:
-        return os.path.join(self.directory, f"{self.name}.{generation}.log")
+        return os.path.join(self.directory, f"{self._stem}.{generation}.log")
 
 
-def write_snapshot(directory: str, snap: Snapshot, generation: int, name: str = DEFAULT_NAME) -> int:
+def write_snapshot(directory: str, snap: Snapshot, generation: int, filename: str = SNAPSHOT) -> int:
     text = snapshot_to_json(snap)
     # Keep the FileStore format; the generation says which log continues it.
     text = text[:-1] + f',"generation":{generation}}}'
     assert json.loads(text)["format"] == FORMAT_VERSION
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".roost-broker-", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(directory, f"{name}.json"))
+        os.replace(tmp, os.path.join(directory, filename))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -320,6 +320,33 @@ def _delivery(raw: dict[str, Any]) -> StoredDelivery:
                           raw.get("released", False), raw.get("jid", 0))
 
 
+SNAPSHOT = "roost-broker.json"
+"""The snapshot's file name unless told another (mosquitto.conf's `persistence_file`)."""
+_MOSQUITTO_DB = b"\x00\xb5\x00mosquitto db"
+
+
+class StoreError(Exception):
+    """The persisted state cannot be read: the broker does not start rather than lose it."""
+
+
+def read_snapshot(path: str) -> str | None:
+    """The snapshot's text, or None when there is none yet."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    if data.startswith(_MOSQUITTO_DB):
+        raise StoreError(f"{path} is a Mosquitto database, which Roost cannot read: move it "
+                         "away, or name another persistence_file")
+    try:
+        text = data.decode("utf-8")
+        snapshot_from_json(text)
+    except (ValueError, KeyError, TypeError) as error:
+        raise StoreError(f"{path} is not a Roost broker snapshot ({error})") from None
+    return text
+
+
 def snapshot_from_json(text: str) -> Snapshot:
     data = _decode(json.loads(text))
     if data.get("format") != FORMAT_VERSION:
@@ -351,25 +378,21 @@ def snapshot_to_json(snap: Snapshot) -> str:
 
 
 class FileStore:
-    """One JSON file, NAME.json in `directory`, replaced atomically (temp file, fsync, rename)."""
+    """One JSON file in `directory`, replaced atomically (temp file, fsync, rename)."""
 
-    __slots__ = ("directory", "name", "path")
+    __slots__ = ("directory", "path")
 
-    def __init__(self, directory: str, name: str = "roost-broker") -> None:
+    def __init__(self, directory: str, filename: str = SNAPSHOT) -> None:
         self.directory = directory
-        self.name = name
-        self.path = os.path.join(directory, f"{name}.json")
+        self.path = os.path.join(directory, filename)
 
     def load(self) -> Snapshot:
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                return snapshot_from_json(f.read())
-        except FileNotFoundError:
-            return Snapshot()
+        text = read_snapshot(self.path)
+        return Snapshot() if text is None else snapshot_from_json(text)
 
     def save(self, snapshot: Snapshot) -> None:
         os.makedirs(self.directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.name}-", dir=self.directory)
+        fd, tmp = tempfile.mkstemp(prefix=".roost-broker-", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(snapshot_to_json(snapshot))

@@ -24,8 +24,14 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import close_old_connections
 
-from broker.engine.journal import NONE, SNAPSHOT, Journal, write_snapshot
-from broker.engine.store import Snapshot, StoredMessage, snapshot_from_json, snapshot_to_json
+from broker.engine.journal import NONE, Journal, write_snapshot
+from broker.engine.store import (
+    SNAPSHOT,
+    Snapshot,
+    StoredMessage,
+    snapshot_from_json,
+    snapshot_to_json,
+)
 
 from .models import BrokerState, RetainedMessage
 

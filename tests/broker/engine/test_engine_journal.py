@@ -7,7 +7,8 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from broker.engine.journal import SNAPSHOT, Journal, frame, read_records
+from broker.engine.journal import Journal, frame, read_records
+from broker.engine.store import SNAPSHOT
 from broker.mqtt import (
     Properties,
     Puback,

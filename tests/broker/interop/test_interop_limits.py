@@ -29,7 +29,7 @@ def test_the_server_keep_alive_caps_what_the_client_asked_for(start_broker, clie
 def test_an_empty_client_id_is_assigned_one_in_the_connack(shared_broker, client_factory):
     """[MQTT-3.2.2-16]"""
     c = client_factory(shared_broker.port, client_id="").connect()
-    assert c.connack[2].AssignedClientIdentifier.startswith("roost-")
+    assert c.connack[2].AssignedClientIdentifier.startswith("auto-")
 
 
 def test_a_client_exceeding_the_receive_maximum_gets_disconnect_0x93(start_broker, raw_factory):

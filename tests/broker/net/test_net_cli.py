@@ -18,6 +18,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_documents_every_option():
     out = run_cli("--help").stdout
     for option in ("--bind", "--anonymous", "--tls-cert", "--tls-key", "--tls-ca", "--persist",
+                   "--persist-file",
                    "--max-packet-size", "--max-queued-messages", "--max-queued-bytes",
                    "--max-inflight", "--max-keepalive", "--connect-timeout",
                    "--max-connections", "--sys-interval"):
@@ -83,3 +84,18 @@ def test_retained_messages_and_sessions_survive_a_restart_with_persist(start_bro
     fresh = client_factory(broker.port, version=version).connect()
     fresh.subscribe("p/retained", 1)
     assert fresh.expect(1)[0].payload == b"kept"
+
+
+@pytest.mark.parametrize("durability", ["ack", "none"])
+def test_a_snapshot_it_cannot_read_stops_the_start_instead_of_being_overwritten(tmp_path, durability):
+    mosquitto_db = b"\x00\xb5\x00mosquitto db\x00\x00\x00\x06"
+    (tmp_path / "mosquitto.db").write_bytes(mosquitto_db)
+    (tmp_path / "roost-broker.json").write_text("{not json")
+    for name, reason in (("mosquitto.db", "is a Mosquitto database"),
+                         ("roost-broker.json", "is not a Roost broker snapshot")):
+        result = run_cli("--bind", "127.0.0.1:0", "--anonymous", "--persist", str(tmp_path),
+                         "--persist-file", name, "--durability", durability)
+        assert result.returncode == 1
+        assert reason in result.stderr
+    assert (tmp_path / "mosquitto.db").read_bytes() == mosquitto_db
+    assert (tmp_path / "roost-broker.json").read_text() == "{not json"

@@ -178,7 +178,7 @@ def test_options_without_a_command_line_flag_become_settings():
 def test_persistence_file_names_roosts_files_in_the_persistence_location():
     result = translate("listener 1883\ncheck_retain_source true\npersistence true\n"
                        "persistence_location /var/lib/mosquitto/\npersistence_file m.db\n")
-    assert result.args[-4:] == ["--persist", "/var/lib/mosquitto", "--persist-name", "m"]
+    assert result.args[-4:] == ["--persist", "/var/lib/mosquitto", "--persist-file", "m.db"]
     # The publisher of a retained message is kept on disk: check_retain_source needs no warning.
     assert not result.ignored
 
@@ -186,8 +186,8 @@ def test_persistence_file_names_roosts_files_in_the_persistence_location():
 @pytest.mark.parametrize(("lines", "args"), [
     ("", ["--persist", "."]),
     ("persistence_location /data\n", ["--persist", "/data"]),
-    ("persistence_file state/edge.db\n", ["--persist", "state", "--persist-name", "edge"]),
-    ("persistence_file broker\n", ["--persist", ".", "--persist-name", "broker"]),
+    ("persistence_file state/edge.db\n", ["--persist", "state", "--persist-file", "edge.db"]),
+    ("persistence_file broker\n", ["--persist", ".", "--persist-file", "broker"]),
 ])
 def test_persistence_location_and_file_give_the_directory_and_the_base_name(lines, args):
     result = translate("listener 1883\npersistence true\n" + lines)

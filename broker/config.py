@@ -102,6 +102,11 @@ class BrokerConfig:
     topic_alias_maximum: int = 10
     max_topic_length: int = 65535
     max_topic_levels: int = 201
+    invalid_filter_disconnects: bool = True
+    """An invalid topic filter in SUBSCRIBE or UNSUBSCRIBE closes the connection as a
+    malformed packet (MQTT 5: DISCONNECT 0x81), as Mosquitto does; False answers SUBACK or
+    UNSUBACK 0x8F for that filter alone (the platform: a dashboard user's typing mistake
+    should not cost the connection)."""
     """Levels in a topic name or filter (Mosquitto's limit: 200 separators)."""
     max_retained: int = 1_000_000
     mount_levels: int = 0

@@ -13,10 +13,11 @@ The access defaults to readwrite. Everything not granted is denied, and `deny` b
 grant. A `%u` or `%c` value that is empty or holds `/`, `+`, `#` or NUL makes its pattern
 match nothing for that client: a substitution never adds a level or a wildcard.
 
-Decisions: PUBLISH needs a write grant matching the topic. SUBSCRIBE to a filter that only
-overlaps the read grants, or overlaps a deny, is granted with every delivery checked
-against the rules, the way Mosquitto checks read access when it delivers; a filter no read
-grant overlaps, or one a deny covers entirely, is refused.
+Decisions: PUBLISH needs a write grant matching the topic. SUBSCRIBE is always granted, as
+by Mosquitto, whose ACL files say nothing about subscribing: a filter inside the read grants
+and clear of every deny is delivered as is; any other is granted with every delivery checked
+against the rules (read access, checked when Mosquitto delivers), so a filter no read grant
+overlaps receives nothing.
 """
 
 from __future__ import annotations
@@ -151,10 +152,6 @@ class ClientRules:
         return allowed
 
     def subscription(self, topic_filter: str) -> Decision:
-        if any(contains(deny, topic_filter) for deny in self.deny):
-            return Decision.DENY
-        if not any(overlaps(grant, topic_filter) for grant in self.read):
-            return Decision.DENY
         if (any(contains(grant, topic_filter) for grant in self.read)
                 and not any(overlaps(deny, topic_filter) for deny in self.deny)):
             return Decision.ALLOW

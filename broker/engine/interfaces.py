@@ -94,15 +94,24 @@ def is_broker_topic(topic: str) -> bool:
     return topic.startswith(BROKER_TOPICS) and (len(topic) == 4 or topic[4] == "/")
 
 
+def is_bridge_state(topic: str) -> bool:
+    """`$SYS/broker/connection/+/state`, where a bridge tells its remote whether it is up:
+    the one `$SYS` topic Mosquitto lets clients publish to (ACLs still apply)."""
+    parts = topic.split("/")
+    return (len(parts) == 5 and parts[0] == "$SYS" and parts[1] == "broker"
+            and parts[2] == "connection" and parts[4] == "state")
+
+
 def authorize_publish(
     authorizer: Authorizer, principal: Principal, topic: str, qos: int, retain: bool
 ) -> Decision:
-    """A PUBLISH or will of a client: `$SYS` is refused whatever the authorizer says.
+    """A PUBLISH or will of a client: `$SYS` is refused whatever the authorizer says, bridge
+    state topics excepted.
 
     The engine calls this for every topic starting with "$" even when the authorizer is
     AllowAll, so the standalone broker refuses `$SYS` too.
     """
-    if topic[:1] == "$" and is_broker_topic(topic):
+    if topic[:1] == "$" and is_broker_topic(topic) and not is_bridge_state(topic):
         return Decision.DENY
     return authorizer.authorize(principal, Action.PUBLISH, topic, qos, retain)
 
@@ -115,7 +124,7 @@ def may_still_publish(authorizer: Authorizer, publisher: Principal, topic: str, 
     platform's re-derives its rights from the current identity and rules); otherwise its
     ordinary publish decision is asked.
     """
-    if topic[:1] == "$" and is_broker_topic(topic):
+    if topic[:1] == "$" and is_broker_topic(topic) and not is_bridge_state(topic):
         return False
     check = getattr(authorizer, "may_publish_retained", None)
     if check is not None:

@@ -94,6 +94,9 @@ def _send_new(conn: Connection, out: Outgoing) -> bool:
         if data is not None:
             broker.stats.drop(DROP_TOO_LARGE)  # Discarded as if delivered [MQTT-3.1.2-25].
         # else expired while queued [MQTT-3.3.2-5]
+        # Mosquitto numbers a message when it is queued for the client, so a dropped one
+        # still uses up its packet identifier; its clients and tests count on that.
+        session.next_packet_id()
         if out.jid and broker.journal is not None:
             durability.delivery_done(broker.journal, session, out)
         return False

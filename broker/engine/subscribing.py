@@ -14,8 +14,22 @@ from broker.mqtt.reason_codes import ReasonCode
 from broker.mqtt.topics import parse_shared, validate_topic_filter
 
 if TYPE_CHECKING:
+    from broker.config import BrokerConfig
     from broker.engine.connection import Connection
     from broker.engine.message import Message
+
+
+def _filter_problem(topic_filter: str, config: BrokerConfig) -> int:
+    """0 for a filter that may be subscribed, else the SUBACK/UNSUBACK reason code."""
+    try:
+        validate_topic_filter(topic_filter)
+        shared = parse_shared(topic_filter)
+    except ProtocolError as error:
+        return error.reason_code
+    inner = topic_filter if shared is None else shared[1]
+    if not check_topic_limits(inner, config.max_topic_length, config.max_topic_levels):
+        return ReasonCode.TOPIC_FILTER_INVALID
+    return 0
 
 
 def handle_subscribe(conn: Connection, packet: Subscribe) -> None:
@@ -31,21 +45,21 @@ def handle_subscribe(conn: Connection, packet: Subscribe) -> None:
         sub_id = props.subscription_identifiers[0]
     codes: list[int] = []
     retained: list[tuple[str, SubOptions]] = []
+    if config.invalid_filter_disconnects and any(
+            _filter_problem(sub.topic_filter, config) for sub in packet.subscriptions):
+        conn.disconnect(ReasonCode.MALFORMED_PACKET)  # before any of them takes effect
+        return
     for sub in packet.subscriptions:
         topic_filter = sub.topic_filter
-        try:
-            validate_topic_filter(topic_filter)
-            shared = parse_shared(topic_filter)
-        except ProtocolError as error:
-            codes.append(error.reason_code)
+        problem = _filter_problem(topic_filter, config)
+        if problem:
+            codes.append(problem)
             continue
+        shared = parse_shared(topic_filter)
         inner = topic_filter if shared is None else shared[1]
         if shared is not None and sub.no_local:
             conn.disconnect(ReasonCode.PROTOCOL_ERROR)  # [MQTT-3.8.3-4]
             return
-        if not check_topic_limits(inner, config.max_topic_length, config.max_topic_levels):
-            codes.append(ReasonCode.TOPIC_FILTER_INVALID)
-            continue
         filtered = False
         if not broker.allow_all:
             decision = broker.authorizer.authorize(
@@ -112,6 +126,11 @@ def handle_unsubscribe(conn: Connection, packet: Unsubscribe) -> None:
     assert session is not None
     codes: list[int] = []
     principal = conn.principal
+    config = broker.config
+    if config.invalid_filter_disconnects and any(
+            _filter_problem(topic_filter, config) for topic_filter in packet.topic_filters):
+        conn.disconnect(ReasonCode.MALFORMED_PACKET)
+        return
     for topic_filter in packet.topic_filters:
         try:
             validate_topic_filter(topic_filter)

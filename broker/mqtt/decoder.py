@@ -299,11 +299,24 @@ def _subscription_packet_id(data: bytes, pos: int, end: int, what: str) -> tuple
     return packet_id, pos + 2
 
 
+def _subscription_properties(
+    data: bytes, pos: int, end: int, ptype: int, limits: DecoderLimits
+) -> tuple[Properties | None, int]:
+    """A SUBSCRIBE's or UNSUBSCRIBE's properties; every fault in them is a malformed packet
+    (DISCONNECT 0x81), as Mosquitto reports it, a protocol error included."""
+    try:
+        return decode_properties(data, pos, end, ptype, limits)
+    except ProtocolError as error:
+        if error.reason_code != ReasonCode.PROTOCOL_ERROR:
+            raise
+        raise malformed(error.message) from None
+
+
 def _decode_subscribe(data: bytes, pos: int, end: int, level: int, limits: DecoderLimits) -> Subscribe:
     packet_id, pos = _subscription_packet_id(data, pos, end, "SUBSCRIBE")
     props = None
     if level >= 5:
-        props, pos = decode_properties(data, pos, end, _T.SUBSCRIBE, limits)
+        props, pos = _subscription_properties(data, pos, end, _T.SUBSCRIBE, limits)
     subscriptions: list[Subscription] = []
     cap = limits.max_subscriptions
     while pos < end:
@@ -321,11 +334,13 @@ def _decode_subscribe(data: bytes, pos: int, end: int, level: int, limits: Decod
         else:
             if options & 0xC0:
                 raise malformed("subscription reserved bits set")  # [MQTT-3.8.3-5]
+            # QoS 3 and retain handling 3 are protocol errors in section 3.8.3.1; Mosquitto
+            # calls them malformed, as it does every fault of a SUBSCRIBE.
             if qos == 3:
-                raise protocol_error("subscription with maximum QoS 3")  # section 3.8.3.1
+                raise malformed("subscription with maximum QoS 3")
             retain_handling = (options >> 4) & 0x03
             if retain_handling == 3:
-                raise protocol_error("retain handling 3")
+                raise malformed("retain handling 3")
             no_local = bool(options & 0x04)
             if no_local and topic_filter.startswith(SHARE_PREFIX):
                 raise protocol_error("no local on a shared subscription")  # [MQTT-3.8.3-4]
@@ -336,7 +351,7 @@ def _decode_subscribe(data: bytes, pos: int, end: int, level: int, limits: Decod
             raise ProtocolError(ReasonCode.QUOTA_EXCEEDED, "too many subscriptions in SUBSCRIBE")
     if not subscriptions:
         # [MQTT-3.8.3-2] (3.1.1: [MQTT-3.8.3-3])
-        raise protocol_error("SUBSCRIBE without subscriptions")
+        raise malformed("SUBSCRIBE without subscriptions")
     return Subscribe(packet_id, subscriptions, props)
 
 
@@ -346,7 +361,7 @@ def _decode_unsubscribe(
     packet_id, pos = _subscription_packet_id(data, pos, end, "UNSUBSCRIBE")
     props = None
     if level >= 5:
-        props, pos = decode_properties(data, pos, end, _T.UNSUBSCRIBE, limits)
+        props, pos = _subscription_properties(data, pos, end, _T.UNSUBSCRIBE, limits)
     filters: list[str] = []
     cap = limits.max_subscriptions
     while pos < end:
@@ -355,7 +370,7 @@ def _decode_unsubscribe(
         if len(filters) > cap:
             raise ProtocolError(ReasonCode.QUOTA_EXCEEDED, "too many filters in UNSUBSCRIBE")
     if not filters:
-        raise protocol_error("UNSUBSCRIBE without topic filters")  # [MQTT-3.10.3-2]
+        raise malformed("UNSUBSCRIBE without topic filters")  # [MQTT-3.10.3-2]
     return Unsubscribe(packet_id, filters, props)
 
 

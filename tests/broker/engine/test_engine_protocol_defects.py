@@ -165,6 +165,24 @@ def test_publishing_to_sys_is_refused():
     assert not pub.link.closed
 
 
+def test_a_bridge_may_publish_its_state_under_sys_as_into_mosquitto():
+    # A Roost or Mosquitto bridge tells its remote "1"/"0" there (notifications true).
+    broker, _ = make_broker()
+    sub = connected(broker, "s")
+    sub.send(Subscribe(1, [Subscription("$SYS/broker/connection/+/state", 1)]))
+    sub.received()
+    pub = connected(broker, "edge.bridge")
+    pub.send(Publish("$SYS/broker/connection/edge.bridge/state", b"1", 1, retain=True, packet_id=1))
+    pub.send(Publish("$SYS/broker/connection/edge/state/x", b"1", 1, packet_id=2))
+    pub.send(Publish("$SYS/broker/connections/edge/state", b"1", 1, packet_id=3))
+    assert pub.received() == [Puback(1), Puback(2, ReasonCode.NOT_AUTHORIZED),
+                              Puback(3, ReasonCode.NOT_AUTHORIZED)]
+    assert [m.payload for m in publishes(sub.received())] == [b"1"]
+    late = connected(broker, "late")
+    late.send(Subscribe(1, [Subscription("$SYS/broker/connection/#", 1)]))
+    assert [m.retain for m in publishes(late.received())] == [True]
+
+
 def test_publishing_to_another_dollar_topic_is_allowed():
     broker, _ = make_broker()
     sub = connected(broker, "s")
@@ -203,7 +221,11 @@ def test_a_message_too_large_for_one_subscriber_is_dropped_for_it_alone_and_deli
     pub = connected(broker, "p")
     pub.send(Publish("t/x", b"a" * 100, 1, packet_id=1))
     pub.send(Publish("t/x", b"fits", 1, packet_id=2))
-    assert [m.payload for m in publishes(small.received())] == [b"fits"]
+    delivered = publishes(small.received())
+    assert [m.payload for m in delivered] == [b"fits"]
+    # The dropped one used up packet id 1, as in Mosquitto, which numbers a message when it
+    # is queued for the client.
+    assert delivered[0].packet_id == 2
     assert [m.payload for m in publishes(big.received())] == [b"a" * 100, b"fits"]
     assert not small.link.closed
 

@@ -14,6 +14,8 @@ from broker.mqtt import (
     Suback,
     Subscribe,
     Subscription,
+    Unsuback,
+    Unsubscribe,
     Will,
     encode,
 )
@@ -30,6 +32,29 @@ def subscribe(peer, *subs, properties=None):
     assert isinstance(packets[0], Suback)
     peer.pending = packets[1:]
     return packets[0].reason_codes
+
+
+def test_an_invalid_filter_closes_the_connection_before_any_filter_of_the_packet_takes_effect():
+    broker, _ = make_broker()
+    peer = connected(broker, "s", clean_start=False, properties=Properties(session_expiry_interval=60))
+    peer.send(Subscribe(1, [Subscription("ok/+", 1), Subscription("a/#/b", 0)]))
+    assert peer.received() == [Disconnect(0x81)] and peer.link.closed
+    session = broker.sessions[("", "s")]
+    assert not session.subscriptions
+    for level in (4, 5):
+        peer = connected(broker, f"u{level}", level)
+        peer.send(Unsubscribe(2, ["ok/+", "a" + "/a" * 201]))  # past the 200-separator limit
+        assert peer.received() == ([Disconnect(0x81)] if level == 5 else []) and peer.link.closed
+
+
+def test_the_platform_refuses_an_invalid_filter_alone_and_keeps_the_connection():
+    broker, _ = make_broker(invalid_filter_disconnects=False)
+    peer = connected(broker, "s")
+    assert subscribe(peer, Subscription("a/#/b", 0), Subscription("ok/+", 1),
+                     Subscription("a" + "/a" * 201)) == [0x8F, 1, 0x8F]
+    peer.send(Unsubscribe(2, ["#/x", "ok/+"]))
+    assert peer.received() == [Unsuback(2, [0x8F, 0])]
+    assert not peer.link.closed
 
 
 def test_a_retained_message_is_delivered_on_subscribe_with_retain_set():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from broker.mqtt import (
     Connack,
     Disconnect,
@@ -144,6 +146,22 @@ def test_a_resent_qos2_message_is_not_delivered_twice():
     assert isinstance(pub.received()[0], Pubcomp)
     pub.send(Publish("x", b"again", 2, packet_id=9))
     assert len(publishes(sub.received())) == 1
+
+
+@pytest.mark.parametrize("level", [4, 5])
+def test_a_pubrel_resent_after_a_lost_pubcomp_is_completed_again(level):
+    # MQTT 5 offers 0x92 "packet identifier not found"; Mosquitto answers a plain PUBCOMP to
+    # what is ordinary recovery, and so does Roost.
+    broker, _ = make_broker()
+    props = Properties(session_expiry_interval=60) if level == 5 else None
+    pub = connected(broker, "p", level, clean_start=False, properties=props)
+    pub.send(Publish("x", b"once", 2, packet_id=4))
+    pub.send(Pubrel(4))
+    assert pub.received()[-1] == Pubcomp(4)
+    pub.lose()
+    again = connected(broker, "p", level, clean_start=False, properties=props)
+    again.send(Pubrel(4))
+    assert again.received() == [Pubcomp(4)]
 
 
 def test_outgoing_qos1_respects_the_client_receive_maximum_and_queues_the_rest():

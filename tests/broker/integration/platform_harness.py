@@ -416,12 +416,21 @@ def refusal(port: int, ca: str, cert: str, key: str, client_id: str, level: int 
 
 
 def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05) -> Any:
-    """Poll `check` until it returns something truthy; fails with the last value otherwise."""
+    """Poll `check` until it returns something truthy; fails with the last value otherwise.
+
+    A refused TLS handshake or connection counts as "not yet": a change reaches the broker's
+    TLS context a moment after the API call that made it."""
     deadline = time.monotonic() + timeout
-    value = check()
-    while not value:
+    while True:
+        try:
+            value = check()
+        except (ssl.SSLError, ConnectionError) as error:
+            value = None
+            last: object = error
+        else:
+            last = value
+        if value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s; last value {value!r}")
+            raise AssertionError(f"not within {timeout}s; last value {last!r}")
         time.sleep(interval)
-        value = check()
-    return value

@@ -116,7 +116,7 @@ def test_it_decodes_an_mqtt_3_1_connect() -> None:
 
 
 def test_it_leaves_wildcard_placement_in_subscribe_to_validate_topic_filter() -> None:
-    # The engine answers SUBACK 0x8F for this one filter instead of dropping the client.
+    # The engine judges filters: Mosquitto-like, it closes the connection; the platform answers 0x8F.
     subscribe = Subscribe(1, [Subscription("a/#/b", 0), Subscription("ok/+", 1)])
     assert connected_decoder(5).feed(encode(subscribe, 5)) == [subscribe]
 

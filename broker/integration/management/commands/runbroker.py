@@ -140,6 +140,7 @@ class Command(BaseCommand):
             max_packet_size=1 << 20,
             max_inflight=100,
             advertise_defaults=True,
+            invalid_filter_disconnects=False,
         )
         code = asyncio.run(serve(config, options["metrics_port"]))
         if code:

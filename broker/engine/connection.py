@@ -35,7 +35,6 @@ from broker.mqtt.packets import (
     Disconnect,
     Packet,
     Puback,
-    Pubcomp,
     Publish,
     Pubrec,
     Pubrel,

@@ -145,9 +145,8 @@ class Admin:
         strip = len(session.mountpoint)
 
         def unreadable(out: Outgoing) -> bool:
-            return broker.authorizer.authorize(
-                session.principal, Action.SUBSCRIBE, out.message.topic[strip:], out.qos, False,
-            ) is Decision.DENY
+            return not broker.authorizer.allow_delivery(
+                session.principal, out.message.topic[strip:], out.qos)
 
         journal = broker.journal
         for out in queue.discard(unreadable):

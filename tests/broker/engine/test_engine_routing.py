@@ -430,7 +430,7 @@ class Switchable:
         return Decision.DENY if topic.split("/")[0] in self.denied else Decision.ALLOW
 
     def allow_delivery(self, principal, topic, qos):
-        return True
+        return topic.split("/")[0] not in self.denied
 
     def granted_qos(self, principal, topic_filter, qos):
         return qos

@@ -35,7 +35,7 @@ class Session:
 
     __slots__ = (
         "client_id", "mountpoint", "principal", "conn", "subscriptions", "expiry_interval",
-        "protocol_level", "inflight", "queue", "qos2_in", "_next_pid", "will",
+        "protocol_level", "inflight", "queue", "qos2_in", "pid_cursor", "will",
         "will_handle", "expiry_handle", "disconnected_at", "durable", "__weakref__",
     )
 
@@ -50,7 +50,7 @@ class Session:
         self.inflight: dict[int, Outgoing] | None = None
         self.queue: MessageQueue | None = None
         self.qos2_in: set[int] | None = None
-        self._next_pid = 1
+        self.pid_cursor = 1
         self.will: Will | None = None
         self.will_handle: Any = None
         self.expiry_handle: Any = None
@@ -81,7 +81,7 @@ class Session:
         Ids follow Mosquitto's sequence, which numbers a QoS 1/2 message when it is queued:
         one discarded from the queue unsent used up its number."""
         inflight = self.inflight
-        pid = self._next_pid
+        pid = self.pid_cursor
         queue = self.queue
         if queue is not None and queue.skipped:
             pid = (pid - 1 + queue.skipped) % 0xFFFF + 1
@@ -90,7 +90,7 @@ class Session:
             # The caller keeps fewer than 65535 in flight, so this loop ends.
             while pid in inflight:
                 pid = pid + 1 if pid < 0xFFFF else 1
-        self._next_pid = pid + 1 if pid < 0xFFFF else 1
+        self.pid_cursor = pid + 1 if pid < 0xFFFF else 1
         return pid
 
     def enqueue(self, item: Outgoing, max_count: int, max_bytes: int) -> bool:

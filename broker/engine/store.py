@@ -100,6 +100,8 @@ class StoredSession:
     qos2_received: list[int] = field(default_factory=list)
     attributes: dict[str, Any] = field(default_factory=dict)
     will: StoredWill | None = None
+    next_packet_id: int = 1
+    """Where the session's packet ids go on after a restart, as in Mosquitto."""
 
 
 @dataclass(slots=True)
@@ -179,6 +181,7 @@ def snapshot(broker: Broker) -> Snapshot:
             stored.queued = [_store_delivery(o, mono_now, wall_now) for o in session.queue]
         if session.qos2_in:
             stored.qos2_received = sorted(session.qos2_in)
+        stored.next_packet_id = session.pid_cursor
         # Plain values only: caches and other live objects are rebuilt on demand.
         stored.attributes = principal_record(session.principal)[2]
         will = session.will
@@ -223,6 +226,7 @@ def restore(broker: Broker, snap: Snapshot) -> None:
                 continue
         session.expiry_interval = stored.expiry_interval
         session.protocol_level = stored.protocol_level
+        session.pid_cursor = stored.next_packet_id
         session.disconnected_at = mono_now - (wall_now - stored.disconnected_at)
         broker.sessions[session.key] = session
         session.durable = True
@@ -362,6 +366,7 @@ def snapshot_from_json(text: str) -> Snapshot:
             list(raw["qos2_received"]),
             dict(raw.get("attributes") or {}),
             _will(raw["will"]) if raw.get("will") else None,
+            int(raw.get("next_packet_id", 1)),
         ))
     return snap
 

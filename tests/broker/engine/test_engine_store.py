@@ -7,7 +7,7 @@ import os
 
 from broker.engine.interfaces import Principal
 from broker.engine.store import FileStore, snapshot
-from broker.mqtt import Properties, Publish, Subscribe, Subscription, Will
+from broker.mqtt import Properties, Puback, Publish, Subscribe, Subscription, Will
 from tests.broker.engine.engine_pairs import Peer, connected, make_broker
 
 
@@ -46,6 +46,23 @@ def test_a_file_store_round_trip_keeps_queued_and_inflight_messages_with_their_p
     assert (queued.payload, queued.qos) == (b"queued", 2)
     assert retained.payload == b"retained"
     assert again.retained.get("x/keep").payload == b"retained"
+
+
+def test_a_sessions_packet_ids_go_on_after_a_restart(tmp_path):
+    """As in Mosquitto, which keeps each client's last packet id in its database."""
+    broker, clock = make_broker(store=FileStore(str(tmp_path)))
+    sub = persistent_subscriber(broker, qos=1)
+    pub = connected(broker, "p")
+    pub.send(Publish("x/1", b"1", 1, packet_id=1))
+    [first] = [p for p in sub.received() if isinstance(p, Publish)]
+    sub.send(Puback(first.packet_id))
+    broker.stop()
+    again, _ = make_broker(clock=clock, store=FileStore(str(tmp_path)))
+    peer = Peer(again)
+    peer.connect("s", clean_start=False, properties=Properties(session_expiry_interval=600))
+    connected(again, "p").send(Publish("x/2", b"2", 1, packet_id=1))
+    [second] = [p for p in peer.received() if isinstance(p, Publish)]
+    assert (first.packet_id, second.packet_id) == (1, 2)
 
 
 def test_qos2_receiver_state_survives_a_restart(tmp_path):

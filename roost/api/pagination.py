@@ -19,6 +19,7 @@ from decimal import Decimal
 from functools import reduce
 from operator import or_
 from typing import Any
+from uuid import UUID
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db.models import Model, Q, QuerySet
@@ -42,7 +43,7 @@ def _plain(value: Any) -> Any:
     """A cursor value as JSON can carry it."""
     if isinstance(value, datetime | date):
         return value.isoformat()
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal | UUID):
         return str(value)
     return value
 

@@ -187,6 +187,18 @@ def test_jobs_are_readable_by_every_role(acme: Any, make_api_key: Any, api: Any,
     assert client.get(f"{JOBS}{job.pk}/").status_code == status
 
 
+def test_jobs_page_by_their_uuid_keys_and_every_job_comes_once(acme: Any, operator: Any) -> None:
+    submitted = {str(submit_import(acme, FLEET).pk) for _ in range(5)}
+    seen: list[str] = []
+    url: str | None = f"{JOBS}?limit=2"
+    while url:
+        page = operator.get(url)
+        assert page.status_code == 200, page.content[:300]
+        seen += [item["id"] for item in page.json()["results"]]
+        url = page.json()["next"]
+    assert sorted(seen) == sorted(submitted)
+
+
 def test_jobs_of_another_tenant_are_not_found(acme: Any, globex: Any, make_api_key: Any, api: Any) -> None:
     theirs = submit_import(globex, FLEET)
     mine = api(make_api_key(acme, "admin"))

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from broker.mqtt.encoder import encode_publish
 from broker.mqtt.packets import PacketType
-from broker.mqtt.properties import Properties, encode_properties
+from broker.mqtt.properties import Properties, encode_properties, encode_property_list
+from broker.mqtt.wire import encode_varint
 
 if TYPE_CHECKING:
     from broker.engine.session import Session
@@ -26,7 +27,7 @@ class Message:
     """
 
     __slots__ = ("topic", "payload", "qos", "retain", "properties", "expiry_at", "origin",
-                 "_forms", "_topic_bytes")
+                 "_forms", "_topic_bytes", "_forwarded")
 
     def __init__(
         self,
@@ -47,6 +48,7 @@ class Message:
         self.origin = origin
         self._forms: dict[int | FormKey, bytes] | None = None
         self._topic_bytes: bytes | None = None
+        self._forwarded: bytes | None = None
 
     def remaining(self, now: float) -> int:
         """Whole seconds left before expiry, -1 when it never expires, 0 when expired."""
@@ -67,23 +69,28 @@ class Message:
     def outgoing_properties(
         self, sub_ids: tuple[int, ...], remaining: int, topic_alias: int | None = None
     ) -> bytes:
-        """The MQTT 5 property section for one outgoing form."""
+        """The MQTT 5 property section for one outgoing form.
+
+        In Mosquitto's order: what is per subscriber, the publisher's properties in the
+        order they came, then the expiry left.
+        """
         src = self.properties
         if src is None and not sub_ids and remaining < 0:
             # The common MQTT 5 forms: no properties, or a topic alias alone.
             return b"" if topic_alias is None else _alias_only(topic_alias)
-        props = Properties(
-            subscription_identifiers=list(sub_ids) if sub_ids else None,
-            message_expiry_interval=remaining if remaining > 0 else None,
-            topic_alias=topic_alias,
-        )
+        parts: list[bytes] = []
+        if sub_ids or topic_alias is not None:
+            parts.append(encode_property_list(
+                Properties(subscription_identifiers=list(sub_ids) or None, topic_alias=topic_alias), _PUBLISH))
         if src is not None:
-            props.payload_format_indicator = src.payload_format_indicator
-            props.content_type = src.content_type
-            props.response_topic = src.response_topic
-            props.correlation_data = src.correlation_data
-            props.user_properties = src.user_properties
-        return encode_properties(props, _PUBLISH)
+            forwarded = self._forwarded
+            if forwarded is None:
+                forwarded = self._forwarded = encode_property_list(src, _PUBLISH)
+            parts.append(forwarded)
+        if remaining > 0:
+            parts.append(encode_property_list(Properties(message_expiry_interval=remaining), _PUBLISH))
+        body = b"".join(parts)
+        return encode_varint(len(body)) + body
 
     def topic_bytes(self) -> bytes:
         tb = self._topic_bytes
@@ -170,5 +177,6 @@ def message_from_properties(
                 response_topic=props.response_topic,
                 correlation_data=props.correlation_data,
                 user_properties=props.user_properties,
+                order=props.order,
             )
     return Message(topic, payload, qos, retain, fwd, expiry_at, origin)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 _FORWARDED = ("payload_format_indicator", "content_type", "response_topic",
-              "correlation_data", "user_properties")
+              "correlation_data", "user_properties", "order")
 _WILL_PROPERTIES = (*_FORWARDED, "message_expiry_interval", "will_delay_interval")
 _PLAIN = (str, int, float, bool)
 

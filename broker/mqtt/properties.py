@@ -43,9 +43,14 @@ class Properties:
     `subscription_identifiers` and `user_properties` are lists because those two may
     repeat. Packets without properties carry `properties=None` rather than an empty
     instance, so the common case allocates nothing.
+
+    `order` is the identifiers in the order they arrived (one entry per user property and
+    subscription identifier), kept only when it is not identifier order: a forwarded
+    message then carries its properties in the publisher's order, as Mosquitto forwards
+    them. It takes no part in equality: the order carries no meaning in MQTT.
     """
 
-    __slots__ = _FIELDS
+    __slots__ = (*_FIELDS, "order")
 
     def __init__(
         self,
@@ -77,6 +82,7 @@ class Properties:
         wildcard_subscription_available: int | None = None,
         subscription_identifier_available: int | None = None,
         shared_subscription_available: int | None = None,
+        order: tuple[int, ...] | list[int] | None = None,
     ) -> None:
         self.payload_format_indicator = payload_format_indicator
         self.message_expiry_interval = message_expiry_interval
@@ -105,6 +111,7 @@ class Properties:
         self.wildcard_subscription_available = wildcard_subscription_available
         self.subscription_identifier_available = subscription_identifier_available
         self.shared_subscription_available = shared_subscription_available
+        self.order: tuple[int, ...] | None = None if order is None else tuple(order)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not Properties:
@@ -215,6 +222,8 @@ _CONNACK_ENCODE = tuple(
            key=lambda e: _CONNACK_ORDER.index(e[0]))
 )
 
+_BY_ID: dict[int, tuple[str, int, int]] = {pid: (name, kind, mask) for pid, name, kind, mask in _ENCODE}
+
 PROPERTY_IDS: dict[str, int] = {name: pid for pid, (name, *_) in _TABLE.items()}
 """Attribute name -> MQTT property identifier, for error messages and tests."""
 
@@ -242,6 +251,8 @@ def decode_properties(
         raise malformed("property length runs past the packet")
     props = Properties()
     seen = 0
+    last = 0
+    order: list[int] | None = None
     count = 0
     user_count = 0
     user_bytes = 0
@@ -255,6 +266,9 @@ def decode_properties(
         name, kind, mask, nonzero, bit = spec
         if not mask & type_bit:
             raise malformed(f"property {name} is not allowed on {PacketType(packet_type).name}")
+        if pid < last and order is None:
+            order = _arrival_so_far(props)  # until now it was identifier order
+        last = pid
         pos += 1
         count += 1
         if count > limits.max_properties:
@@ -294,6 +308,8 @@ def decode_properties(
                 pos += 1
             user_count += run
             count += run - 1
+            if order is not None:
+                order.extend([0x26] * run)
             if count > limits.max_properties:
                 raise ProtocolError(ReasonCode.QUOTA_EXCEEDED, "too many properties")
             if user_count > limits.max_user_properties:
@@ -332,6 +348,8 @@ def decode_properties(
                 props.subscription_identifiers.append(value)
             else:
                 raise protocol_error("subscription identifier included more than once")
+            if order is not None:
+                order.append(0x0B)
             continue
         if seen & bit:
             raise protocol_error(f"property {name} included more than once")
@@ -339,7 +357,21 @@ def decode_properties(
         if nonzero and value == 0:
             raise protocol_error(f"property {name} must not be 0")
         setattr(props, name, value)
+        if order is not None:
+            order.append(pid)
+    if order is not None:
+        props.order = tuple(order)
     return props, pos
+
+
+def _arrival_so_far(props: Properties) -> list[int]:
+    """The identifiers decoded so far, all of which came in identifier order."""
+    order: list[int] = []
+    for pid, name, kind, _ in _ENCODE:
+        value = getattr(props, name)
+        if value is not None:
+            order.extend([pid] * (len(value) if kind in (_PAIR, _VARINT) else 1))
+    return order
 
 
 def encode_properties(props: Properties | None, packet_type: int) -> bytes:
@@ -350,8 +382,20 @@ def encode_properties(props: Properties | None, packet_type: int) -> bytes:
     """
     if props is None:
         return b"\x00"
+    body = encode_property_list(props, packet_type)
+    return encode_varint(len(body)) + body
+
+
+def encode_property_list(props: Properties, packet_type: int) -> bytes:
+    """The properties alone, without the section's length: parts a caller may join.
+
+    In `props.order` when it is set (properties it does not name follow in identifier
+    order); otherwise in identifier order, or Mosquitto's order for a CONNACK.
+    """
     out: list[bytes] = []
     type_bit = 1 << packet_type
+    if props.order is not None and packet_type != _T.CONNACK:
+        return _encode_in_order(props, props.order, type_bit)
     for pid, name, kind, mask in _CONNACK_ENCODE if packet_type == _T.CONNACK else _ENCODE:
         value = getattr(props, name)
         if value is None:
@@ -364,15 +408,65 @@ def encode_properties(props: Properties | None, packet_type: int) -> bytes:
         elif kind == _VARINT:
             for sub_id in value:
                 out.append(b"\x0b" + encode_varint(sub_id))
-        elif kind == _BYTE:
-            out.append(bytes((pid, value)))
-        elif kind == _U16:
-            out.append(bytes((pid,)) + pack_u16(value))
-        elif kind == _U32:
-            out.append(bytes((pid,)) + pack_u32(value))
-        elif kind == _UTF8:
-            out.append(bytes((pid,)) + encode_utf8(value))
         else:
-            out.append(bytes((pid,)) + encode_binary(value))
-    body = b"".join(out)
-    return encode_varint(len(body)) + body
+            out.append(_encode_one(pid, kind, value))
+    return b"".join(out)
+
+
+def _encode_one(pid: int, kind: int, value: Any) -> bytes:
+    if kind == _BYTE:
+        return bytes((pid, value))
+    if kind == _U16:
+        return bytes((pid,)) + pack_u16(value)
+    if kind == _U32:
+        return bytes((pid,)) + pack_u32(value)
+    if kind == _UTF8:
+        return bytes((pid,)) + encode_utf8(value)
+    return bytes((pid,)) + encode_binary(value)
+
+
+def _encode_in_order(props: Properties, order: tuple[int, ...], type_bit: int) -> bytes:
+    out: list[bytes] = []
+    pairs = iter(props.user_properties or ())
+    sub_ids = iter(props.subscription_identifiers or ())
+    written = set()
+    for pid in order:
+        spec = _BY_ID.get(pid)
+        if spec is None:
+            continue
+        name, kind, mask = spec
+        if kind == _PAIR:
+            pair = next(pairs, None)
+            if pair is None:
+                continue
+            encoded = b"\x26" + encode_utf8(pair[0]) + encode_utf8(pair[1])
+        elif kind == _VARINT:
+            sub_id = next(sub_ids, None)
+            if sub_id is None:
+                continue
+            encoded = b"\x0b" + encode_varint(sub_id)
+        else:
+            value = getattr(props, name)
+            if value is None or pid in written:
+                continue
+            written.add(pid)
+            encoded = _encode_one(pid, kind, value)
+        if not mask & type_bit:
+            raise ValueError(f"property {name} is not allowed on this packet type")
+        out.append(encoded)
+    # Whatever the order does not name (set after decoding) follows in identifier order.
+    for pid, name, kind, mask in _ENCODE:
+        if pid in written:
+            continue
+        rest: list[Any]
+        if kind == _PAIR:
+            rest = [b"\x26" + encode_utf8(key) + encode_utf8(val) for key, val in pairs]
+        elif kind == _VARINT:
+            rest = [b"\x0b" + encode_varint(sub_id) for sub_id in sub_ids]
+        else:
+            value = getattr(props, name)
+            rest = [] if value is None else [_encode_one(pid, kind, value)]
+        if rest and not mask & type_bit:
+            raise ValueError(f"property {name} is not allowed on this packet type")
+        out.extend(rest)
+    return b"".join(out)

@@ -146,6 +146,32 @@ def test_mqtt5_message_properties_are_forwarded_unchanged():
         1, "text/plain", "resp/1", b"\x01\x02", [("k", "v"), ("k", "w")])
 
 
+def test_a_will_goes_out_with_its_properties_in_the_order_they_came_less_the_delay():
+    """As Mosquitto forwards them (its test 07-will-properties); the order has no meaning."""
+    broker, _ = make_broker()
+    watcher = connected(broker, "w")
+    subscribe(watcher, Subscription("wills/#"))
+    came = Properties(user_properties=[("key1", "value1"), ("key2", "value2")], response_topic="response/topic",
+                      correlation_data=b"data", will_delay_interval=0, payload_format_indicator=1,
+                      content_type="application/test", order=(0x26, 0x08, 0x09, 0x18, 0x01, 0x03, 0x26))
+    connected(broker, "d", will=Will("wills/d", b"gone", 0, properties=came)).lose()
+    data = bytes(watcher.link.written)
+    sent = (b"\x26\x00\x04key1\x00\x06value1" b"\x08\x00\x0eresponse/topic" b"\x09\x00\x04data" b"\x01\x01"
+            b"\x03\x00\x10application/test" b"\x26\x00\x04key2\x00\x06value2")
+    assert data.endswith(bytes([len(sent)]) + sent + b"gone"), data
+
+
+def test_a_forwarded_publish_has_subscription_ids_first_and_the_expiry_last_as_in_mosquitto():
+    broker, _ = make_broker()
+    sub = connected(broker, "s")
+    subscribe(sub, Subscription("req"), properties=Properties(subscription_identifiers=[7]))
+    props = Properties(message_expiry_interval=60, content_type="t", user_properties=[("k", "v")])
+    connected(broker, "p").send(Publish("req", b"x", properties=props))
+    data = bytes(sub.link.written)
+    sent = b"\x0b\x07" b"\x03\x00\x01t" b"\x26\x00\x01k\x00\x01v" b"\x02\x00\x00\x00\x3c"
+    assert data.endswith(bytes([len(sent)]) + sent + b"x"), data
+
+
 def test_an_incoming_topic_alias_stands_for_the_topic_it_was_set_with():
     """[MQTT-3.3.2-12]"""
     broker, _ = make_broker()

@@ -25,7 +25,8 @@ def test_a_file_store_round_trip_keeps_queued_and_inflight_messages_with_their_p
     sub = persistent_subscriber(broker)
     pub = connected(broker, "p")
     props = Properties(content_type="text/plain", correlation_data=b"\x00\xff",
-                       user_properties=[("k", "v")], message_expiry_interval=3600)
+                       user_properties=[("k", "v")], message_expiry_interval=3600,
+                       order=(0x26, 0x09, 0x03, 0x02))
     pub.send(Publish("x/1", b"in flight", 1, packet_id=1, properties=props))
     [inflight] = [p for p in sub.received() if isinstance(p, Publish)]
     sub.lose()
@@ -43,6 +44,7 @@ def test_a_file_store_round_trip_keeps_queued_and_inflight_messages_with_their_p
     assert resent.properties.correlation_data == b"\x00\xff"
     assert resent.properties.user_properties == [("k", "v")]
     assert resent.properties.subscription_identifiers == [7]
+    assert resent.properties.order == (0x0B, 0x26, 0x09, 0x03, 0x02)  # the publisher's order kept
     assert (queued.payload, queued.qos) == (b"queued", 2)
     assert retained.payload == b"retained"
     assert again.retained.get("x/keep").payload == b"retained"

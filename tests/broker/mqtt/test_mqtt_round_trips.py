@@ -12,15 +12,20 @@ from hypothesis import strategies as st
 from broker.mqtt import (
     Connack,
     Packet,
+    PacketType,
     Pingreq,
     Pingresp,
+    Properties,
     Puback,
     Pubcomp,
     Pubrec,
     Pubrel,
     StreamDecoder,
     encode,
+    encode_properties,
 )
+from broker.mqtt.properties import decode_properties
+from broker.mqtt.wire import encode_varint
 from tests.broker.mqtt import mqtt_strategies as s
 from tests.broker.mqtt.mqtt_helpers import connected_decoder, decoder_for
 
@@ -95,3 +100,33 @@ def test_a_client_side_decoder_reads_a_3_1_1_server_stream_in_one_feed(
     decoder = StreamDecoder(server_side=False, protocol_level=4)
     wire = encode(Connack(), 4) + b"".join(encode(p, 4) for p in packets)
     assert decoder.feed(wire) == [Connack(), *packets]
+
+
+# One encoded PUBLISH property each; user properties and subscription identifiers repeat.
+_PUBLISH_PROPERTIES = [
+    b"\x01\x01", b"\x02\x00\x00\x00\x3c", b"\x03\x00\x04text", b"\x08\x00\x05reply",
+    b"\x09\x00\x02\x01\x02", b"\x0b\x07", b"\x0b\x09", b"\x23\x00\x02",
+    b"\x26\x00\x02k1\x00\x01a", b"\x26\x00\x02k2\x00\x01b", b"\x26\x00\x02k3\x00\x01c",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(chosen=st.permutations(_PUBLISH_PROPERTIES).flatmap(
+    lambda items: st.integers(1, len(items)).map(lambda n: items[:n])))
+def test_properties_are_encoded_again_in_the_order_they_came(chosen: list[bytes]) -> None:
+    body = b"".join(chosen)
+    section = encode_varint(len(body)) + body
+    props, end = decode_properties(section, 0, len(section), PacketType.PUBLISH)
+    assert end == len(section) and props is not None
+    assert encode_properties(props, PacketType.PUBLISH) == section
+    in_identifier_order = [item[0] for item in chosen] == sorted(item[0] for item in chosen)
+    assert (props.order is None) == in_identifier_order  # nothing kept when nothing is to keep
+
+
+def test_properties_set_after_decoding_follow_those_that_came_and_removed_ones_are_left_out() -> None:
+    props = Properties(response_topic="r", payload_format_indicator=1, user_properties=[("k", "v")],
+                       order=(0x26, 0x08, 0x18, 0x01))
+    props.content_type = "c"
+    props.user_properties = [("k", "v"), ("k2", "w")]
+    assert encode_properties(props, PacketType.PUBLISH) == (
+        b"\x19" b"\x26\x00\x01k\x00\x01v" b"\x08\x00\x01r" b"\x01\x01" b"\x03\x00\x01c" b"\x26\x00\x02k2\x00\x01w")

@@ -396,13 +396,14 @@ class Connection:
         packet_id = packet.packet_id or 0
         limit = config.message_size_limit
         if limit and len(packet.payload) > limit:
-            # Mosquitto's message_size_limit: dropped, the connection stays. Mosquitto
-            # answers 0x95, which PUBACK and PUBREC may not carry [MQTT-3.4.2-1]; 0x97 is
-            # the code for a limit the server imposes.
+            # Mosquitto's message_size_limit: dropped, the connection stays, and the answer
+            # is Mosquitto's 0x95 (packet too large). MQTT does not list 0x95 for PUBACK and
+            # PUBREC [MQTT-3.4.2-1], but every client reads a code from 0x80 up as a refusal,
+            # and this one names the cause; only mosquitto.conf sets this limit.
             broker.stats.drop(DROP_TOO_LARGE)
             if qos:
                 reply = Puback if qos == 1 else Pubrec
-                self.link.write(self._reply(reply(packet_id, ReasonCode.QUOTA_EXCEEDED)))
+                self.link.write(self._reply(reply(packet_id, ReasonCode.PACKET_TOO_LARGE)))
             return
         session = self.session
         assert session is not None

@@ -146,6 +146,12 @@ class _Replay:
             stored.inflight = []
             stored.queued = []
 
+    def _numbered(self, key: tuple[str, str], packet_id: int) -> None:
+        """A delivery got its packet id: the session's next one follows it, as before the crash."""
+        stored = self.sessions.get(key)
+        if stored is not None:
+            stored.next_packet_id = packet_id % 0xFFFF + 1
+
     def apply(self, r: list[Any], now: float) -> None:
         kind = r[0]
         if kind == "D":
@@ -155,12 +161,16 @@ class _Replay:
                 table = self.deliveries.get((t[0], t[1]))
                 if table is not None:
                     table[t[2]] = StoredDelivery(message, t[3], t[4], list(t[5]), t[6], False, t[2])
+                    if t[6]:
+                        self._numbered((t[0], t[1]), t[6])
                 self.last_id = max(self.last_id, t[2])
             self.last_id = max(self.last_id, r[1])
         elif kind == "P":
             table = self.deliveries.get((r[1], r[2]))
             d = table.get(r[3]) if table is not None else None
             if d is not None:
+                if not d.packet_id and r[4]:
+                    self._numbered((r[1], r[2]), r[4])
                 d.packet_id = r[4]
                 d.released = bool(r[5])
         elif kind == "A":

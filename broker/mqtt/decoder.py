@@ -64,6 +64,9 @@ _PUB_RESPONSES: dict[int, tuple[type[Puback | Pubrec | Pubrel | Pubcomp], frozen
     _T.PUBREL: (Pubrel, PUBREL_REASONS),
     _T.PUBCOMP: (Pubcomp, PUBREL_REASONS),
 }
+# What a server may send in PUBACK/PUBREC: Mosquitto answers a payload over its
+# message_size_limit with 0x95 (packet too large), outside the list in section 3.4.2.1.
+_FROM_SERVER_PUB_REASONS = PUBACK_REASONS | {0x95}
 _PROTOCOLS = {(b"MQTT", 4), (b"MQTT", 5), (b"MQIsdp", 3)}
 
 
@@ -266,9 +269,11 @@ def _decode_connack(data: bytes, pos: int, end: int, level: int, limits: Decoder
 
 
 def _decode_pub_response(
-    ptype: int, data: bytes, pos: int, end: int, level: int, limits: DecoderLimits
+    ptype: int, data: bytes, pos: int, end: int, level: int, server_side: bool, limits: DecoderLimits
 ) -> Packet:
     cls, allowed = _PUB_RESPONSES[ptype]
+    if not server_side and allowed is PUBACK_REASONS:
+        allowed = _FROM_SERVER_PUB_REASONS
     packet_id, pos = _packet_id(data, pos, end)
     if level < 5 or pos == end:
         # 5.0 section 3.4.2.1: a bare packet id means success with no properties.
@@ -593,7 +598,7 @@ class StreamDecoder:
         if ptype == _T.PUBLISH:
             return decode_publish(first, data, pos, end, level, self.server_side, limits)
         if ptype in _PUB_RESPONSES:
-            return _decode_pub_response(ptype, data, pos, end, level, limits)
+            return _decode_pub_response(ptype, data, pos, end, level, self.server_side, limits)
         if ptype == _T.SUBSCRIBE:
             return _decode_subscribe(data, pos, end, level, limits)
         if ptype == _T.UNSUBSCRIBE:

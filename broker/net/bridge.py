@@ -28,6 +28,7 @@ import logging
 import random
 import socket
 import ssl
+import struct
 import time
 from collections import deque
 
@@ -144,11 +145,13 @@ class Bridge:
         """Connect, and connect again whenever the connection ends, until stopped."""
         s = self.settings
         while True:
+            broken = False
             try:
                 await self._connection()
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, ProtocolError, _Lost) as error:
+                broken = isinstance(error, ProtocolError)
                 if self.connected:
                     logger.warning("bridge %s: disconnected from %s:%d (%s)", s.name, s.host, s.port, error)
                 else:
@@ -160,6 +163,8 @@ class Bridge:
                 self.connecting = False
                 writer, self._writer = self._writer, None
                 if writer is not None:
+                    if broken:
+                        _reset(writer)
                     writer.close()
                 if self.connected:
                     self.connected = False
@@ -427,4 +432,15 @@ class Bridge:
                                                     self.broker.now(), self.session))
 
 
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Make the close a TCP reset: the remote broke the protocol, so nothing it sent or is
+    sending counts, and it learns so at once (as from Mosquitto, whose close leaves the
+    remote's next packets unread)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
 __all__ = ["Bridge", "BridgeSettings", "BridgeTopic"]
+

@@ -341,3 +341,31 @@ def test_retained_messages_set_and_cleared_survive_a_crash(tmp_path):
         broker.stop()
 
     run(second)
+
+
+def test_a_sessions_packet_ids_go_on_after_a_crash(tmp_path):
+    async def first() -> FakeClock:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(store=journal)
+        sub = await durable_subscriber(broker, journal)
+        pub = await plain_client(broker, journal)
+        for pid in range(1, 4):
+            pub.send(Publish("x/1", b"%d" % pid, 1, packet_id=pid))
+        await settle(journal)
+        delivered = [p.packet_id for p in sub.received() if isinstance(p, Publish)]
+        assert delivered == [1, 2, 3]
+        for pid in delivered:
+            sub.send(Puback(pid))
+        await settle(journal)
+        crash(broker)  # no snapshot since the session began: only the log has its ids
+        return clock
+
+    clock = run(first)
+
+    async def second() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(clock=clock, store=journal)
+        assert broker.sessions[("", "s")].pid_cursor == 4
+        broker.stop()
+
+    run(second)

@@ -264,3 +264,13 @@ def test_user_properties_count_towards_the_property_limits() -> None:
     assert error.reason_code == ReasonCode.QUOTA_EXCEEDED
     error = refusal(connected_decoder(5, limits=DecoderLimits(max_user_properties=2)), wire)
     assert error.reason_code == ReasonCode.QUOTA_EXCEEDED
+
+
+def test_a_client_takes_mosquittos_packet_too_large_in_a_puback_and_a_server_does_not() -> None:
+    # Mosquitto answers a payload over message_size_limit with PUBACK/PUBREC 0x95; a bridge to
+    # it must read that as the refusal it is, not as a malformed packet.
+    for first in (0x40, 0x50):
+        [ack] = connected_decoder(5, server_side=False).feed(bytes((first, 3, 0, 7, 0x95)))
+        assert (ack.packet_id, ack.reason_code) == (7, 0x95)
+        with pytest.raises(ProtocolError):
+            connected_decoder(5).feed(bytes((first, 3, 0, 7, 0x95)))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from broker.config import BridgeSettings, BrokerConfig
 from broker.engine.broker import Broker
@@ -157,7 +160,11 @@ def test_a_listener_without_an_address_listens_on_ipv4_and_ipv6(start_broker, tm
     conf = tmp_path / "any.conf"
     conf.write_text(f"listener {port}\nallow_anonymous true\n")
     broker = start_broker("--config", str(conf), anonymous=False)
-    assert any(f"listening on mqtt://[::]:{port}" in line for line in broker.lines)
+    # start_broker returns at the first "listening" line; the second socket's may follow it.
+    deadline = time.monotonic() + 10
+    while not any(f"listening on mqtt://[::]:{port}" in line for line in broker.lines):
+        assert time.monotonic() < deadline, broker.lines
+        time.sleep(0.02)
     for host in ("127.0.0.1", "::1"):
         client = raw_factory(port, 4, host=host)
         assert client.connect(f"via-{host}").reason_code == 0
@@ -205,3 +212,20 @@ def test_a_bridge_answers_a_pingreq_from_its_remote(start_broker, tmp_path):
             assert sock.recv(1024).startswith(b"\xa2")  # UNSUBSCRIBE a/# (an out-only topic)
             sock.sendall(b"\xc0\x00")
             assert sock.recv(16) == b"\xd0\x00"
+
+
+def test_a_bridge_resets_the_link_when_its_remote_breaks_the_protocol(start_broker, tmp_path):
+    # A wildcard in a PUBLISH topic is malformed: the bridge drops the link with a TCP reset,
+    # so the remote's next packet fails at once, as with Mosquitto (06-bridge-remap-receive-wildcard).
+    with bridge_remote(tmp_path) as (remote, conf):
+        start_broker("--config", str(conf), anonymous=False)
+        sock, _ = remote.accept()
+        with sock:
+            sock.settimeout(10)
+            sock.recv(1024)  # CONNECT
+            sock.sendall(b"\x20\x02\x00\x00")  # CONNACK
+            assert sock.recv(1024).startswith(b"\xa2")  # UNSUBSCRIBE a/# (an out-only topic)
+            sock.sendall(bytes.fromhex("320c00062b2b2b2b2b2b00040033"))  # QoS 1 to "++++++"
+            with pytest.raises(ConnectionResetError):
+                sock.sendall(b"\xc0\x00")
+                assert sock.recv(16) == b"", "the bridge answered a broken link"

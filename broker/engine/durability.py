@@ -55,30 +55,43 @@ def deliveries(journal: Journal, message: Message, outs: list[tuple[Session, Out
                mono_now: float) -> None:
     """One message queued (or already in flight) for durable sessions: one record."""
     mid = journal.new_id()
+    if message.properties is None and message.expiry_at is None:
+        # The common record, formatted directly: json.dumps of the lists cost the durable
+        # QoS 1 path about a tenth of the broker's time.
+        parts = []
+        for session, out in outs:
+            jid = out.jid = journal.new_id()
+            sub_ids = ",".join(map(str, out.sub_ids))
+            parts.append(f"[{_key(session)},{jid},{out.qos},"
+                         f"{'true' if out.retain else 'false'},[{sub_ids}],{out.packet_id}]")
+        journal.append_body(f'["D",{mid},{quote(message.topic)},"{_b64(message.payload)}",{message.qos},'
+                            f'{"true" if message.retain else "false"},null,null,[{",".join(parts)}]]')
+        return
     targets = []
     for session, out in outs:
         jid = out.jid = journal.new_id()
         targets.append([session.mountpoint, session.client_id, jid, out.qos, out.retain,
                         list(out.sub_ids), out.packet_id])
-    if message.properties is None and message.expiry_at is None:
-        record = ["D", mid, message.topic, _b64(message.payload), message.qos, message.retain,
-                  None, None, targets]
-    else:
-        record = message_record(mid, _store_message(message, mono_now, time.time()))
-        record[0] = "D"
-        record.append(targets)
+    record = message_record(mid, _store_message(message, mono_now, time.time()))
+    record[0] = "D"
+    record.append(targets)
     journal.append(record)
 
 
+def _key(session: Session) -> str:
+    key = session.journal_key
+    if key is None:
+        key = session.journal_key = f"{quote(session.mountpoint)},{quote(session.client_id)}"
+    return key
+
+
 def delivery_sent(journal: Journal, session: Session, out: Outgoing) -> None:
-    mountpoint, client_id = quote(session.mountpoint), quote(session.client_id)
     released = 1 if out.released else 0
-    journal.append_body(f'["P",{mountpoint},{client_id},{out.jid},{out.packet_id},{released}]')
+    journal.append_body(f'["P",{_key(session)},{out.jid},{out.packet_id},{released}]')
 
 
 def delivery_done(journal: Journal, session: Session, out: Outgoing) -> None:
-    mountpoint, client_id = quote(session.mountpoint), quote(session.client_id)
-    journal.append_body(f'["A",{mountpoint},{client_id},{out.jid}]')
+    journal.append_body(f'["A",{_key(session)},{out.jid}]')
 
 
 def qos2_received(journal: Journal, session: Session, packet_id: int, held: bool) -> None:

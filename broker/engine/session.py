@@ -36,7 +36,7 @@ class Session:
     __slots__ = (
         "client_id", "mountpoint", "principal", "conn", "subscriptions", "expiry_interval",
         "protocol_level", "inflight", "queue", "qos2_in", "pid_cursor", "will",
-        "will_handle", "expiry_handle", "disconnected_at", "durable", "__weakref__",
+        "will_handle", "expiry_handle", "disconnected_at", "durable", "journal_key", "__weakref__",
     )
 
     def __init__(self, client_id: str, mountpoint: str, principal: Principal) -> None:
@@ -57,6 +57,8 @@ class Session:
         self.disconnected_at = 0.0
         # Whether the journal has this session (its changes are then journaled too).
         self.durable = False
+        # Mountpoint and client id as the journal's records name them (made on first use).
+        self.journal_key: str | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.mountpoint}{self.client_id}>"

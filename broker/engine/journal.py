@@ -5,10 +5,11 @@ Files in the persistence directory:
 - `roost-broker.json`, or the name the journal is given (mosquitto.conf's
   `persistence_file`): the last snapshot (`store.Snapshot` as JSON) with its generation N.
 - `roost-broker.N.log`, the snapshot's name without its extension before `.N.log`: every
-  change since that snapshot, one record each:
-  4-byte length, 4-byte CRC32 of the body, the body (a JSON array). A record whose length
-  runs past the end of the file or whose CRC does not match (a torn write, a crash in the
-  middle of an append) ends the replay; the file is cut back to the last good record.
+  change since that snapshot, in frames of one group commit each: 4-byte length, 4-byte
+  CRC32 of the body, the body (records, each a JSON array, one per line). A frame whose
+  length runs past the end of the file or whose CRC does not match (a torn write, a crash
+  in the middle of an append) ends the replay; the file is cut back to the last good frame.
+  Nothing in a torn frame was acknowledged: acknowledgements wait for its fsync.
 
 Records are appended to a buffer on the event loop; one flusher task hands each batch to a
 worker thread that writes it and calls fsync once for the whole batch (group commit), then
@@ -81,7 +82,7 @@ quote = json.encoder.encode_basestring_ascii
 
 
 def frame(record: list[Any]) -> bytes:
-    """One record as it goes to the log: length, CRC32, JSON body."""
+    """A frame of one record: length, CRC32, JSON body."""
     return frame_body(_ENCODER.encode(record).encode())
 
 
@@ -105,12 +106,12 @@ def read_records(data: bytes) -> tuple[list[list[Any]], int]:
         if zlib.crc32(body) != crc:
             break
         try:
-            record = json.loads(body)
+            batch = [json.loads(line) for line in body.split(b"\n")]
         except ValueError:
             break
-        if not isinstance(record, list) or not record:
+        if not all(isinstance(record, list) and record for record in batch):
             break
-        records.append(record)
+        records += batch
         pos = stop
     return records, pos
 
@@ -267,7 +268,8 @@ class Journal:
         self.log_bytes = 0
         self.snapshot_bytes = 0
         self.batches = 0
-        self._buffer: list[bytes] = []
+        self._buffer: list[str] = []  # records not yet written, as JSON text
+        self._unwritten = b""  # a frame whose write failed, written first next time
         self._waiters: deque[tuple[int, Callable[[], None]]] = deque()
         self._file: Any = None
         self._lock = threading.Lock()
@@ -314,7 +316,7 @@ class Journal:
             if match and int(match.group(1)) != self.generation:
                 os.unlink(os.path.join(self.directory, name))
         self.next_id = replay.last_id + 1
-        self._file = open(log_path, "ab")  # noqa: SIM115 - open for the broker's lifetime
+        self._file = open(log_path, "ab", buffering=0)  # noqa: SIM115 - open for the broker's lifetime
         _fsync_dir(self.directory)
         logger.info("journal: replayed %d record(s) of generation %d", records, self.generation)
         self.replaying = True  # until `start`: the broker restores what we return
@@ -340,7 +342,7 @@ class Journal:
     def append(self, record: list[Any]) -> None:
         if self.replaying or self._closed:
             return
-        self._buffer.append(frame(record))
+        self._buffer.append(_ENCODER.encode(record))
         self.seq += 1
         wake = self._wake
         if wake is not None and self.holds and not wake.is_set():
@@ -350,7 +352,7 @@ class Journal:
         """A record already encoded as a JSON array (the hot path's small records)."""
         if self.replaying or self._closed:
             return
-        self._buffer.append(frame_body(body.encode()))
+        self._buffer.append(body)
         self.seq += 1
         wake = self._wake
         if wake is not None and self.holds and not wake.is_set():
@@ -374,10 +376,10 @@ class Journal:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), self.interval)
             wake.clear()
-            if not self._buffer:
+            if not self._buffer and not self._unwritten:
                 continue
-            data = b"".join(self._buffer)
-            self._buffer.clear()
+            data = self._unwritten + self._frame_buffer()
+            self._unwritten = b""
             seq = self.seq
             rotate = None
             if self.log_bytes + len(data) > max(self.compact_bytes, 2 * self.snapshot_bytes):
@@ -390,7 +392,7 @@ class Journal:
             except Exception:
                 # Nothing is acknowledged that is not on disk: retry, and say so loudly.
                 logger.exception("journal write failed; acknowledgements stay held")
-                self._buffer.insert(0, data)
+                self._unwritten = data
                 await asyncio.sleep(1.0)
                 wake.set()
                 continue
@@ -412,11 +414,7 @@ class Journal:
             if rotate is not None:
                 self._compact(rotate)
                 return
-            f = self._file
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            self.log_bytes += len(data)
+            self._append(data)
 
     def _compact(self, snap: Snapshot) -> None:
         """Caller holds the lock."""
@@ -424,7 +422,7 @@ class Journal:
         new = old + 1
         self.snapshot_bytes = write_snapshot(self.directory, snap, new, self.filename)
         self._file.close()
-        self._file = open(self._log_path(new), "ab")  # noqa: SIM115
+        self._file = open(self._log_path(new), "ab", buffering=0)  # noqa: SIM115
         _fsync_dir(self.directory)
         self.generation = new
         self.log_bytes = 0
@@ -442,13 +440,35 @@ class Journal:
             if snap is not None:
                 self._compact(snap)
             else:
-                data = b"".join(self._buffer)
-                self._file.write(data)
-                self._file.flush()
-                os.fsync(self._file.fileno())
+                self._append(self._unwritten + self._frame_buffer())
             self._buffer.clear()
             self._file.close()
             self._closed = True
+
+    def _append(self, data: bytes) -> None:
+        """Caller holds the lock. Write and fsync; after a failure, cut the log back to where
+        it was, so that the retry does not follow a partial frame that would end a replay."""
+        fd = self._file.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+        self.log_bytes += len(data)
+
+    def _frame_buffer(self) -> bytes:
+        """The buffered records as one frame (one CRC and header per group commit)."""
+        buffer = self._buffer
+        if not buffer:
+            return b""
+        data = frame_body("\n".join(buffer).encode())
+        buffer.clear()
+        return data
 
     def _log_path(self, generation: int) -> str:
         return os.path.join(self.directory, f"{self._stem}.{generation}.log")

@@ -260,6 +260,67 @@ def test_a_record_whose_checksum_does_not_match_ends_the_replay(tmp_path):
     assert good == len(frame(SESSION_RECORD))
 
 
+def test_one_group_commit_is_one_frame_of_records_a_line_each(tmp_path):
+    async def scenario() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(store=journal)
+        await durable_subscriber(broker, journal)
+        pub = await plain_client(broker, journal)
+        for pid in range(1, 6):
+            pub.send(Publish("x/1", b"%d" % pid, 1, packet_id=pid))
+        batches = journal.batches
+        await settle(journal)
+        assert journal.batches == batches + 1 and acks(pub, Puback) == [1, 2, 3, 4, 5]
+        crash(broker)
+
+    run(scenario)
+    with open(log_path(tmp_path), "rb") as f:
+        records, good = read_records(f.read())
+    assert [r[0] for r in records].count("D") == 5 and good == os.path.getsize(log_path(tmp_path))
+
+
+def test_a_failed_write_leaves_no_partial_frame_before_its_retry(tmp_path, monkeypatch):
+    import broker.engine.journal as journal_module
+
+    real_write = os.write
+    failures = []
+
+    def half_then_fail(fd: int, data: Any) -> int:
+        if not failures:
+            failures.append(real_write(fd, bytes(data[: len(data) // 2])))
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    async def first() -> FakeClock:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(store=journal)
+        await durable_subscriber(broker, journal)
+        pub = await plain_client(broker, journal)
+        monkeypatch.setattr(journal_module.os, "write", half_then_fail)
+        pub.send(Publish("x/1", b"kept", 1, packet_id=1))
+        for _ in range(3000):  # the retry comes a second after the failure
+            await asyncio.sleep(0.001)
+            if acks(pub, Puback) == [1]:
+                break
+        else:
+            raise AssertionError("never acknowledged")
+        assert failures
+        crash(broker)
+        return clock
+
+    clock = run(first)
+    monkeypatch.setattr(journal_module.os, "write", real_write)
+
+    async def second() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(clock=clock, store=journal)
+        inflight = broker.sessions[("", "s")].inflight or {}
+        assert [o.message.payload for o in inflight.values()] == [b"kept"]
+        broker.stop()
+
+    run(second)
+
+
 def test_compaction_moves_to_a_new_snapshot_and_log_and_loses_nothing(tmp_path):
     async def first() -> FakeClock:
         journal = Journal(str(tmp_path), compact_bytes=2000)

@@ -229,3 +229,27 @@ def test_a_bridge_resets_the_link_when_its_remote_breaks_the_protocol(start_brok
             with pytest.raises(ConnectionResetError):
                 sock.sendall(b"\xc0\x00")
                 assert sock.recv(16) == b"", "the bridge answered a broken link"
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_huge_packets_before_connect_cost_the_broker_no_memory(start_broker):
+    # Mosquitto's 01-bad-initial-packets sends each packet type but CONNECT as a first packet
+    # claiming 256 MB, then 100 MB of it. Each is refused at its first bytes, so nothing grows.
+    broker = start_broker()
+    assert broker.proc is not None
+    before = _rss_kib(broker.proc.pid)
+    socks = []
+    for first in range(0x20, 0x100, 0x10):
+        sock = socket.create_connection(("127.0.0.1", broker.port))
+        socks.append(sock)
+        with contextlib.suppress(ConnectionError):
+            sock.sendall(bytes((first,)) + b"\x80\x80\x80t" + b"\x01" * 100_000_000)
+    grown = _rss_kib(broker.proc.pid) - before
+    for sock in socks:
+        sock.close()
+    assert grown < 8 * 1024, f"the broker grew by {grown} KiB"
+    assert broker.alive

@@ -11,7 +11,7 @@ from binascii import b2a_base64
 from typing import TYPE_CHECKING
 
 from broker.engine import wills
-from broker.engine.journal import Journal, message_record, quote, will_record
+from broker.engine.journal import Journal, message_record, quote, record_text, will_record
 from broker.engine.retained import RetainedStore
 from broker.engine.store import (
     _WILL_PROPERTIES,
@@ -54,33 +54,56 @@ def session_ended(journal: Journal, session: Session) -> None:
 
 def deliveries(journal: Journal, message: Message, outs: list[tuple[Session, Outgoing]],
                mono_now: float) -> None:
-    """One message queued (or already in flight) for durable sessions: one record."""
-    if message.properties is None and message.expiry_at is None:
-        # The common record, formatted directly: json.dumps of the lists cost the durable
-        # QoS 1 path about a tenth of the broker's time.
-        mid = jid = journal.next_id
-        parts = []
-        for session, out in outs:
-            jid += 1
-            out.jid = jid
-            key = session.journal_key or _key(session)
-            sub_ids = ",".join(map(str, out.sub_ids)) if out.sub_ids else ""
-            parts.append(f"[{key},{jid},{out.qos},{'true' if out.retain else 'false'},[{sub_ids}],{out.packet_id}]")
-        journal.next_id = jid + 1
-        payload = b2a_base64(message.payload, newline=False).decode("ascii")
-        journal.append_body(f'["D",{mid},{quote(message.topic)},"{payload}",{message.qos},'
-                            f'{"true" if message.retain else "false"},null,null,[{",".join(parts)}]]')
-        return
-    mid = journal.new_id()
-    targets = []
-    for session, out in outs:
-        jid = out.jid = journal.new_id()
-        targets.append([session.mountpoint, session.client_id, jid, out.qos, out.retain,
-                        list(out.sub_ids), out.packet_id])
-    record = message_record(mid, _store_message(message, mono_now, time.time()))
-    record[0] = "D"
-    record.append(targets)
-    journal.append(record)
+    """One message queued (or already in flight) for durable sessions: one record.
+
+    The record is written out when its group commit is: a delivery the subscriber
+    acknowledged before then is left out of it (and needs no "A" record), and a message
+    every target acknowledged by then writes nothing at all.
+    """
+    mid = jid = journal.next_id
+    for _, out in outs:
+        jid += 1
+        out.jid = jid
+    journal.next_id = jid + 1
+    journal.append_deferred(_Deliveries(mid, message, outs, mono_now, time.time()))
+
+
+class _Deliveries:
+    """A "D" record waiting for its group commit."""
+
+    __slots__ = ("mid", "message", "outs", "mono_now", "wall_now")
+
+    def __init__(self, mid: int, message: Message, outs: list[tuple[Session, Outgoing]], mono_now: float,
+                 wall_now: float) -> None:
+        self.mid = mid
+        self.message = message
+        self.outs = outs
+        self.mono_now = mono_now
+        self.wall_now = wall_now
+
+    def body(self) -> str | None:
+        """The record as JSON text, without the deliveries already done; None when none is left."""
+        message = self.message
+        outs = [(session, out) for session, out in self.outs if out.jid]
+        if not outs:
+            return None
+        if message.properties is None and message.expiry_at is None:
+            # The common record, formatted directly: json.dumps of the lists cost the durable
+            # QoS 1 path about a tenth of the broker's time.
+            parts = []
+            for session, out in outs:
+                sub_ids = ",".join(map(str, out.sub_ids)) if out.sub_ids else ""
+                parts.append(f"[{session.journal_key or _key(session)},{out.jid},{out.qos},"
+                             f"{'true' if out.retain else 'false'},[{sub_ids}],{out.packet_id}]")
+            payload = b2a_base64(message.payload, newline=False).decode("ascii")
+            return (f'["D",{self.mid},{quote(message.topic)},"{payload}",{message.qos},'
+                    f'{"true" if message.retain else "false"},null,null,[{",".join(parts)}]]')
+        targets = [[session.mountpoint, session.client_id, out.jid, out.qos, out.retain,
+                    list(out.sub_ids), out.packet_id] for session, out in outs]
+        record = message_record(self.mid, _store_message(message, self.mono_now, self.wall_now))
+        record[0] = "D"
+        record.append(targets)
+        return record_text(record)
 
 
 def _key(session: Session) -> str:
@@ -96,7 +119,11 @@ def delivery_sent(journal: Journal, session: Session, out: Outgoing) -> None:
 
 
 def delivery_done(journal: Journal, session: Session, out: Outgoing) -> None:
-    journal.append_body(f'["A",{_key(session)},{out.jid}]')
+    jid = out.jid
+    out.jid = 0
+    if jid < journal.pending_from:
+        journal.append_body(f'["A",{_key(session)},{jid}]')
+    # else its "D" record is not written yet, and will be without it
 
 
 def qos2_received(journal: Journal, session: Session, packet_id: int, held: bool) -> None:

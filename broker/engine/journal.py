@@ -14,7 +14,9 @@ Files in the persistence directory:
 Records are appended to a buffer on the event loop; one flusher task hands each batch to a
 worker thread that writes it and calls fsync once for the whole batch (group commit), then
 runs the callbacks waiting for anything in it (held acknowledgements: `HeldLink`). Nothing
-blocks the loop, and there is no task per message.
+blocks the loop, and there is no task per message. A record may be made only when its
+batch is written (`append_deferred`): a message queued for a session is recorded without
+the deliveries acknowledged by then, or not at all.
 
 Compaction writes a new snapshot (temp file, fsync, rename, fsync of the directory) with
 generation N+1, starts log N+1 and deletes log N. A crash at any point leaves either the
@@ -41,7 +43,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.engine.store import (
     FORMAT_VERSION,
@@ -72,6 +74,10 @@ NONE = "none"
 DURABILITY_LEVELS = (ACK, INTERVAL, NONE)
 
 
+class Deferred(Protocol):
+    def body(self) -> str | None: ...
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -79,6 +85,10 @@ def _b64(data: bytes) -> str:
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 quote = json.encoder.encode_basestring_ascii
 """A string as a JSON string (C speed), for records built by formatting."""
+
+
+def record_text(record: list[Any]) -> str:
+    return _ENCODER.encode(record)
 
 
 def frame(record: list[Any]) -> bytes:
@@ -268,7 +278,10 @@ class Journal:
         self.log_bytes = 0
         self.snapshot_bytes = 0
         self.batches = 0
-        self._buffer: list[str] = []  # records not yet written, as JSON text
+        # Records not yet written: JSON text, or an object whose body() makes it at the write.
+        self._buffer: list[str | Deferred] = []
+        self.pending_from = 1
+        """Journal ids from this one on were given since the last write began."""
         self._unwritten = b""  # a frame whose write failed, written first next time
         self._waiters: deque[tuple[int, Callable[[], None]]] = deque()
         self._file: Any = None
@@ -315,7 +328,7 @@ class Journal:
             match = self._log_name.match(name)
             if match and int(match.group(1)) != self.generation:
                 os.unlink(os.path.join(self.directory, name))
-        self.next_id = replay.last_id + 1
+        self.next_id = self.pending_from = replay.last_id + 1
         self._file = open(log_path, "ab", buffering=0)  # noqa: SIM115 - open for the broker's lifetime
         _fsync_dir(self.directory)
         logger.info("journal: replayed %d record(s) of generation %d", records, self.generation)
@@ -343,6 +356,16 @@ class Journal:
         if self.replaying or self._closed:
             return
         self._buffer.append(_ENCODER.encode(record))
+        self.seq += 1
+        wake = self._wake
+        if wake is not None and self.holds and not wake.is_set():
+            wake.set()
+
+    def append_deferred(self, record: Deferred) -> None:
+        """A record made when its group commit is written (it may have become nothing)."""
+        if self.replaying or self._closed:
+            return
+        self._buffer.append(record)
         self.seq += 1
         wake = self._wake
         if wake is not None and self.holds and not wake.is_set():
@@ -464,11 +487,13 @@ class Journal:
     def _frame_buffer(self) -> bytes:
         """The buffered records as one frame (one CRC and header per group commit)."""
         buffer = self._buffer
+        self.pending_from = self.next_id
         if not buffer:
             return b""
-        data = frame_body("\n".join(buffer).encode())
+        lines = [item if type(item) is str else item.body() for item in buffer]  # type: ignore[union-attr]
         buffer.clear()
-        return data
+        text = "\n".join([line for line in lines if line is not None])
+        return frame_body(text.encode()) if text else b""
 
     def _log_path(self, generation: int) -> str:
         return os.path.join(self.directory, f"{self._stem}.{generation}.log")

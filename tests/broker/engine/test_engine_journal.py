@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -430,3 +431,78 @@ def test_a_sessions_packet_ids_go_on_after_a_crash(tmp_path):
         broker.stop()
 
     run(second)
+
+
+def test_a_delivery_acknowledged_before_its_group_commit_writes_nothing(tmp_path):
+    async def first() -> FakeClock:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(store=journal)
+        sub = await durable_subscriber(broker, journal)
+        sub.received()
+        pub = await plain_client(broker, journal)
+        pub.send(Publish("x/1", b"quick", 1, packet_id=1))
+        pub.send(Publish("x/1", b"slow", 1, packet_id=2))
+        quick, slow = [p for p in sub.received() if isinstance(p, Publish)]
+        sub.send(Puback(quick.packet_id))  # before the write
+        assert acks(pub, Puback) == []
+        await settle(journal)
+        assert acks(pub, Puback) == [1, 2]
+        crash(broker)
+        return clock
+
+    clock = run(first)
+    with open(log_path(tmp_path), "rb") as f:
+        records, _ = read_records(f.read())
+    assert [base64.b64decode(r[3]) for r in records if r[0] == "D"] == [b"slow"]
+    assert not [r for r in records if r[0] == "A"]
+
+    async def second() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(clock=clock, store=journal)
+        inflight = broker.sessions[("", "s")].inflight or {}
+        assert [o.message.payload for o in inflight.values()] == [b"slow"]
+        broker.stop()
+
+    run(second)
+
+
+def test_a_delivery_restored_after_a_crash_and_then_acknowledged_stays_done_after_another(tmp_path):
+    from broker.mqtt import Connect
+
+    async def first() -> FakeClock:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(store=journal)
+        sub = await durable_subscriber(broker, journal)
+        pub = await plain_client(broker, journal)
+        pub.send(Publish("x/1", b"once", 1, packet_id=1))
+        await settle(journal)
+        assert [p.payload for p in sub.received() if isinstance(p, Publish)] == [b"once"]
+        crash(broker)  # never acknowledged by the subscriber
+        return clock
+
+    clock = run(first)
+
+    async def second() -> FakeClock:
+        journal = Journal(str(tmp_path))
+        broker, clock2 = make_broker(clock=clock, store=journal)
+        # Deliveries read back from the log are on disk: their acknowledgements are written.
+        assert journal.pending_from == journal.next_id > 1
+        peer = Peer(broker)
+        peer.send(Connect(protocol_level=5, client_id="s", clean_start=False, properties=SESSION))
+        await settle(journal)
+        [again] = [p for p in peer.received() if isinstance(p, Publish)]
+        assert again.dup and again.payload == b"once"
+        peer.send(Puback(again.packet_id))
+        await settle(journal)
+        crash(broker)
+        return clock2
+
+    clock = run(second)
+
+    async def third() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(clock=clock, store=journal)
+        assert not broker.sessions[("", "s")].inflight
+        broker.stop()
+
+    run(third)

@@ -10,6 +10,7 @@ after a reconnection) are in `outbound`.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -93,7 +94,7 @@ class Connection:
         "broker", "link", "decoder", "state", "level", "v5", "session", "principal",
         "client_id", "keep_alive", "last_rx", "max_out", "alias_in", "alias_out",
         "alias_out_max", "send_quota", "held", "backlogged", "backlog_since", "condemned",
-        "will", "strip", "clean_start", "opened_at", "gate", "bridge",
+        "will", "strip", "clean_start", "opened_at", "gate", "bridge", "retained_pending",
         "__weakref__",
     )
 
@@ -123,6 +124,8 @@ class Connection:
         self.held: list[Packet] | None = None
         self.backlogged = False
         self.backlog_since = 0.0
+        # Retained messages a subscription matched, not yet sent: (message, qos, sub ids).
+        self.retained_pending: deque[tuple[Message, int, tuple[int, ...]]] | None = None
         # Overflowed with --slow-client disconnect: its disconnection is scheduled.
         self.condemned = False
         self.will: Will | None = None

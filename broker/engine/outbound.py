@@ -186,19 +186,40 @@ def pump(conn: Connection) -> None:
     if session is None or conn.state != CONNECTED:
         return
     queue = session.queue
-    if not queue:
+    if queue:
+        broker = conn.broker
+        now = broker.now()
+        quota = conn.send_quota
+        byte_limit = broker.config.max_inflight_bytes
+        while queue and session.inflight_count() < quota:
+            if byte_limit and session.inflight and _payload_bytes(session.inflight) >= byte_limit:
+                break
+            out = queue.pop(now)
+            if out is None:
+                break
+            _send_new(conn, out)
+    if conn.retained_pending is not None:
+        pump_retained(conn)
+
+
+def pump_retained(conn: Connection) -> None:
+    """Send the retained messages new subscriptions matched, as fast as the client takes
+    them: a new '#' subscriber among 100,000 retained messages gets every one, in order,
+    instead of what fit its buffer (the rest dropped as for a slow client)."""
+    pending = conn.retained_pending
+    session = conn.session
+    if pending is None or session is None:
         return
-    broker = conn.broker
-    now = broker.now()
-    quota = conn.send_quota
-    byte_limit = broker.config.max_inflight_bytes
-    while queue and session.inflight_count() < quota:
-        if byte_limit and session.inflight and _payload_bytes(session.inflight) >= byte_limit:
-            break
-        out = queue.pop(now)
-        if out is None:
-            break
-        _send_new(conn, out)
+    while pending:
+        if conn.backlogged or conn.state != CONNECTED:
+            return  # set_backlogged(False) or an acknowledgement (pump) goes on
+        queue = session.queue
+        inflight = session.inflight
+        if (queue is not None and queue.items) or (inflight is not None and len(inflight) >= conn.send_quota):
+            return
+        message, qos, sub_ids = pending.popleft()
+        send_publish(conn, message, qos, True, sub_ids)  # RETAIN 1 [MQTT-3.3.1-8]
+    conn.retained_pending = None
 
 
 def on_puback(conn: Connection, packet: Puback) -> None:

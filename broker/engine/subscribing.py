@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING
 
 from broker.engine.interfaces import Action, Decision, may_still_publish, may_unsubscribe
-from broker.engine.outbound import send_publish
+from broker.engine.outbound import pump_retained
 from broker.engine.topics import SubOptions, check_topic_limits
 from broker.mqtt.encoder import encode
 from broker.mqtt.errors import ProtocolError
@@ -92,20 +93,29 @@ def handle_subscribe(conn: Connection, packet: Subscribe) -> None:
     conn.link.write(encode(Suback(packet.packet_id, codes), conn.level))
     if retained and broker.retained.count:
         now = broker.now()
+        pending = conn.retained_pending
+        if pending is None:
+            pending = conn.retained_pending = deque()
         for mounted, opts in retained:
             for message in broker.retained.match(mounted):
                 if message.expiry_at is not None and message.expiry_at <= now:
                     broker.retained.clear(message.topic)
                     continue
-                _deliver_retained(conn, message, opts)
+                delivery = _retained_delivery(conn, message, opts)
+                if delivery is not None:
+                    pending.append(delivery)
+        # Sent as fast as the client reads them, not all into its buffer at once (where
+        # what did not fit would be dropped as for a slow client).
+        pump_retained(conn)
 
 
-def _deliver_retained(conn: Connection, message: Message, opts: SubOptions) -> None:
+def _retained_delivery(conn: Connection, message: Message,
+                       opts: SubOptions) -> tuple[Message, int, tuple[int, ...]] | None:
     broker = conn.broker
     if opts.filtered and conn.principal is not None:
         topic = message.topic[len(conn.principal.mountpoint):]
         if not broker.authorizer.allow_delivery(conn.principal, topic, message.qos):
-            return
+            return None
     publisher = None if broker.allow_all else broker.retained.publisher(message)
     if publisher is not None:
         # Only while its publisher would still be allowed to publish it: a retained message
@@ -113,11 +123,10 @@ def _deliver_retained(conn: Connection, message: Message, opts: SubOptions) -> N
         topic = message.topic[len(publisher.mountpoint):]
         if not may_still_publish(broker.authorizer, publisher, topic, message.qos):
             broker.stats.denied += 1
-            return
+            return None
     qos = opts.qos if broker.config.upgrade_outgoing_qos else min(message.qos, opts.qos)
     sub_ids = (opts.sub_id,) if opts.sub_id is not None else ()
-    # Retained messages sent because of a subscription carry RETAIN 1 [MQTT-3.3.1-8].
-    send_publish(conn, message, qos, True, sub_ids)
+    return message, qos, sub_ids
 
 
 def handle_unsubscribe(conn: Connection, packet: Unsubscribe) -> None:

@@ -53,3 +53,29 @@ def test_a_stuck_subscriber_is_disconnected_while_others_keep_receiving(start_br
         stop.set()
         thread.join(5)
     assert broker.alive
+
+
+def test_a_new_subscriber_gets_every_retained_message_however_many_its_buffer_cannot_hold(
+        start_broker, raw_factory):
+    # 4,000 retained messages of 1 KiB: four times the write buffer the broker allows a client.
+    broker = start_broker("--max-write-buffer", "1048576")
+    publisher = raw_factory(broker.port, level=4)
+    assert publisher.connect("keeper").reason_code == 0
+    count = 4000
+    publisher.send(b"".join(encode(Publish(f"kept/{i}", b"%06d" % i + b"x" * 1018, retain=True), 4)
+                            for i in range(count)))
+    publisher.send(Subscribe(1, [Subscription("kept/done", 0)]))  # all stored once this is answered
+    assert publisher.receive(timeout=30).reason_codes == [0]
+
+    subscriber = raw_factory(broker.port, level=4)
+    subscriber.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    assert subscriber.connect("late").reason_code == 0
+    subscriber.send(Subscribe(2, [Subscription("kept/#", 0)]))
+    assert subscriber.receive().reason_codes == [0]
+    got = set()
+    while len(got) < count:
+        packet = subscriber.receive(timeout=10)
+        assert packet is not None, f"closed after {len(got)}"
+        assert packet.retain
+        got.add(bytes(packet.payload[:6]))
+    assert got == {b"%06d" % i for i in range(count)}

@@ -93,7 +93,7 @@ class _Deliveries:
             parts = []
             for session, out in outs:
                 sub_ids = ",".join(map(str, out.sub_ids)) if out.sub_ids else ""
-                parts.append(f"[{session.journal_key or _key(session)},{out.jid},{out.qos},"
+                parts.append(f"[{_key(session)},{out.jid},{out.qos},"
                              f"{'true' if out.retain else 'false'},[{sub_ids}],{out.packet_id}]")
             payload = b2a_base64(message.payload, newline=False).decode("ascii")
             return (f'["D",{self.mid},{quote(message.topic)},"{payload}",{message.qos},'

@@ -353,29 +353,21 @@ class Journal:
         return value
 
     def append(self, record: list[Any]) -> None:
-        if self.replaying or self._closed:
-            return
-        self._buffer.append(_ENCODER.encode(record))
-        self.seq += 1
-        wake = self._wake
-        if wake is not None and self.holds and not wake.is_set():
-            wake.set()
+        if not (self.replaying or self._closed):
+            self._push(_ENCODER.encode(record))
 
     def append_deferred(self, record: Deferred) -> None:
         """A record made when its group commit is written (it may have become nothing)."""
-        if self.replaying or self._closed:
-            return
-        self._buffer.append(record)
-        self.seq += 1
-        wake = self._wake
-        if wake is not None and self.holds and not wake.is_set():
-            wake.set()
+        if not (self.replaying or self._closed):
+            self._push(record)
 
     def append_body(self, body: str) -> None:
         """A record already encoded as a JSON array (the hot path's small records)."""
-        if self.replaying or self._closed:
-            return
-        self._buffer.append(body)
+        if not (self.replaying or self._closed):
+            self._push(body)
+
+    def _push(self, item: str | Deferred) -> None:
+        self._buffer.append(item)
         self.seq += 1
         wake = self._wake
         if wake is not None and self.holds and not wake.is_set():

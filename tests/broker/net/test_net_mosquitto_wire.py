@@ -199,9 +199,9 @@ def test_restart_timeout_waits_a_constant_or_backs_off_with_jitter_between_base_
         assert later <= max(5.0, earlier * 3)
 
 
-def test_a_bridge_answers_a_pingreq_from_its_remote(start_broker, tmp_path):
-    # MQTT gives PINGREQ to clients only, but Mosquitto's bridge answers one from the remote
-    # (its own test suite pings through bridges); closing the link over it lost the bridge.
+@contextlib.contextmanager
+def linked_bridge(start_broker, tmp_path) -> Iterator[socket.socket]:
+    """A bridge's remote past CONNECT, CONNACK and the bridge's first UNSUBSCRIBE."""
     with bridge_remote(tmp_path) as (remote, conf):
         start_broker("--config", str(conf), anonymous=False)
         sock, _ = remote.accept()
@@ -210,25 +210,25 @@ def test_a_bridge_answers_a_pingreq_from_its_remote(start_broker, tmp_path):
             sock.recv(1024)  # CONNECT
             sock.sendall(b"\x20\x02\x00\x00")  # CONNACK
             assert sock.recv(1024).startswith(b"\xa2")  # UNSUBSCRIBE a/# (an out-only topic)
-            sock.sendall(b"\xc0\x00")
-            assert sock.recv(16) == b"\xd0\x00"
+            yield sock
+
+
+def test_a_bridge_answers_a_pingreq_from_its_remote(start_broker, tmp_path):
+    # MQTT gives PINGREQ to clients only, but Mosquitto's bridge answers one from the remote
+    # (its own test suite pings through bridges); closing the link over it lost the bridge.
+    with linked_bridge(start_broker, tmp_path) as sock:
+        sock.sendall(b"\xc0\x00")
+        assert sock.recv(16) == b"\xd0\x00"
 
 
 def test_a_bridge_resets_the_link_when_its_remote_breaks_the_protocol(start_broker, tmp_path):
     # A wildcard in a PUBLISH topic is malformed: the bridge drops the link with a TCP reset,
     # so the remote's next packet fails at once, as with Mosquitto (06-bridge-remap-receive-wildcard).
-    with bridge_remote(tmp_path) as (remote, conf):
-        start_broker("--config", str(conf), anonymous=False)
-        sock, _ = remote.accept()
-        with sock:
-            sock.settimeout(10)
-            sock.recv(1024)  # CONNECT
-            sock.sendall(b"\x20\x02\x00\x00")  # CONNACK
-            assert sock.recv(1024).startswith(b"\xa2")  # UNSUBSCRIBE a/# (an out-only topic)
-            sock.sendall(bytes.fromhex("320c00062b2b2b2b2b2b00040033"))  # QoS 1 to "++++++"
-            with pytest.raises(ConnectionResetError):
-                sock.sendall(b"\xc0\x00")
-                assert sock.recv(16) == b"", "the bridge answered a broken link"
+    with linked_bridge(start_broker, tmp_path) as sock:
+        sock.sendall(bytes.fromhex("320c00062b2b2b2b2b2b00040033"))  # QoS 1 to "++++++"
+        with pytest.raises(ConnectionResetError):
+            sock.sendall(b"\xc0\x00")
+            assert sock.recv(16) == b"", "the bridge answered a broken link"
 
 
 def _rss_kib(pid: int) -> int:

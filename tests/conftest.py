@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 from typing import Any
 
@@ -24,7 +25,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_redis)
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
+    """A loopback port for a server a test starts, below the kernel's ephemeral range.
+
+    A port the kernel picked (bind to 0) can be taken again, before the server binds it or
+    between a kill and a restart, as the local end of any outgoing connection; ports below
+    the range never are. Each is handed out once per test run."""
+    low = max(1024, _EPHEMERAL_LOW - 20000)
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(low, _EPHEMERAL_LOW)
+        if port in _handed_out or port == 1883 or port == 8883:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -204,9 +204,16 @@ class Client:
             c.connect(self.host, self.port, keepalive)
         c.loop_start()
         if wait:
-            assert self.connected.wait(timeout), "no CONNACK"
-            reason = self.connack[1]
-            assert not reason.is_failure, f"connect refused: {reason}"
+            try:
+                assert self.connected.wait(timeout), "no CONNACK"
+                reason = self.connack[1]
+                assert not reason.is_failure, f"connect refused: {reason}"
+            except AssertionError:
+                # paho would go on reconnecting in the background: a refused client retried
+                # by a test must not come back later and take over the session it wanted.
+                c.disconnect()
+                c.loop_stop()
+                raise
         return self
 
     @property

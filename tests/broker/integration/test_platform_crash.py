@@ -30,11 +30,16 @@ def _session(broker: PlatformBroker, bundle, clients) -> Client:
 def _publish_all(broker: PlatformBroker, topic: str, qos: int, clients) -> None:
     token = sign_principal(BridgePrincipal(TENANT, 1, "operator", "operator"))
     operator = clients(bridge_client(broker, "crash-operator", token).connect())
+    codes: dict[int, int] = {}
+    operator.client.on_publish = lambda _c, _u, mid, reason, _p: codes.__setitem__(mid, reason.value)
     for start in range(0, COUNT, 250):  # paho slows down with very long queues of its own
         infos = [operator.client.publish(topic, b"%d" % i, qos) for i in range(start, start + 250)]
         for info in infos:
             info.wait_for_publish(30)
             assert info.is_published()
+        # Acknowledged with success, each: 0x10 (no subscriber) or a refusal is not delivery.
+        refused = {i: codes.get(info.mid) for i, info in enumerate(infos, start) if codes.get(info.mid)}
+        assert not refused, f"messages acknowledged with a reason code: {refused}"
     operator.client.loop_stop()
 
 

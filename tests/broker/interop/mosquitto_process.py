@@ -7,11 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.conftest import free_port as free_port  # the one port picker of the tests
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10) -> None:

@@ -1,4 +1,5 @@
-"""Where Roost's broker spends its time: py-spy on it during the fan-in QoS 0 scenario."""
+"""Where Roost's broker spends its time: py-spy on it during one scenario (fan-in QoS 0 unless
+`bench/run.py --profile NAME` says another)."""
 
 from __future__ import annotations
 
@@ -95,13 +96,18 @@ def profile_roost(
     opts: argparse.Namespace,
     run_loadgen: Callable[[Path, list[str], float], tuple[dict[str, Any], float]],
 ) -> dict[str, Any] | None:
-    """One extra fan-in QoS 0 run against Roost with py-spy attached (not part of the medians)."""
+    """One extra run of `opts.profile` against Roost with py-spy attached (not part of the
+    medians)."""
     py_spy = py_spy_binary()
     if not py_spy:
         return None
-    scenario = BY_NAME["fanin-qos0"]
+    scenario = BY_NAME[opts.profile]
+    if scenario.tls or scenario.platform:
+        return {"error": f"{scenario.name}: only plain standalone scenarios are profiled"}
     warmup, duration = max(opts.warmup, 1.0), max(opts.duration, 3.0)
-    broker = brokers.start(brokers.ROOST, ctx["workdir"], ctx["python"])
+    # Roost as the scenario runs it: plain, or its first configuration (durable: ack).
+    name = next((b for b in scenario.brokers if b.startswith(brokers.ROOST)), brokers.ROOST)
+    broker = brokers.start(name, ctx["workdir"], ctx["python"], extra=scenario.broker_args)
     raw_path = ctx["workdir"] / "py-spy.txt"
     spy_out: dict[str, str] = {}
     try:
@@ -152,6 +158,7 @@ def profile_roost(
     analysis.update(
         {
             "scenario": scenario.name,
+            "broker": name,
             "rate_hz": SAMPLE_RATE,
             "seconds": int(duration),
             "mode": "py-spy record --nonblocking (idle samples excluded)",

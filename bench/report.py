@@ -349,7 +349,7 @@ def _profile(profile: dict[str, Any] | None) -> list[str]:
         return [*out, f"No profile: {reason}", ""]
     out += [
         f"py-spy sampled the broker at {profile['rate_hz']} Hz for {profile['seconds']} s during an extra",
-        f"fan-in QoS 0 run ({_fmt(profile.get('throughput_during_profile'))} msg/s while sampled,",
+        f"{profile.get('scenario', 'fanin-qos0')} run ({_fmt(profile.get('throughput_during_profile'))}/s while sampled,",
         f"broker CPU {profile.get('broker_cpu', 0):.0%}); {profile['samples']} samples; {profile['mode']}.",
         "",
         "Self time by layer:",

@@ -528,6 +528,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="warm-up seconds before measuring (default 1, 0.3 with --quick)",
     )
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of Roost")
+    p.add_argument("--profile", default="fanin-qos0", choices=[s.name for s in SCENARIOS],
+                   metavar="SCENARIO", help="the scenario the py-spy profile runs (default fanin-qos0)")
     p.add_argument(
         "--docs",
         action=argparse.BooleanOptionalAction,
@@ -633,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"[{done}/{total}] {scenario.name} round {round_no} {name}: {describe(record)}"
                     )
         if brokers.ROOST in opts.broker_list and not opts.no_profile:
-            log("profiling Roost with py-spy during fan-in QoS 0")
+            log(f"profiling Roost with py-spy during {opts.profile}")
             profile = profiling.profile_roost(ctx, opts, run_loadgen)
     finally:
         for proc in list(_live_loadgens):

@@ -23,7 +23,7 @@ from broker.engine.interfaces import (
 from broker.engine.journal import Journal
 from broker.engine.message import Message
 from broker.engine.outbound import send_publish
-from broker.engine.queues import DROP_QUEUE_FULL, Outgoing
+from broker.engine.queues import DROP_QUEUE_FULL, DROP_SLOW_CLIENT, Outgoing
 from broker.engine.retained import RetainedStore
 from broker.engine.session import NEVER_EXPIRES, Session, Subscribed
 from broker.engine.states import AUTHENTICATING, CONNECTED, NEW
@@ -377,6 +377,7 @@ class Broker:
         msg_qos = 2 if self.config.upgrade_outgoing_qos else message.qos
         retain = message.retain
         journal = self.journal
+        stats = self.stats
         durable: list[tuple[Session, Outgoing]] | None = None
         for route in routes:
             session = route.session
@@ -402,6 +403,9 @@ class Broker:
                         if durable is None:
                             durable = []
                         durable.append((session, out))
+                continue
+            if conn.shedding and not qos:
+                stats.drop(DROP_SLOW_CLIENT)  # as send_publish would, without the call
                 continue
             # Forwarded messages keep RETAIN only with retain-as-published [MQTT-3.3.1-12].
             sent = send_publish(conn, message, qos, retain and keep_retain, sub_ids)

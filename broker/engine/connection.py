@@ -93,7 +93,7 @@ class Connection:
     __slots__ = (
         "broker", "link", "decoder", "state", "level", "v5", "session", "principal",
         "client_id", "keep_alive", "last_rx", "max_out", "alias_in", "alias_out",
-        "alias_out_max", "send_quota", "held", "backlogged", "backlog_since", "condemned",
+        "alias_out_max", "send_quota", "held", "backlogged", "shedding", "backlog_since", "condemned",
         "will", "strip", "clean_start", "opened_at", "gate", "bridge", "retained_pending",
         "__weakref__",
     )
@@ -123,6 +123,9 @@ class Connection:
         self.send_quota = broker.config.max_inflight
         self.held: list[Packet] | None = None
         self.backlogged = False
+        # Past max_write_buffer: QoS 0 for it is dropped without a look at its buffer until
+        # the socket drains to its low-water mark (set_backlogged(False)).
+        self.shedding = False
         self.backlog_since = 0.0
         # Retained messages a subscription matched, not yet sent: (message, qos, sub ids).
         self.retained_pending: deque[tuple[Message, int, tuple[int, ...]]] | None = None
@@ -265,6 +268,7 @@ class Connection:
         if backlogged:
             self.backlog_since = self.broker.now()
         else:
+            self.shedding = False
             outbound.pump(self)
 
     def overflowed(self, reason: str) -> None:

@@ -38,7 +38,11 @@ def send_publish(
     Returns the QoS 1/2 delivery when it was sent or queued (for the journal)."""
     broker = conn.broker
     if qos == 0:
+        if conn.shedding:
+            broker.stats.drop(DROP_SLOW_CLIENT)
+            return None
         if conn.backlogged and conn.link.buffered() > broker.config.max_write_buffer:
+            conn.shedding = True
             conn.overflowed(DROP_SLOW_CLIENT)
             return None
         if conn.alias_out_max:

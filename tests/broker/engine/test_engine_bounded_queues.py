@@ -54,6 +54,25 @@ def test_qos0_to_a_backed_up_client_is_dropped_for_it_alone_and_counted():
     assert broker.stats.dropped == 1
 
 
+def test_once_qos0_is_dropped_for_a_client_it_is_until_the_socket_drains():
+    """Shedding keeps on without another look at the buffer until the transport's low-water
+    mark (set_backlogged(False)); then messages flow again."""
+    broker, _ = make_broker()
+    slow = connected(broker, "slow")
+    slow.send(Subscribe(1, [Subscription("x", 0)]))
+    slow.received()
+    backed_up(slow)
+    pub = connected(broker, "p")
+    pub.send(Publish("x", b"first"))
+    slow.link.backlog = 0  # drained in part, but still over the high-water mark
+    pub.send(Publish("x", b"second"))
+    assert publishes(slow.received()) == []
+    assert broker.stats.drops == {"slow_client": 2}
+    drained(slow)
+    pub.send(Publish("x", b"third"))
+    assert [p.payload for p in publishes(slow.received())] == [b"third"]
+
+
 def test_qos0_to_a_client_below_its_write_buffer_limit_is_still_sent():
     broker, _ = make_broker()
     slow = connected(broker, "slow")

@@ -569,6 +569,10 @@ def _on_signal(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _runs_roost(opts: argparse.Namespace) -> bool:
+    return any(name.startswith(brokers.ROOST) for name in opts.broker_list)
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)
@@ -582,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warning: only {fd_limit} file descriptors; the 10,000-connection scenario will fail")
     if (os.cpu_count() or 1) < 2:
         log("warning: fewer than 2 cores; broker and load generator will share one")
-    if not opts.no_docs or (brokers.ROOST in opts.broker_list and not opts.no_profile):
+    if not opts.no_docs or (_runs_roost(opts) and not opts.no_profile):
         require_bench_extra()
     if any(b != brokers.ROOST for b in opts.broker_list):
         brokers.ensure_mosquitto()
@@ -634,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(
                         f"[{done}/{total}] {scenario.name} round {round_no} {name}: {describe(record)}"
                     )
-        if brokers.ROOST in opts.broker_list and not opts.no_profile:
+        if _runs_roost(opts) and not opts.no_profile:
             log(f"profiling Roost with py-spy during {opts.profile}")
             profile = profiling.profile_roost(ctx, opts, run_loadgen)
     finally:

@@ -22,7 +22,7 @@ from broker.engine.interfaces import (
 )
 from broker.engine.journal import Journal
 from broker.engine.message import Message
-from broker.engine.outbound import send_publish
+from broker.engine.outbound import queue_retained, send_publish
 from broker.engine.queues import DROP_QUEUE_FULL, DROP_SLOW_CLIENT, Outgoing
 from broker.engine.retained import RetainedStore
 from broker.engine.session import NEVER_EXPIRES, Session, Subscribed
@@ -272,8 +272,14 @@ class Broker:
             self.end_session(session)
             self._report_detach(conn, reason)
             return
-        if session.durable and self.journal is not None:
-            durability.session_changed(self.journal, session, self.now())
+        journal = self.journal
+        if conn.retained_pending:
+            queued = queue_retained(conn)
+            if queued and session.durable and journal is not None:
+                for target in queued:
+                    durability.deliveries(journal, target[1].message, [target], self.now())
+        if session.durable and journal is not None:
+            durability.session_changed(journal, session, self.now())
         if session.expiry_interval != NEVER_EXPIRES:
             session.expiry_handle = self.scheduler.call_later(
                 session.expiry_interval, self.expire, session

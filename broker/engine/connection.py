@@ -53,6 +53,7 @@ from broker.mqtt.topics import is_share_name
 if TYPE_CHECKING:
     from broker.engine.broker import Broker
     from broker.engine.session import Session
+    from broker.engine.topics import SubOptions
     from broker.mqtt.decoder import StreamDecoder
     from broker.mqtt.packets import Will
 
@@ -103,10 +104,10 @@ class Connection:
         journal = broker.journal
         # At durability "ack", what we write waits when it acknowledges something not yet
         # on disk (and everything after it waits too, to keep the order).
+        self.link: Link = link
         self.gate: HeldLink | None = None
         if journal is not None and journal.holds:
-            link = self.gate = HeldLink(link, journal)
-        self.link: Link = link
+            self.gate = HeldLink(link, journal, self)
         self.decoder = decoder
         self.state = NEW
         self.level = 4
@@ -127,8 +128,8 @@ class Connection:
         # the socket drains to its low-water mark (set_backlogged(False)).
         self.shedding = False
         self.backlog_since = 0.0
-        # Retained messages a subscription matched, not yet sent: (message, qos, sub ids).
-        self.retained_pending: deque[tuple[Message, int, tuple[int, ...]]] | None = None
+        # Retained messages a subscription matched, not yet sent, with its options.
+        self.retained_pending: deque[tuple[Message, SubOptions]] | None = None
         # Overflowed with --slow-client disconnect: its disconnection is scheduled.
         self.condemned = False
         self.will: Will | None = None

@@ -534,18 +534,25 @@ def will_record(will: StoredWill | None) -> list[Any] | None:
             will.due_at]
 
 
+class _Owner(Protocol):
+    link: Any
+
+
 class HeldLink:
     """A Link whose writes wait, in order, until the journal has what they acknowledge.
 
     `hold()` marks everything appended so far as needed before anything written from now
-    on may go out; writes are kept in a list and released by one journal callback.
+    on may go out; writes are kept in a list and released by one journal callback. While
+    nothing is held the owner (a Connection) writes to the transport itself: the gate is
+    its `link` only from `hold()` until the release, so an unheld write costs no extra call.
     """
 
-    __slots__ = ("link", "journal", "pending", "until", "closing", "waiting")
+    __slots__ = ("link", "journal", "owner", "pending", "until", "closing", "waiting")
 
-    def __init__(self, link: Any, journal: Journal) -> None:
+    def __init__(self, link: Any, journal: Journal, owner: _Owner) -> None:
         self.link = link
         self.journal = journal
+        self.owner = owner
         self.pending: list[bytes | bytearray] | None = None
         self.until = 0
         self.closing = False
@@ -563,6 +570,7 @@ class HeldLink:
         self.until = seq
         if self.pending is None:
             self.pending = []
+            self.owner.link = self
         if not self.waiting:
             self.waiting = True
             journal.when_durable(seq, self._release)
@@ -575,12 +583,15 @@ class HeldLink:
             journal.when_durable(self.until, self._release)
             return
         pending = self.pending
+        if pending is None:
+            return  # aborted meanwhile
         self.pending = None
-        if pending:
-            for data in pending:
-                self.link.write(data)
+        link = self.link
+        self.owner.link = link
+        for data in pending:
+            link.write(data)
         if self.closing:
-            self.link.close()
+            link.close()
 
     def write(self, data: bytes | bytearray) -> None:
         pending = self.pending
@@ -597,6 +608,7 @@ class HeldLink:
 
     def abort(self) -> None:
         self.pending = None
+        self.owner.link = self.link
         self.link.abort()
 
     def pause_reading(self) -> None:

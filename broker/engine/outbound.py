@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from broker.engine import durability
+from broker.engine.interfaces import may_still_publish
 from broker.engine.queues import DROP_QUEUE_FULL, DROP_SLOW_CLIENT, DROP_TOO_LARGE, Outgoing
 from broker.engine.states import CONNECTED
 from broker.mqtt.encoder import encode, encode_ack, encode_publish, publish_packet_id_offset
@@ -22,6 +23,8 @@ from broker.mqtt.reason_codes import ReasonCode
 if TYPE_CHECKING:
     from broker.engine.connection import Connection
     from broker.engine.message import Message
+    from broker.engine.session import Session
+    from broker.engine.topics import SubOptions
 
 
 def _payload_bytes(inflight: dict[int, Outgoing]) -> int:
@@ -221,9 +224,64 @@ def pump_retained(conn: Connection) -> None:
         inflight = session.inflight
         if (queue is not None and queue.items) or (inflight is not None and len(inflight) >= conn.send_quota):
             return
-        message, qos, sub_ids = pending.popleft()
-        send_publish(conn, message, qos, True, sub_ids)  # RETAIN 1 [MQTT-3.3.1-8]
+        message, opts = pending.popleft()
+        delivery = retained_delivery(conn, message, opts)
+        if delivery is not None:
+            send_publish(conn, message, delivery[0], True, delivery[1])  # RETAIN 1 [MQTT-3.3.1-8]
     conn.retained_pending = None
+
+
+def retained_delivery(conn: Connection, message: Message,
+                      opts: SubOptions) -> tuple[int, tuple[int, ...]] | None:
+    """(QoS, subscription ids) for sending a retained message a subscription matched, or None
+    when it should not go now: it was replaced or cleared since (the subscriber got the new
+    one as it was published), it expired, or the ACLs no longer let it through."""
+    broker = conn.broker
+    retained = broker.retained
+    if retained.get(message.topic) is not message:
+        return None
+    if message.expiry_at is not None and message.expiry_at <= broker.now():
+        retained.clear(message.topic)
+        return None
+    principal = conn.principal
+    if opts.filtered and principal is not None:
+        topic = message.topic[len(principal.mountpoint):]
+        if not broker.authorizer.allow_delivery(principal, topic, message.qos):
+            return None
+    publisher = None if broker.allow_all else retained.publisher(message)
+    if publisher is not None:
+        # Only while its publisher would still be allowed to publish it: a retained message
+        # must not outlive the right that put it there. (The broker's own, $SYS, have none.)
+        topic = message.topic[len(publisher.mountpoint):]
+        if not may_still_publish(broker.authorizer, publisher, topic, message.qos):
+            broker.stats.denied += 1
+            return None
+    qos = opts.qos if broker.config.upgrade_outgoing_qos else min(message.qos, opts.qos)
+    return qos, ((opts.sub_id,) if opts.sub_id is not None else ())
+
+
+def queue_retained(conn: Connection) -> list[tuple[Session, Outgoing]]:
+    """A persistent session's connection ended with retained messages still to send: the
+    QoS 1/2 ones go into its queue (as any message for an offline session), in order, and
+    are returned for the journal. QoS 0 ones are not kept for an offline session."""
+    pending = conn.retained_pending
+    conn.retained_pending = None
+    session = conn.session
+    queued: list[tuple[Session, Outgoing]] = []
+    if not pending or session is None:
+        return queued
+    broker = conn.broker
+    config = broker.config
+    for message, opts in pending:
+        delivery = retained_delivery(conn, message, opts)
+        if delivery is None or not delivery[0]:
+            continue
+        out = Outgoing(message, delivery[0], True, delivery[1])
+        if not session.enqueue(out, config.max_queued_messages, config.max_queued_bytes):
+            broker.stats.drop(DROP_QUEUE_FULL)
+            continue
+        queued.append((session, out))
+    return queued
 
 
 def on_puback(conn: Connection, packet: Puback) -> None:

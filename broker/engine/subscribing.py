@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from broker.engine.interfaces import Action, Decision, may_still_publish, may_unsubscribe
+from broker.engine.interfaces import Action, Decision, may_unsubscribe
 from broker.engine.outbound import pump_retained
 from broker.engine.topics import SubOptions, check_topic_limits
 from broker.mqtt.encoder import encode
@@ -17,7 +17,6 @@ from broker.mqtt.topics import parse_shared, validate_topic_filter
 if TYPE_CHECKING:
     from broker.config import BrokerConfig
     from broker.engine.connection import Connection
-    from broker.engine.message import Message
 
 
 def _filter_problem(topic_filter: str, config: BrokerConfig) -> int:
@@ -92,41 +91,15 @@ def handle_subscribe(conn: Connection, packet: Subscribe) -> None:
     # The SUBACK goes before any retained message it causes [MQTT-3.8.4-1].
     conn.link.write(encode(Suback(packet.packet_id, codes), conn.level))
     if retained and broker.retained.count:
-        now = broker.now()
         pending = conn.retained_pending
         if pending is None:
             pending = conn.retained_pending = deque()
         for mounted, opts in retained:
-            for message in broker.retained.match(mounted):
-                if message.expiry_at is not None and message.expiry_at <= now:
-                    broker.retained.clear(message.topic)
-                    continue
-                delivery = _retained_delivery(conn, message, opts)
-                if delivery is not None:
-                    pending.append(delivery)
+            pending.extend((message, opts) for message in broker.retained.match(mounted))
         # Sent as fast as the client reads them, not all into its buffer at once (where
-        # what did not fit would be dropped as for a slow client).
+        # what did not fit would be dropped as for a slow client); each one checked as it
+        # goes (expiry, ACLs), not when the subscription was made.
         pump_retained(conn)
-
-
-def _retained_delivery(conn: Connection, message: Message,
-                       opts: SubOptions) -> tuple[Message, int, tuple[int, ...]] | None:
-    broker = conn.broker
-    if opts.filtered and conn.principal is not None:
-        topic = message.topic[len(conn.principal.mountpoint):]
-        if not broker.authorizer.allow_delivery(conn.principal, topic, message.qos):
-            return None
-    publisher = None if broker.allow_all else broker.retained.publisher(message)
-    if publisher is not None:
-        # Only while its publisher would still be allowed to publish it: a retained message
-        # must not outlive the right that put it there. (The broker's own, $SYS, have none.)
-        topic = message.topic[len(publisher.mountpoint):]
-        if not may_still_publish(broker.authorizer, publisher, topic, message.qos):
-            broker.stats.denied += 1
-            return None
-    qos = opts.qos if broker.config.upgrade_outgoing_qos else min(message.qos, opts.qos)
-    sub_ids = (opts.sub_id,) if opts.sub_id is not None else ()
-    return message, qos, sub_ids
 
 
 def handle_unsubscribe(conn: Connection, packet: Unsubscribe) -> None:

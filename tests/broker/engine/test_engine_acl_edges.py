@@ -9,7 +9,7 @@ from typing import Any
 from broker.engine.interfaces import Action, Decision, Principal
 from broker.engine.journal import Journal
 from broker.engine.store import FileStore
-from broker.mqtt import Connack, Publish, Subscribe, Subscription, Will
+from broker.mqtt import Connack, Connect, Properties, Publish, Subscribe, Subscription, Will
 from broker.mqtt.packets import Puback
 from tests.broker.engine.engine_pairs import Peer, connected, make_broker
 from tests.broker.engine.test_engine_journal import crash, settle
@@ -153,3 +153,103 @@ def test_the_publisher_of_a_retained_message_survives_a_crash_in_the_journal(tmp
 
     assert asyncio.run(restart(Rules(), "reader-1")) == []
     assert asyncio.run(restart(Rules(("dev", "dev/state")), "reader-2")) == ["dev/state"]
+
+
+# Retained messages waiting for a subscriber's socket ------------------------------------------
+
+
+def _stalled_subscriber(broker: Any, client_id: str, **connect: Any) -> Peer:
+    """A subscriber to '#' whose socket is backed up, so its retained messages wait."""
+    subscriber = connected(broker, client_id, **connect)
+    subscriber.link.backlog = broker.config.max_write_buffer + 1
+    subscriber.conn.set_backlogged(True)
+    subscriber.send(Subscribe(1, [Subscription("#", 1)]))
+    assert _publishes(subscriber) == []
+    return subscriber
+
+
+def _drain(peer: Peer) -> None:
+    peer.link.backlog = 0
+    peer.conn.set_backlogged(False)
+
+
+def test_a_waiting_retained_message_is_checked_when_sent_not_when_subscribed() -> None:
+    rules = Rules(("dev", "dev/state"), ("dev", "dev/mode"))
+    broker, _ = make_broker(authorizer=rules)
+    dev = connected(broker, "dev")
+    dev.send(Publish("dev/state", b"on", retain=True))
+    dev.send(Publish("dev/mode", b"eco", retain=True))
+    reader = _stalled_subscriber(broker, "reader")
+    rules.publish.discard(("dev", "dev/state"))  # lost while the message waited
+    _drain(reader)
+    assert [p.topic for p in _publishes(reader)] == ["dev/mode"]
+
+
+def test_a_waiting_retained_message_replaced_meanwhile_is_not_sent_after_the_new_one() -> None:
+    rules = Rules(("dev", "dev/state"))
+    broker, _ = make_broker(authorizer=rules)
+    dev = connected(broker, "dev")
+    dev.send(Publish("dev/state", b"old", retain=True))
+    reader = _stalled_subscriber(broker, "reader")
+    dev.send(Publish("dev/state", b"new", qos=1, packet_id=1, retain=True))
+    _drain(reader)
+    assert [(p.payload, p.retain) for p in _publishes(reader)] == [(b"new", False)]
+
+
+def test_retained_messages_still_waiting_when_a_persistent_session_goes_offline_are_kept() -> None:
+    """QoS 1/2 ones go into its queue and arrive when it comes back, as Mosquitto's do."""
+    rules = Rules(("dev", "a"), ("dev", "b"), ("dev", "c"))
+    broker, _ = make_broker(authorizer=rules)
+    dev = connected(broker, "dev")
+    for topic in "abc":
+        dev.send(Publish(topic, topic.encode(), qos=1, packet_id=ord(topic), retain=True))
+    rules.publish.add(("dev", "zero"))
+    dev.send(Publish("zero", b"0", retain=True))
+    keep = {"clean_start": False, "properties": Properties(session_expiry_interval=3600)}
+    reader = _stalled_subscriber(broker, "reader", **keep)
+    reader.lose()
+    back = Peer(broker, 5)
+    assert back.connect("reader", **keep).session_present
+    got = _publishes(back)
+    assert [(p.topic, p.retain) for p in got] == [("a", True), ("b", True), ("c", True)]
+
+
+def test_retained_messages_queued_for_an_offline_session_survive_a_crash(tmp_path: Any) -> None:
+    keep = {"clean_start": False, "properties": Properties(session_expiry_interval=3600)}
+    rights = (("dev", "a"), ("dev", "b"))
+
+    async def first() -> Any:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(authorizer=Rules(*rights), store=journal)
+        await settle(journal)
+        dev = connected(broker, "dev")
+        dev.send(Publish("a", b"1", 1, retain=True, packet_id=1))
+        dev.send(Publish("b", b"2", 1, retain=True, packet_id=2))
+        reader = Peer(broker, 5)
+        reader.send(Connect(protocol_level=5, client_id="reader", **keep))
+        await settle(journal)
+        reader.link.backlog = broker.config.max_write_buffer + 1
+        reader.conn.set_backlogged(True)
+        reader.send(Subscribe(1, [Subscription("#", 1)]))
+        await settle(journal)
+        assert _publishes(reader) == []
+        reader.lose()
+        await settle(journal)
+        crash(broker)
+        return clock
+
+    clock = asyncio.run(first())
+
+    async def restart() -> list[tuple[str, bool]]:
+        journal = Journal(str(tmp_path))
+        broker = _restarted_with(journal, Rules(*rights), clock)
+        back = Peer(broker, 5)
+        back.send(Connect(protocol_level=5, client_id="reader", **keep))
+        await settle(journal)
+        packets = back.received()
+        assert isinstance(packets[0], Connack) and packets[0].session_present
+        got = [(p.topic, p.retain) for p in packets if isinstance(p, Publish)]
+        crash(broker)
+        return got
+
+    assert asyncio.run(restart()) == [("a", True), ("b", True)]

@@ -52,6 +52,7 @@ from broker.mqtt.topics import is_share_name
 
 if TYPE_CHECKING:
     from broker.engine.broker import Broker
+    from broker.engine.retained import Slot
     from broker.engine.session import Session
     from broker.engine.topics import SubOptions
     from broker.mqtt.decoder import StreamDecoder
@@ -128,8 +129,9 @@ class Connection:
         # the socket drains to its low-water mark (set_backlogged(False)).
         self.shedding = False
         self.backlog_since = 0.0
-        # Retained messages a subscription matched, not yet sent, with its options.
-        self.retained_pending: deque[tuple[Message, SubOptions]] | None = None
+        # Retained messages a subscription matched, not yet sent: where each was, the
+        # message, the subscription's options.
+        self.retained_pending: deque[tuple[Slot, Message, SubOptions]] | None = None
         # Overflowed with --slow-client disconnect: its disconnection is scheduled.
         self.condemned = False
         self.will: Will | None = None

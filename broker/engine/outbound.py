@@ -224,7 +224,9 @@ def pump_retained(conn: Connection) -> None:
         inflight = session.inflight
         if (queue is not None and queue.items) or (inflight is not None and len(inflight) >= conn.send_quota):
             return
-        message, opts = pending.popleft()
+        slot, message, opts = pending.popleft()
+        if slot.message is not message:
+            continue  # replaced or cleared since: the subscriber got the new one as it came
         delivery = retained_delivery(conn, message, opts)
         if delivery is not None:
             send_publish(conn, message, delivery[0], True, delivery[1])  # RETAIN 1 [MQTT-3.3.1-8]
@@ -234,12 +236,9 @@ def pump_retained(conn: Connection) -> None:
 def retained_delivery(conn: Connection, message: Message,
                       opts: SubOptions) -> tuple[int, tuple[int, ...]] | None:
     """(QoS, subscription ids) for sending a retained message a subscription matched, or None
-    when it should not go now: it was replaced or cleared since (the subscriber got the new
-    one as it was published), it expired, or the ACLs no longer let it through."""
+    when it should not go now: it expired, or the ACLs no longer let it through."""
     broker = conn.broker
     retained = broker.retained
-    if retained.get(message.topic) is not message:
-        return None
     if message.expiry_at is not None and message.expiry_at <= broker.now():
         retained.clear(message.topic)
         return None
@@ -272,7 +271,9 @@ def queue_retained(conn: Connection) -> list[tuple[Session, Outgoing]]:
         return queued
     broker = conn.broker
     config = broker.config
-    for message, opts in pending:
+    for slot, message, opts in pending:
+        if slot.message is not message:
+            continue
         delivery = retained_delivery(conn, message, opts)
         if delivery is None or not delivery[0]:
             continue

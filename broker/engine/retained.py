@@ -13,11 +13,16 @@ if TYPE_CHECKING:
 
 
 class _Node:
+    """A topic's place in the store: `message` is what it holds now (None: nothing)."""
+
     __slots__ = ("children", "message")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node] = {}
         self.message: Message | None = None
+
+
+Slot = _Node
 
 
 def _empty(node: _Node) -> bool:
@@ -89,26 +94,31 @@ class RetainedStore:
         trie.prune(self._root, topic.split("/"), _empty)
 
     def match(self, topic_filter: str) -> list[Message]:
-        """Retained messages whose topic the filter matches.
+        """Retained messages whose topic the filter matches."""
+        return [slot.message for slot in self.slots(topic_filter) if slot.message is not None]
+
+    def slots(self, topic_filter: str) -> list[Slot]:
+        """The places of the retained messages the filter matches: what one holds later says
+        whether its message was replaced or cleared meanwhile.
 
         The reverse of the other tries' walks: names are stored and the filter asks, so a
         `+` or `#` in the question fans out over the stored children (a depth-first walk),
         where the subscription trie follows at most three children per node.
         """
-        out: list[Message] = []
+        out: list[_Node] = []
         self._walk(self._root, topic_filter.split("/"), 0, out)
         return out
 
-    def _walk(self, node: _Node, levels: list[str], i: int, out: list[Message]) -> None:
+    def _walk(self, node: _Node, levels: list[str], i: int, out: list[_Node]) -> None:
         if i == len(levels):
             if node.message is not None:
-                out.append(node.message)
+                out.append(node)
             return
         level = levels[i]
         if level == "#":
             # The parent level itself matches too ("a/#" matches "a") [MQTT-4.7.1-2].
             if node.message is not None and i > 0:
-                out.append(node.message)
+                out.append(node)
             guarded = i in self._dollar_levels
             for name, child in node.children.items():
                 if guarded and name.startswith("$"):
@@ -126,15 +136,15 @@ class RetainedStore:
         if exact is not None:
             self._walk(exact, levels, i + 1, out)
 
-    def _subtree(self, node: _Node, out: list[Message]) -> None:
+    def _subtree(self, node: _Node, out: list[_Node]) -> None:
         stack = [node]
         while stack:
             current = stack.pop()
             if current.message is not None:
-                out.append(current.message)
+                out.append(current)
             stack.extend(current.children.values())
 
     def __iter__(self) -> Iterator[Message]:
-        out: list[Message] = []
+        out: list[_Node] = []
         self._subtree(self._root, out)
-        return iter(out)
+        return iter([slot.message for slot in out if slot.message is not None])

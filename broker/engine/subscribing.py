@@ -95,7 +95,8 @@ def handle_subscribe(conn: Connection, packet: Subscribe) -> None:
         if pending is None:
             pending = conn.retained_pending = deque()
         for mounted, opts in retained:
-            pending.extend((message, opts) for message in broker.retained.match(mounted))
+            pending.extend((slot, slot.message, opts) for slot in broker.retained.slots(mounted)
+                           if slot.message is not None)
         # Sent as fast as the client reads them, not all into its buffer at once (where
         # what did not fit would be dropped as for a slow client); each one checked as it
         # goes (expiry, ACLs), not when the subscription was made.

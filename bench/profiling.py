@@ -105,8 +105,10 @@ def profile_roost(
     if scenario.tls or scenario.platform:
         return {"error": f"{scenario.name}: only plain standalone scenarios are profiled"}
     warmup, duration = max(opts.warmup, 1.0), max(opts.duration, 3.0)
-    # Roost as the scenario runs it: plain, or its first configuration (durable: ack).
-    name = next((b for b in scenario.brokers if b.startswith(brokers.ROOST)), brokers.ROOST)
+    # Roost as the scenario runs it: plain, or the first of its configurations (durable:
+    # ack, none) that --brokers asked for.
+    mine = [b for b in scenario.brokers if b.startswith(brokers.ROOST)] or [brokers.ROOST]
+    name = next((b for b in mine if b in opts.broker_list), mine[0])
     broker = brokers.start(name, ctx["workdir"], ctx["python"], extra=scenario.broker_args)
     raw_path = ctx["workdir"] / "py-spy.txt"
     spy_out: dict[str, str] = {}

@@ -10,6 +10,10 @@ Files in the persistence directory:
   length runs past the end of the file or whose CRC does not match (a torn write, a crash
   in the middle of an append) ends the replay; the file is cut back to the last good frame.
   Nothing in a torn frame was acknowledged: acknowledgements wait for its fsync.
+  The file is grown ahead of the frames in zero-filled steps (`PREALLOCATE`), so a commit
+  overwrites blocks that already exist and `fdatasync` has no file size to journal: about
+  half the cost of an append and fsync. Zeros end a replay as a torn frame does (a zero
+  length with a zero CRC is an empty body, which is not a record).
 
 Records are appended to a buffer on the event loop; one flusher task hands each batch to a
 worker thread that writes it and calls fsync once for the whole batch (group commit), then
@@ -68,6 +72,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<II")
+PREALLOCATE = 8 << 20
+"""Bytes of zeros the log grows by ahead of its frames."""
+_ZEROS = bytes(1 << 20)
 ACK = "ack"
 INTERVAL = "interval"
 NONE = "none"
@@ -284,7 +291,8 @@ class Journal:
         """Journal ids from this one on were given since the last write began."""
         self._unwritten = b""  # a frame whose write failed, written first next time
         self._waiters: deque[tuple[int, Callable[[], None]]] = deque()
-        self._file: Any = None
+        self._fd = -1
+        self._allocated = 0  # size of the log file: frames up to log_bytes, zeros after
         self._lock = threading.Lock()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -319,17 +327,18 @@ class Journal:
                 except (IndexError, KeyError, TypeError, ValueError):
                     logger.warning("skipped a malformed journal record %.80r", record)
             records = len(parsed)
-            if good < len(data):
+            if data.count(0, good) != len(data) - good:
                 logger.warning("journal %s: ignored %d bytes of a torn or corrupt tail",
-                               log_path, len(data) - good)
-                os.truncate(log_path, good)
+                               log_path, len(data.rstrip(b"\0")) - good)
+                os.truncate(log_path, good)  # zeros (preallocated, not torn) may stay
+                data = data[:good]
             self.log_bytes = good
         for name in os.listdir(self.directory):
             match = self._log_name.match(name)
             if match and int(match.group(1)) != self.generation:
                 os.unlink(os.path.join(self.directory, name))
         self.next_id = self.pending_from = replay.last_id + 1
-        self._file = open(log_path, "ab", buffering=0)  # noqa: SIM115 - open for the broker's lifetime
+        self._open_log(log_path, len(data))
         _fsync_dir(self.directory)
         logger.info("journal: replayed %d record(s) of generation %d", records, self.generation)
         self.replaying = True  # until `start`: the broker restores what we return
@@ -436,11 +445,11 @@ class Journal:
         old = self.generation
         new = old + 1
         self.snapshot_bytes = write_snapshot(self.directory, snap, new, self.filename)
-        self._file.close()
-        self._file = open(self._log_path(new), "ab", buffering=0)  # noqa: SIM115
+        os.close(self._fd)
+        self.log_bytes = 0
+        self._open_log(self._log_path(new), 0)
         _fsync_dir(self.directory)
         self.generation = new
-        self.log_bytes = 0
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._log_path(old))
 
@@ -450,31 +459,51 @@ class Journal:
             self._task.cancel()
             self._task = None
         with self._lock:
-            if self._closed or self._file is None:
+            if self._closed or self._fd < 0:
                 return
             if snap is not None:
                 self._compact(snap)
             else:
                 self._append(self._unwritten + self._frame_buffer())
             self._buffer.clear()
-            self._file.close()
+            os.close(self._fd)
+            self._fd = -1
             self._closed = True
 
+    def _open_log(self, path: str, size: int) -> None:
+        """Open a log to write frames from `log_bytes` on; `size` is what the file holds."""
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._allocated = size
+
     def _append(self, data: bytes) -> None:
-        """Caller holds the lock. Write and fsync; after a failure, cut the log back to where
-        it was, so that the retry does not follow a partial frame that would end a replay."""
-        fd = self._file.fileno()
-        start = os.lseek(fd, 0, os.SEEK_END)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, start)
-            raise
-        self.log_bytes += len(data)
+        """Caller holds the lock. Write at the end of the frames and fdatasync. A failed
+        write moves nothing: its retry (which starts with the same bytes) writes over it,
+        so a partial frame never sits in front of a good one."""
+        fd = self._fd
+        start = self.log_bytes
+        end = start + len(data)
+        if end > self._allocated:
+            self._grow(end)
+        view = memoryview(data)
+        pos = start
+        while view:
+            written = os.pwrite(fd, view, pos)
+            view = view[written:]
+            pos += written
+        os.fdatasync(fd)
+        self.log_bytes = end
+
+    def _grow(self, needed: int) -> None:
+        """Zero-fill the log past `needed` and make the new size durable (an fsync per
+        PREALLOCATE bytes of log, not per commit)."""
+        fd = self._fd
+        size = self._allocated
+        target = needed + PREALLOCATE
+        while size < target:
+            chunk = min(len(_ZEROS), target - size)
+            size += os.pwrite(fd, memoryview(_ZEROS)[:chunk], size)
+        os.fsync(fd)
+        self._allocated = size
 
     def _frame_buffer(self) -> bytes:
         """The buffered records as one frame (one CRC and header per group commit)."""

@@ -252,6 +252,53 @@ def test_garbage_after_the_last_record_is_ignored_and_cut_off(tmp_path):
     assert os.path.getsize(log_path(tmp_path)) == good
 
 
+def test_the_log_is_preallocated_and_its_zeros_are_neither_records_nor_a_torn_tail(tmp_path, monkeypatch, caplog):
+    import broker.engine.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "PREALLOCATE", 4096)  # grown many times below
+
+    async def first() -> FakeClock:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(store=journal)
+        await durable_subscriber(broker, journal)
+        pub = await plain_client(broker, journal)
+        for pid in range(1, 201):
+            pub.send(Publish("x/1", b"%d" % pid + b"." * 100, 1, packet_id=pid))
+            if pid % 20 == 0:
+                await settle(journal)
+        await settle(journal)
+        assert acks(pub, Puback) == list(range(1, 201))
+        assert os.path.getsize(log_path(tmp_path)) > journal.log_bytes  # zeros ahead
+        crash(broker)
+        return clock
+
+    clock = run(first)
+    size = os.path.getsize(log_path(tmp_path))
+
+    async def second() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(clock=clock, store=journal)
+        session = broker.sessions[("", "s")]
+        got = [o.message.payload.split(b".")[0] for o in (*session.inflight.values(), *session.queue)]
+        assert got == [b"%d" % pid for pid in range(1, 201)]
+        broker.stop()
+
+    caplog.set_level("WARNING", logger="broker.engine.journal")
+    run(second)
+    assert not [r for r in caplog.records if "torn" in r.getMessage()]
+    assert size > 8 * 4096  # grown step by step
+
+
+def test_a_torn_frame_in_the_preallocated_part_is_cut_off(tmp_path):
+    write_journal(tmp_path, [SESSION_RECORD])
+    good = os.path.getsize(log_path(tmp_path))
+    with open(log_path(tmp_path), "ab") as f:
+        f.write(frame(["E", "", "s"])[:-3] + bytes(10000))  # torn, then preallocated zeros
+    snap = Journal(str(tmp_path)).load()
+    assert [s.client_id for s in snap.sessions] == ["s"]
+    assert os.path.getsize(log_path(tmp_path)) == good
+
+
 def test_a_record_whose_checksum_does_not_match_ends_the_replay(tmp_path):
     data = frame(SESSION_RECORD) + frame(["E", "", "s"])
     corrupt = bytearray(data)
@@ -276,28 +323,30 @@ def test_one_group_commit_is_one_frame_of_records_a_line_each(tmp_path):
 
     run(scenario)
     with open(log_path(tmp_path), "rb") as f:
-        records, good = read_records(f.read())
-    assert [r[0] for r in records].count("D") == 5 and good == os.path.getsize(log_path(tmp_path))
+        data = f.read()
+    records, good = read_records(data)
+    assert [r[0] for r in records].count("D") == 5
+    assert data.count(0, good) == len(data) - good  # then only the preallocated zeros
 
 
 def test_a_failed_write_leaves_no_partial_frame_before_its_retry(tmp_path, monkeypatch):
     import broker.engine.journal as journal_module
 
-    real_write = os.write
+    real_write = os.pwrite
     failures = []
 
-    def half_then_fail(fd: int, data: Any) -> int:
-        if not failures:
-            failures.append(real_write(fd, bytes(data[: len(data) // 2])))
+    def half_then_fail(fd: int, data: Any, offset: int) -> int:
+        if not failures and len(data) < journal_module.PREALLOCATE:  # a frame, not zeros
+            failures.append(real_write(fd, bytes(data[: len(data) // 2]), offset))
             raise OSError(28, "No space left on device")
-        return real_write(fd, data)
+        return real_write(fd, data, offset)
 
     async def first() -> FakeClock:
         journal = Journal(str(tmp_path))
         broker, clock = make_broker(store=journal)
         await durable_subscriber(broker, journal)
         pub = await plain_client(broker, journal)
-        monkeypatch.setattr(journal_module.os, "write", half_then_fail)
+        monkeypatch.setattr(journal_module.os, "pwrite", half_then_fail)
         pub.send(Publish("x/1", b"kept", 1, packet_id=1))
         for _ in range(3000):  # the retry comes a second after the failure
             await asyncio.sleep(0.001)

@@ -6,6 +6,7 @@ import base64
 import os
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -86,6 +87,11 @@ def test_every_message_acknowledged_before_a_kill_is_delivered_after_the_restart
         assert sorted(set(got)) == sorted(expected)
 
 
+def frames_end(log: Path) -> int:
+    """Where the log's intact frames end (the preallocated zeros follow)."""
+    return read_records(log.read_bytes())[1]
+
+
 def test_a_torn_final_write_is_ignored_and_everything_before_it_replays(start_broker, tmp_path):
     state = tmp_path / "state"
     broker = start_broker("--persist", str(state))
@@ -93,7 +99,8 @@ def test_a_torn_final_write_is_ignored_and_everything_before_it_replays(start_br
     publish_all(broker.port, 1, 100)
     broker.kill()
     [log] = list(state.glob("roost-broker.*.log"))
-    with open(log, "ab") as f:
+    with open(log, "r+b") as f:
+        f.seek(frames_end(log))  # into the zeros the log is preallocated with
         f.write(b"\x40\x00\x00\x00\x12\x34")  # a record header whose body never made it
     broker.restart()
     assert any("ignored 6 bytes" in line for line in broker.lines)
@@ -107,7 +114,9 @@ def test_a_log_cut_in_the_middle_of_its_last_group_commit_replays_every_one_befo
     publish_all(broker.port, 1, 100)
     broker.kill()
     [log] = list(state.glob("roost-broker.*.log"))
-    os.truncate(log, log.stat().st_size - 3)  # the last frame (one group commit) is torn
+    with open(log, "r+b") as f:
+        f.seek(frames_end(log) - 3)
+        f.write(bytes(3))  # the last frame (one group commit) is torn: its end never written
     intact, _ = read_records(log.read_bytes())
     kept = [base64.b64decode(r[3]) for r in intact if r[0] == "D"]
     assert 0 < len(kept) < 100 and kept == [b"%d" % i for i in range(len(kept))]
@@ -123,7 +132,8 @@ def test_a_garbage_tail_is_ignored(start_broker, tmp_path):
     publish_all(broker.port, 1, 10)
     broker.kill()
     [log] = list(state.glob("roost-broker.*.log"))
-    with open(log, "ab") as f:
+    with open(log, "r+b") as f:
+        f.seek(frames_end(log))
         f.write(os.urandom(300))
     broker.restart()
     assert len(set(collect(broker.port, 10))) == 10

@@ -3,6 +3,8 @@
     .venv/bin/python bench/run.py                 # every scenario, 3 rounds (under 15 minutes)
     .venv/bin/python bench/run.py --quick         # smoke run: 1 round, short and small
     .venv/bin/python bench/run.py --scenarios fanin-qos0,latency-qos1 --rounds 5
+    .venv/bin/python bench/run.py --scenarios durable-fanin-qos1 --brokers roost-ack \
+        --rounds 1 --profile durable-fanin-qos1   # where Roost's time goes in one scenario
 
 Each scenario runs against Roost standalone and Mosquitto (its defaults, and
 with set_tcp_nodelay), alternating A B A B for every round, each broker fresh

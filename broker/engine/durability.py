@@ -121,8 +121,27 @@ def _key(session: Session) -> str:
 
 
 def delivery_sent(journal: Journal, session: Session, out: Outgoing) -> None:
-    released = 1 if out.released else 0
-    journal.append_body(f'["P",{_key(session)},{out.jid},{out.packet_id},{released}]')
+    """A queued delivery got its packet id (or a QoS 2 one its PUBREC). Recorded when its
+    group commit is written, with the state it has then, and not at all once acknowledged:
+    a subscriber that keeps up writes an "A" record for its deliveries but no "P"."""
+    journal.append_deferred(_Sent(session, out))
+
+
+class _Sent:
+    """A "P" record waiting for its group commit."""
+
+    __slots__ = ("session", "out")
+
+    def __init__(self, session: Session, out: Outgoing) -> None:
+        self.session = session
+        self.out = out
+
+    def body(self) -> str | None:
+        out = self.out
+        if not out.jid:
+            return None
+        released = 1 if out.released else 0
+        return f'["P",{_key(self.session)},{out.jid},{out.packet_id},{released}]'
 
 
 def delivery_done(journal: Journal, session: Session, out: Outgoing) -> None:

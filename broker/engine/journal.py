@@ -20,7 +20,7 @@ worker thread that writes it and calls fsync once for the whole batch (group com
 runs the callbacks waiting for anything in it (held acknowledgements: `HeldLink`). Nothing
 blocks the loop, and there is no task per message. A record may be made only when its
 batch is written (`append_deferred`): a message queued for a session is recorded without
-the deliveries acknowledged by then, or not at all.
+the deliveries acknowledged by then, or not at all, and so is a delivery's packet id.
 
 Compaction writes a new snapshot (temp file, fsync, rename, fsync of the directory) with
 generation N+1, starts log N+1 and deletes log N. A crash at any point leaves either the

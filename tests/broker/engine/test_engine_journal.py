@@ -515,6 +515,45 @@ def test_a_delivery_acknowledged_before_its_group_commit_writes_nothing(tmp_path
     run(second)
 
 
+def test_a_queued_delivery_acknowledged_before_its_commit_writes_no_sent_record(tmp_path):
+    """"P" records are made at the group commit too: one that was acknowledged by then is
+    left out (its "A" says all), one still in flight keeps its packet id across a crash."""
+
+    async def first() -> FakeClock:
+        journal = Journal(str(tmp_path))
+        broker, clock = make_broker(store=journal, max_inflight=1)
+        sub = await durable_subscriber(broker, journal)
+        pub = await plain_client(broker, journal)
+        for pid in (1, 2, 3):
+            pub.send(Publish("x/1", b"%d" % pid, 1, packet_id=pid))
+        await settle(journal)  # three "D" records; the first one sent, two queued
+        start = journal.log_bytes
+        for _ in range(2):
+            [sent] = [p for p in sub.received() if isinstance(p, Publish)]
+            sub.send(Puback(sent.packet_id))  # the next one goes from the queue
+        third = [p for p in sub.received() if isinstance(p, Publish)]
+        assert [p.payload for p in third] == [b"3"]
+        await settle(journal)
+        with open(log_path(tmp_path), "rb") as f:
+            f.seek(start)
+            records, _ = read_records(f.read())
+        assert [r[0] for r in records] == ["A", "A", "P"]
+        assert records[2][4] == third[0].packet_id
+        crash(broker)
+        return clock
+
+    clock = run(first)
+
+    async def second() -> None:
+        journal = Journal(str(tmp_path))
+        broker, _ = make_broker(clock=clock, store=journal)
+        inflight = broker.sessions[("", "s")].inflight or {}
+        assert [(o.packet_id, o.message.payload) for o in inflight.values()] == [(3, b"3")]
+        broker.stop()
+
+    run(second)
+
+
 def test_a_delivery_restored_after_a_crash_and_then_acknowledged_stays_done_after_another(tmp_path):
     from broker.mqtt import Connect
 

@@ -16,7 +16,7 @@ Files in the persistence directory:
   length with a zero CRC is an empty body, which is not a record).
 
 Records are appended to a buffer on the event loop; one flusher task hands each batch to a
-worker thread that writes it and calls fsync once for the whole batch (group commit), then
+worker thread that writes it and calls fdatasync once for the whole batch (group commit), then
 runs the callbacks waiting for anything in it (held acknowledgements: `HeldLink`). Nothing
 blocks the loop, and there is no task per message. A record may be made only when its
 batch is written (`append_deferred`): a message queued for a session is recorded without

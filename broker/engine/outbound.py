@@ -23,6 +23,7 @@ from broker.mqtt.reason_codes import ReasonCode
 if TYPE_CHECKING:
     from broker.engine.connection import Connection
     from broker.engine.message import Message
+    from broker.engine.retained import Slot
     from broker.engine.session import Session
     from broker.engine.topics import SubOptions
 
@@ -225,18 +226,20 @@ def pump_retained(conn: Connection) -> None:
         if (queue is not None and queue.items) or (inflight is not None and len(inflight) >= conn.send_quota):
             return
         slot, message, opts = pending.popleft()
-        if slot.message is not message:
-            continue  # replaced or cleared since: the subscriber got the new one as it came
-        delivery = retained_delivery(conn, message, opts)
+        delivery = retained_delivery(conn, slot, message, opts)
         if delivery is not None:
             send_publish(conn, message, delivery[0], True, delivery[1])  # RETAIN 1 [MQTT-3.3.1-8]
     conn.retained_pending = None
 
 
-def retained_delivery(conn: Connection, message: Message,
+def retained_delivery(conn: Connection, slot: Slot, message: Message,
                       opts: SubOptions) -> tuple[int, tuple[int, ...]] | None:
-    """(QoS, subscription ids) for sending a retained message a subscription matched, or None
-    when it should not go now: it expired, or the ACLs no longer let it through."""
+    """(QoS, subscription ids) for sending a retained message a subscription matched at
+    `slot`, or None when it should not go now: it was replaced or cleared since (the
+    subscriber got the new one as it was published), it expired, or the ACLs no longer
+    let it through."""
+    if slot.message is not message:
+        return None
     broker = conn.broker
     retained = broker.retained
     if message.expiry_at is not None and message.expiry_at <= broker.now():
@@ -272,9 +275,7 @@ def queue_retained(conn: Connection) -> list[tuple[Session, Outgoing]]:
     broker = conn.broker
     config = broker.config
     for slot, message, opts in pending:
-        if slot.message is not message:
-            continue
-        delivery = retained_delivery(conn, message, opts)
+        delivery = retained_delivery(conn, slot, message, opts)
         if delivery is None or not delivery[0]:
             continue
         out = Outgoing(message, delivery[0], True, delivery[1])

@@ -12,20 +12,17 @@ if TYPE_CHECKING:
     from broker.engine.message import Message
 
 
-class _Node:
+class Slot:
     """A topic's place in the store: `message` is what it holds now (None: nothing)."""
 
     __slots__ = ("children", "message")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
+        self.children: dict[str, Slot] = {}
         self.message: Message | None = None
 
 
-Slot = _Node
-
-
-def _empty(node: _Node) -> bool:
+def _empty(node: Slot) -> bool:
     return node.message is None
 
 
@@ -35,7 +32,7 @@ class RetainedStore:
     __slots__ = ("_root", "count", "max_count", "_dollar_levels", "publishers")
 
     def __init__(self, max_count: int = 1_000_000, mount_levels: int = 0) -> None:
-        self._root = _Node()
+        self._root = Slot()
         self.count = 0
         self.max_count = max_count
         # Levels where a "$" name is out of a wildcard's reach [MQTT-4.7.2-1]: the first
@@ -54,7 +51,7 @@ class RetainedStore:
         if not message.payload:
             self.clear(message.topic)
             return True
-        node = trie.find_or_make(self._root, message.topic.split("/"), _Node)
+        node = trie.find_or_make(self._root, message.topic.split("/"), Slot)
         if node.message is None:
             if self.count >= self.max_count:
                 self._prune(message.topic)
@@ -105,11 +102,11 @@ class RetainedStore:
         `+` or `#` in the question fans out over the stored children (a depth-first walk),
         where the subscription trie follows at most three children per node.
         """
-        out: list[_Node] = []
+        out: list[Slot] = []
         self._walk(self._root, topic_filter.split("/"), 0, out)
         return out
 
-    def _walk(self, node: _Node, levels: list[str], i: int, out: list[_Node]) -> None:
+    def _walk(self, node: Slot, levels: list[str], i: int, out: list[Slot]) -> None:
         if i == len(levels):
             if node.message is not None:
                 out.append(node)
@@ -136,7 +133,7 @@ class RetainedStore:
         if exact is not None:
             self._walk(exact, levels, i + 1, out)
 
-    def _subtree(self, node: _Node, out: list[_Node]) -> None:
+    def _subtree(self, node: Slot, out: list[Slot]) -> None:
         stack = [node]
         while stack:
             current = stack.pop()
@@ -145,6 +142,6 @@ class RetainedStore:
             stack.extend(current.children.values())
 
     def __iter__(self) -> Iterator[Message]:
-        out: list[_Node] = []
+        out: list[Slot] = []
         self._subtree(self._root, out)
         return iter([slot.message for slot in out if slot.message is not None])
